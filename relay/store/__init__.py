@@ -1,0 +1,13 @@
+"""Blob stores: where chunk and CAR bytes live, behind one small contract (see ``base``)."""
+
+from relay.store.base import BlobNotFound, BlobStore, CorruptBlob, StoreError, StoreStatistics
+from relay.store.memory import MemoryBlobStore
+
+__all__ = [
+    "BlobNotFound",
+    "BlobStore",
+    "CorruptBlob",
+    "MemoryBlobStore",
+    "StoreError",
+    "StoreStatistics",
+]

@@ -1,0 +1,73 @@
+"""The blob store contract: content-addressed, atomic, idempotent, verified.
+
+A blob is named by the multihash of its bytes (``bytes``, see ``relay.ipld.multihash``).
+Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``:
+
+- ``put(mh, data)``: store ``data`` under ``mh``. The caller guarantees ``mh`` is the
+  multihash of ``data`` (the chunker computed it); putting bytes already present is a
+  no-op. A put that returned is *readable* but not necessarily *durable*.
+- ``sync()``: every put that returned before ``sync()`` was called is durable when it
+  returns. Durability is paid once per commit batch, not once per blob: the bucket writer
+  calls ``sync()`` once before it commits a root.
+- ``get(mh, offset=0, length=None, *, expect=None)``: read a blob or a byte range of it.
+  Nothing unverified is ever returned: a whole-blob read is checked against ``mh``; a
+  partial range must name the multihash of the block it holds (``expect``, e.g. an MST
+  node inside a commit CAR) and is checked against that. A mismatch raises
+  ``CorruptBlob``; a missing blob raises ``BlobNotFound``.
+- ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op).
+- ``aclose()``: release files and connections.
+
+A torn write (a crash mid-put) must never be read back as valid: a backend either makes
+the write atomic or relies on the verification above to refuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from relay.ipld.cid import blob_key
+
+
+class StoreError(Exception):
+    """Base of the blob store's own errors (converted to S3 errors by the front door)."""
+
+
+class BlobNotFound(StoreError):
+    def __init__(self, mh: bytes) -> None:
+        super().__init__(f"blob {blob_key(mh)} not found")
+        self.multihash = mh
+
+
+class CorruptBlob(StoreError):
+    def __init__(self, mh: bytes, detail: str = "bytes do not match the multihash") -> None:
+        super().__init__(f"blob {blob_key(mh)}: {detail}")
+        self.multihash = mh
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    blobs_written: int
+    bytes_written: int
+    blobs_deduplicated: int
+    syncs: int
+    reads: int
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    async def put(self, mh: bytes, data: bytes) -> None: ...
+
+    async def get(
+        self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
+    ) -> bytes: ...
+
+    async def has(self, mh: bytes) -> bool: ...
+
+    async def delete(self, mh: bytes) -> None: ...
+
+    async def sync(self) -> None: ...
+
+    def statistics(self) -> StoreStatistics: ...
+
+    async def aclose(self) -> None: ...
