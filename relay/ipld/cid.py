@@ -7,6 +7,7 @@ carries a CID per entry and a listing decodes thousands of them.
 
 from __future__ import annotations
 
+import builtins
 from typing import Final
 
 from relay.ipld import multihash
@@ -147,7 +148,7 @@ class CID:
     def __repr__(self) -> str:
         return f"CID({self.encode()!r})"
 
-    def __reduce__(self) -> tuple[type[CID], tuple[bytes]]:
+    def __reduce__(self) -> tuple[type[CID], tuple[builtins.bytes]]:
         return (CID, (self._bytes,))
 
 

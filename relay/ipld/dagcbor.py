@@ -22,9 +22,7 @@ from relay.ipld.cid import CID
 
 _CID_TAG_HEAD = b"\xd8\x2a"  # major 6 (tag), 1-byte argument 42
 # CIDv1 + {raw, dag-pb, dag-cbor} + sha2-256/32: well-formed by construction at 37 bytes.
-_COMMON_CID_PREFIXES = frozenset(
-    {bytes((1, codec, 0x12, 32)) for codec in (0x55, 0x70, 0x71)}
-)
+_COMMON_CID_PREFIXES = frozenset({bytes((1, codec, 0x12, 32)) for codec in (0x55, 0x70, 0x71)})
 
 _pack_f64 = struct.Struct(">d").pack
 _unpack_f64 = struct.Struct(">d").unpack_from

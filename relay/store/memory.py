@@ -50,7 +50,9 @@ class MemoryBlobStore:
         self._syncs += 1
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(self._written, self._bytes, self._deduplicated, self._syncs, self._reads)
+        return StoreStatistics(
+            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
+        )
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

@@ -1,0 +1,181 @@
+"""Structural blocks by CID: MST nodes, manifests and UnixFS interior nodes.
+
+Such a block lives inside a CAR blob (a commit CAR or an index CAR); the registry knows
+where (block multihash → blob, offset, length). A read asks the store for that byte range
+*naming the block's own multihash*, so the store verifies the bytes before they reach us.
+
+The pure cores (``relay.mst``, ``relay.unixfs``) take a synchronous loader that raises
+``MissingBlock`` on a miss. ``run_with_blocks`` is the bridge: it runs a core operation
+against what is in memory, and on a miss fetches that block asynchronously and runs the
+operation again. Blocks written by a batch that is not committed yet are *pinned* here
+(``pin``/``unpin``) so the next batch can build on them before they are findable.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from relay.bucket.manifest import Manifest, decode_manifest
+from relay.ipld.cid import CID
+from relay.mst import MissingBlock, Node, NodeCache, decode_node
+from relay.registry.sqlite import SqliteRegistry
+from relay.store.base import BlobNotFound, BlobStore
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReaderStatistics:
+    block_fetches: int
+    node_cache_size: int
+    manifest_cache_size: int
+    pinned_blocks: int
+
+
+class BlockReader:
+    def __init__(
+        self,
+        store: BlobStore,
+        registry: SqliteRegistry,
+        *,
+        node_cache_capacity: int = 100_000,
+        manifest_cache_capacity: int = 20_000,
+        raw_cache_capacity: int = 1_000,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self.nodes = NodeCache(node_cache_capacity)
+        self._manifests: LruCache[CID, Manifest] = LruCache(manifest_cache_capacity)
+        self._raw: LruCache[CID, bytes] = LruCache(raw_cache_capacity)
+        self._pinned: dict[CID, bytes] = {}
+        self._pinned_nodes: dict[CID, Node] = {}
+        self._fetches = 0
+
+    # -- uncommitted blocks --------------------------------------------------------------
+
+    def pin_nodes(self, nodes: dict[CID, Node]) -> None:
+        self._pinned_nodes.update(nodes)
+
+    def pin(self, cid: CID, data: bytes) -> None:
+        self._pinned[cid] = data
+
+    def unpin_nodes(self, cids: Iterable[CID], *, committed: bool) -> None:
+        for cid in cids:
+            node = self._pinned_nodes.pop(cid, None)
+            if committed and node is not None:
+                self.nodes.put(node)
+
+    def unpin(self, cids: Iterable[CID]) -> None:
+        for cid in cids:
+            self._pinned.pop(cid, None)
+
+    # -- loaders for the pure cores ------------------------------------------------------
+
+    def node_nowait(self, cid: CID) -> Node:
+        node = self._pinned_nodes.get(cid)
+        if node is None:
+            node = self.nodes.get(cid)
+            if node is None:
+                raise MissingBlock(cid)
+        return node
+
+    def raw_nowait(self, cid: CID) -> bytes:
+        data = self._pinned.get(cid)
+        if data is None:
+            data = self._raw.get(cid)
+            if data is None:
+                raise MissingBlock(cid)
+        return data
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def fetch(self, cid: CID) -> bytes:
+        """The bytes of a structural block, verified against ``cid``."""
+        pinned = self._pinned.get(cid)
+        if pinned is not None:
+            return pinned
+        mh = cid.multihash
+        location = await self._registry.find_block(mh)
+        self._fetches += 1
+        if location is None:
+            raise BlobNotFound(mh)
+        return await self._store.get(location.blob, location.offset, location.length, expect=mh)
+
+    async def fetch_node(self, cid: CID) -> Node:
+        node = self._pinned_nodes.get(cid) or self.nodes.get(cid)
+        if node is None:
+            node = decode_node(await self.fetch(cid))
+            self.nodes.put(node)
+        return node
+
+    async def fetch_raw(self, cid: CID) -> bytes:
+        data = self._pinned.get(cid) or self._raw.get(cid)
+        if data is None:
+            data = await self.fetch(cid)
+            self._raw.put(cid, data)
+        return data
+
+    async def manifest(self, cid: CID) -> Manifest:
+        manifest = self._manifests.get(cid)
+        if manifest is None:
+            manifest = decode_manifest(await self.fetch(cid))
+            self._manifests.put(cid, manifest)
+        return manifest
+
+    def remember_manifest(self, cid: CID, manifest: Manifest) -> None:
+        self._manifests.put(cid, manifest)
+
+    def cached_manifest(self, cid: CID) -> Manifest | None:
+        return self._manifests.get(cid)
+
+    def remember_raw(self, cid: CID, data: bytes) -> None:
+        self._raw.put(cid, data)
+
+    async def run_with_nodes(self, operation: Callable[[Callable[[CID], Node]], T]) -> T:
+        """Run a pure MST operation, fetching the nodes it misses and retrying."""
+        while True:
+            try:
+                return operation(self.node_nowait)
+            except MissingBlock as missing:
+                # The node cache holds far more nodes than one operation touches, so a
+                # fetched node is still there when the retry reaches it.
+                await self.fetch_node(missing.cid)
+
+    async def run_with_raw(self, operation: Callable[[Callable[[CID], bytes]], T]) -> T:
+        """Run a pure UnixFS operation, fetching the interior nodes it misses."""
+        while True:
+            try:
+                return operation(self.raw_nowait)
+            except MissingBlock as missing:
+                await self.fetch_raw(missing.cid)
+
+    def statistics(self) -> BlockReaderStatistics:
+        return BlockReaderStatistics(
+            self._fetches, len(self.nodes), len(self._manifests), len(self._pinned_nodes)
+        )

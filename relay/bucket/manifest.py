@@ -1,0 +1,112 @@
+"""The object manifest: one DAG-CBOR block per object version, the MST's value.
+
+Shape (keys are short because a listing decodes thousands; absent optionals are omitted,
+never null, so the encoding of a manifest is unique)::
+
+    {"v": 1, "key": str, "size": int, "body": CID (UnixFS root), "chunk": int,
+     "etag": str (unquoted), "mtime": int (ms since the epoch), "type": str,
+     "meta": {str: str}, "hdrs": {str: str}, "sums": {str: bytes},
+     "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from relay.ipld import multihash
+from relay.ipld.block import Block, cbor_block
+from relay.ipld.cid import CID, RAW
+from relay.ipld.dagcbor import decode
+
+FORMAT_VERSION: Final = 1
+DEFAULT_CONTENT_TYPE: Final = "binary/octet-stream"
+
+
+class ManifestError(ValueError):
+    """A block that is not a manifest this version of relay can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    key: str
+    size: int
+    body: CID
+    chunk_size: int
+    etag: str
+    last_modified_ms: int
+    content_type: str = DEFAULT_CONTENT_TYPE
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, bytes] = field(default_factory=dict)
+    blake3: bytes | None = None
+    part_sizes: tuple[int, ...] | None = None
+
+    @property
+    def content_cid(self) -> CID | None:
+        """``x-cid``: CIDv1, raw codec, BLAKE3 multihash of the whole body."""
+        if self.blake3 is None:
+            return None
+        return CID.v1(RAW, multihash.wrap_blake3(self.blake3))
+
+    def to_ipld(self) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "key": self.key,
+            "size": self.size,
+            "body": self.body,
+            "chunk": self.chunk_size,
+            "etag": self.etag,
+            "mtime": self.last_modified_ms,
+            "type": self.content_type,
+            "meta": dict(self.metadata),
+            "hdrs": dict(self.headers),
+            "sums": dict(self.checksums),
+        }
+        if self.blake3 is not None:
+            value["b3"] = self.blake3
+        if self.part_sizes is not None:
+            value["parts"] = list(self.part_sizes)
+        return value
+
+    def to_block(self) -> Block:
+        return cbor_block(self.to_ipld())
+
+
+def _str_map(value: object, name: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ManifestError(f"manifest field {name!r} must map strings to strings")
+    return value
+
+
+def manifest_from_ipld(value: object) -> Manifest:
+    if not isinstance(value, dict) or value.get("v") != FORMAT_VERSION:
+        raise ManifestError("not a version 1 relay manifest")
+    try:
+        sums = value["sums"]
+        if not isinstance(sums, dict) or not all(isinstance(v, bytes) for v in sums.values()):
+            raise ManifestError("manifest checksums must map names to bytes")
+        parts = value.get("parts")
+        manifest = Manifest(
+            key=value["key"],
+            size=value["size"],
+            body=value["body"],
+            chunk_size=value["chunk"],
+            etag=value["etag"],
+            last_modified_ms=value["mtime"],
+            content_type=value["type"],
+            metadata=_str_map(value["meta"], "meta"),
+            headers=_str_map(value["hdrs"], "hdrs"),
+            checksums=sums,
+            blake3=value.get("b3"),
+            part_sizes=None if parts is None else tuple(parts),
+        )
+    except KeyError as exc:
+        raise ManifestError(f"manifest lacks field {exc}") from None
+    if not isinstance(manifest.body, CID) or not isinstance(manifest.key, str):
+        raise ManifestError("manifest body must be a CID and key a string")
+    return manifest
+
+
+def decode_manifest(data: bytes) -> Manifest:
+    return manifest_from_ipld(decode(data))

@@ -1,0 +1,27 @@
+"""The fixed-size chunk relay and its hashing pipeline."""
+
+from relay.chunker.pipeline import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    BodyHasher,
+    BodyTooLarge,
+    Checksum,
+    ChunkedBody,
+    ChunkerConfig,
+    Leaf,
+    chunk_into_store,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
+    "BodyHasher",
+    "BodyTooLarge",
+    "Checksum",
+    "ChunkedBody",
+    "ChunkerConfig",
+    "Leaf",
+    "chunk_into_store",
+]

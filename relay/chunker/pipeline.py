@@ -1,0 +1,225 @@
+"""The fixed-size chunk relay: an async byte stream in, content-addressed chunks out.
+
+Theory of operation. A body arrives as pieces of any size. The reader copies them into ONE
+reusable buffer of ``chunk_size`` bytes; each time it fills, the chunk is copied out once
+(``bytes(buffer)``, the copy the store needs anyway) and handed over a channel of one slot
+to the hashing stage, and the reader goes straight back to the socket. The hashing stage
+runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
+CRC32 / CRC32C / SHA1 / SHA256) and the chunk's own sha2-256 in worker threads — MD5, the
+slowest, on one thread while the others run on a second, so two cores overlap them;
+hashlib and blake3 release the GIL on large buffers — then starts the chunk's blob put
+and goes back for the next chunk. At most ``max_puts_in_flight`` puts run at once; the
+hashing stage waits for a free slot before it starts another, which stalls the channel,
+which stalls the reader, which stops reading the socket: backpressure all the way to TCP.
+
+Peak memory is about ``chunk_size × (max_puts_in_flight + 3)``: the buffer being filled,
+the chunk in the channel, the chunk being hashed, and the chunks being stored. It does
+not depend on the body's size.
+
+A body of at most one chunk becomes one leaf (an empty body the leaf of ``b""``), so its
+UnixFS root is that raw leaf, as in IPFS. If anything fails (the source, a hash, a put)
+the nursery cancels the rest and the error propagates: blobs already stored are orphans
+that nothing references, and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import zlib
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import blake3
+import google_crc32c
+import trio
+
+from relay.errorgroups import single_error
+from relay.ipld.cid import CID
+from relay.ipld.multihash import wrap_sha2_256
+from relay.store.base import BlobStore
+
+MIN_CHUNK_SIZE: Final = 16 << 10
+MAX_CHUNK_SIZE: Final = 16 << 20
+DEFAULT_CHUNK_SIZE: Final = 1 << 20
+# Four puts in flight keep a disk or a nearby upstream busy while the next chunk hashes,
+# and bound the memory to a few chunks per upload.
+DEFAULT_MAX_PUTS_IN_FLIGHT: Final = 4
+# Below this, handing a chunk to a worker thread costs more than hashing it in place.
+_THREAD_HASH_THRESHOLD: Final = 64 << 10
+
+
+class Checksum(enum.Enum):
+    """Whole-body checksums S3 clients may ask for (``x-amz-checksum-*``)."""
+
+    CRC32 = "crc32"
+    CRC32C = "crc32c"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the limit the caller set (S3: EntityTooLarge)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One stored chunk: a raw block, named by a CIDv1 (raw, sha2-256)."""
+
+    cid: CID
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkedBody:
+    leaves: tuple[Leaf, ...]
+    size: int
+    md5: bytes
+    blake3: bytes
+    checksums: dict[Checksum, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerConfig:
+    chunk_size_bytes: int = DEFAULT_CHUNK_SIZE
+    max_puts_in_flight: int = DEFAULT_MAX_PUTS_IN_FLIGHT
+
+    def __post_init__(self) -> None:
+        if not MIN_CHUNK_SIZE <= self.chunk_size_bytes <= MAX_CHUNK_SIZE:
+            raise ValueError(
+                f"chunk size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes"
+            )
+        if self.max_puts_in_flight < 1:
+            raise ValueError("at least one put must be allowed in flight")
+
+
+class _Crc:
+    """CRC32 / CRC32C as running state with a hashlib-like face."""
+
+    def __init__(self, extend: Callable[[int, bytes], int]) -> None:
+        self._extend = extend
+        self._value = 0
+
+    def update(self, data: bytes) -> None:
+        self._value = self._extend(self._value, data)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+def _crc32_extend(value: int, data: bytes) -> int:
+    return zlib.crc32(data, value)
+
+
+def _crc32c_extend(value: int, data: bytes) -> int:
+    return int(google_crc32c.extend(value, data))
+
+
+def _new_checksum(kind: Checksum) -> _Crc | hashlib._Hash:
+    if kind is Checksum.CRC32:
+        return _Crc(_crc32_extend)
+    if kind is Checksum.CRC32C:
+        return _Crc(_crc32c_extend)
+    if kind is Checksum.SHA1:
+        return hashlib.sha1()
+    return hashlib.sha256()
+
+
+class BodyHasher:
+    """The whole-body digests, fed chunk by chunk, in order."""
+
+    def __init__(self, checksums: frozenset[Checksum] = frozenset()) -> None:
+        self._md5 = hashlib.md5()
+        self._blake3 = blake3.blake3()
+        self._extra = {kind: _new_checksum(kind) for kind in checksums}
+
+    def _update_all_but_md5(self, chunk: bytes) -> bytes:
+        self._blake3.update(chunk)
+        for hasher in self._extra.values():
+            hasher.update(chunk)
+        return hashlib.sha256(chunk).digest()
+
+    def update_nowait(self, chunk: bytes) -> bytes:
+        """Feed a chunk on this thread; return the chunk's sha2-256 digest."""
+        self._md5.update(chunk)
+        return self._update_all_but_md5(chunk)
+
+    async def update(self, chunk: bytes) -> bytes:
+        """Feed a chunk, MD5 on one worker thread and the rest on another."""
+        if len(chunk) < _THREAD_HASH_THRESHOLD:
+            return self.update_nowait(chunk)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, self._md5.update, chunk)
+            digest = await trio.to_thread.run_sync(self._update_all_but_md5, chunk)
+        return digest
+
+    def md5(self) -> bytes:
+        return self._md5.digest()
+
+    def blake3(self) -> bytes:
+        return self._blake3.digest()
+
+    def checksums(self) -> dict[Checksum, bytes]:
+        return {kind: hasher.digest() for kind, hasher in self._extra.items()}
+
+
+async def chunk_into_store(
+    source: AsyncIterable[bytes],
+    store: BlobStore,
+    config: ChunkerConfig = ChunkerConfig(),
+    *,
+    checksums: frozenset[Checksum] = frozenset(),
+    max_body_bytes: int | None = None,
+) -> ChunkedBody:
+    """Stream ``source`` into ``store`` as fixed-size raw chunks; see the module docstring."""
+    chunk_size = config.chunk_size_bytes
+    hasher = BodyHasher(checksums)
+    leaves: list[Leaf] = []
+    put_slots = trio.Semaphore(config.max_puts_in_flight)
+    send_chunk, receive_chunk = trio.open_memory_channel[bytes](1)
+
+    async def put_chunk(mh: bytes, chunk: bytes) -> None:
+        try:
+            await store.put(mh, chunk)
+        finally:
+            put_slots.release()
+
+    async def hash_and_store(nursery: trio.Nursery) -> None:
+        async with receive_chunk:
+            async for chunk in receive_chunk:
+                digest = await hasher.update(chunk)
+                leaves.append(Leaf(CID.raw_sha256(digest), len(chunk)))
+                await put_slots.acquire()
+                nursery.start_soon(put_chunk, wrap_sha2_256(digest), chunk)
+
+    size = 0
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hash_and_store, nursery)
+            async with send_chunk:
+                buffer = bytearray(chunk_size)
+                view = memoryview(buffer)
+                filled = 0
+                async for piece in source:
+                    size += len(piece)
+                    if max_body_bytes is not None and size > max_body_bytes:
+                        raise BodyTooLarge(max_body_bytes)
+                    taken = 0
+                    while taken < len(piece):
+                        n = min(chunk_size - filled, len(piece) - taken)
+                        view[filled : filled + n] = piece[taken : taken + n]
+                        filled += n
+                        taken += n
+                        if filled == chunk_size:
+                            await send_chunk.send(bytes(buffer))
+                            filled = 0
+                if filled or size == 0:
+                    await send_chunk.send(bytes(view[:filled]))
+                view.release()
+
+    return ChunkedBody(tuple(leaves), size, hasher.md5(), hasher.blake3(), hasher.checksums())

@@ -1,0 +1,24 @@
+"""Bucket roots, commit history, block locations, multipart state, location claims."""
+
+from relay.registry.base import (
+    BlockLocation,
+    BucketExists,
+    BucketMissing,
+    BucketRecord,
+    CommitConflict,
+    CommitRecord,
+    RegistryError,
+)
+from relay.registry.sqlite import SqliteRegistry, open_sqlite_registry
+
+__all__ = [
+    "BlockLocation",
+    "BucketExists",
+    "BucketMissing",
+    "BucketRecord",
+    "CommitConflict",
+    "CommitRecord",
+    "RegistryError",
+    "SqliteRegistry",
+    "open_sqlite_registry",
+]

@@ -1,0 +1,71 @@
+"""What the registry records, and its errors.
+
+The registry is the small, strongly consistent part of relay's state: which buckets
+exist and the root CID each one currently *is*; the commit log (every root a bucket has
+had, which makes snapshots, ``relay log`` and diffs possible); where each structural block
+(MST node, manifest, UnixFS interior node) sits inside the CAR blob that holds it; and the
+tables multipart uploads and location claims need. Everything else is content-addressed
+and lives in the blob store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.ipld.cid import CID
+
+
+class RegistryError(Exception):
+    """Base of the registry's own errors."""
+
+
+class BucketExists(RegistryError):
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(f"bucket {name!r} exists")
+        self.name = name
+        self.owner = owner
+
+
+class BucketMissing(RegistryError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"bucket {name!r} does not exist")
+        self.name = name
+
+
+class CommitConflict(RegistryError):
+    """The bucket's root moved since the writer read it (another process committed)."""
+
+    def __init__(self, name: str, expected_version: int) -> None:
+        super().__init__(f"bucket {name!r} is no longer at version {expected_version}")
+        self.name = name
+        self.expected_version = expected_version
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRecord:
+    name: str
+    owner: str
+    created_ms: int
+    root: CID
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    bucket: str
+    version: int
+    root: CID
+    time_ms: int
+    car: bytes | None  # multihash of the commit CAR blob (None for the bucket's creation)
+    puts: int
+    deletes: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLocation:
+    """A block (by multihash) is ``blob[offset : offset + length]``."""
+
+    block: bytes
+    blob: bytes
+    offset: int
+    length: int

@@ -1,0 +1,309 @@
+"""The SQLite registry (the embedded default).
+
+WAL mode with ``synchronous=FULL``: a commit that returned survives a crash or a power
+cut. Two connections: one for writes, one for reads, each used by one worker thread at a
+time (a ``CapacityLimiter`` of one), so the trio thread never blocks on SQLite and reads
+proceed while a commit is being written (WAL readers do not wait for the writer).
+
+The root swap is a compare-and-swap on the bucket's version, in the same transaction as
+the commit log row and the block locations of the commit's CARs: after a crash either all
+of a commit is visible or none of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final, TypeVar
+
+import trio
+
+from relay.ipld.cid import CID
+from relay.registry.base import (
+    BlockLocation,
+    BucketExists,
+    BucketMissing,
+    BucketRecord,
+    CommitConflict,
+    CommitRecord,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commits (
+    bucket TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    time_ms INTEGER NOT NULL,
+    car BLOB,
+    puts INTEGER NOT NULL,
+    deletes INTEGER NOT NULL,
+    PRIMARY KEY (bucket, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS block_locations (
+    block BLOB PRIMARY KEY,
+    blob BLOB NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS multipart_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    request BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS multipart_uploads_by_key ON multipart_uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS multipart_parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    part BLOB NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    content BLOB NOT NULL,
+    url TEXT NOT NULL,
+    range_offset INTEGER,
+    range_length INTEGER,
+    PRIMARY KEY (content, url)
+) WITHOUT ROWID;
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def _bucket(row: tuple[str, str, int, bytes, int]) -> BucketRecord:
+    name, owner, created_ms, root, version = row
+    return BucketRecord(name, owner, created_ms, CID(root), version)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqliteRegistry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer = _connect(path)
+        self._writer.executescript(_SCHEMA)
+        self._writer.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        self._reader = _connect(path)
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def transaction() -> T:
+            connection = self._writer
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return await trio.to_thread.run_sync(transaction, limiter=self._write_limiter)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(work, self._reader, limiter=self._read_limiter)
+
+    # -- buckets -------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, owner: str, root: CID) -> BucketRecord:
+        created = now_ms()
+
+        def work(db: sqlite3.Connection) -> BucketRecord:
+            row = db.execute("SELECT owner FROM buckets WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                raise BucketExists(name, row[0])
+            db.execute(
+                "INSERT INTO buckets (name, owner, created_ms, root, version)"
+                " VALUES (?, ?, ?, ?, 0)",
+                (name, owner, created, root.bytes),
+            )
+            db.execute(
+                "INSERT INTO commits (bucket, version, root, time_ms, car, puts, deletes)"
+                " VALUES (?, 0, ?, ?, NULL, 0, 0)",
+                (name, root.bytes, created),
+            )
+            return BucketRecord(name, owner, created, root, 0)
+
+        return await self._write(work)
+
+    async def delete_bucket(self, name: str, *, expected_version: int) -> None:
+        """Forget a bucket and its commit log, if it is still at ``expected_version``."""
+
+        def work(db: sqlite3.Connection) -> None:
+            deleted = db.execute(
+                "DELETE FROM buckets WHERE name = ? AND version = ?", (name, expected_version)
+            ).rowcount
+            if deleted != 1:
+                if db.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchone():
+                    raise CommitConflict(name, expected_version)
+                raise BucketMissing(name)
+            db.execute("DELETE FROM commits WHERE bucket = ?", (name,))
+
+        await self._write(work)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        def work(db: sqlite3.Connection) -> BucketRecord | None:
+            row = db.execute(
+                "SELECT name, owner, created_ms, root, version FROM buckets WHERE name = ?",
+                (name,),
+            ).fetchone()
+            return None if row is None else _bucket(row)
+
+        return await self._read(work)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        def work(db: sqlite3.Connection) -> list[BucketRecord]:
+            rows = db.execute(
+                "SELECT name, owner, created_ms, root, version FROM buckets ORDER BY name"
+            ).fetchall()
+            return [_bucket(row) for row in rows]
+
+        return await self._read(work)
+
+    # -- commits -------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        bucket: str,
+        *,
+        expected_version: int,
+        root: CID,
+        car: bytes | None,
+        locations: Sequence[BlockLocation],
+        puts: int,
+        deletes: int,
+    ) -> CommitRecord:
+        """Swap the bucket's root if it is still at ``expected_version`` (else
+        ``CommitConflict``), log the commit and record its blocks' locations, atomically."""
+        time_ms = now_ms()
+        version = expected_version + 1
+
+        def work(db: sqlite3.Connection) -> CommitRecord:
+            updated = db.execute(
+                "UPDATE buckets SET root = ?, version = ? WHERE name = ? AND version = ?",
+                (root.bytes, version, bucket, expected_version),
+            ).rowcount
+            if updated != 1:
+                if db.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone():
+                    raise CommitConflict(bucket, expected_version)
+                raise BucketMissing(bucket)
+            db.executemany(
+                "INSERT OR REPLACE INTO block_locations (block, blob, offset, length)"
+                " VALUES (?, ?, ?, ?)",
+                [(loc.block, loc.blob, loc.offset, loc.length) for loc in locations],
+            )
+            db.execute(
+                "INSERT INTO commits (bucket, version, root, time_ms, car, puts, deletes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (bucket, version, root.bytes, time_ms, car, puts, deletes),
+            )
+            return CommitRecord(bucket, version, root, time_ms, car, puts, deletes)
+
+        return await self._write(work)
+
+    async def commit_log(
+        self, bucket: str, *, newest_first: bool = True, limit: int | None = None
+    ) -> list[CommitRecord]:
+        order = "DESC" if newest_first else "ASC"
+
+        def work(db: sqlite3.Connection) -> list[CommitRecord]:
+            rows = db.execute(
+                "SELECT version, root, time_ms, car, puts, deletes FROM commits"
+                f" WHERE bucket = ? ORDER BY version {order} LIMIT ?",
+                (bucket, -1 if limit is None else limit),
+            ).fetchall()
+            return [CommitRecord(bucket, v, CID(r), t, c, p, d) for v, r, t, c, p, d in rows]
+
+        return await self._read(work)
+
+    async def root_at(self, bucket: str, version: int) -> CID | None:
+        def work(db: sqlite3.Connection) -> CID | None:
+            row = db.execute(
+                "SELECT root FROM commits WHERE bucket = ? AND version = ?", (bucket, version)
+            ).fetchone()
+            return None if row is None else CID(row[0])
+
+        return await self._read(work)
+
+    # -- block locations -----------------------------------------------------------------
+
+    async def find_block(self, block: bytes) -> BlockLocation | None:
+        def work(db: sqlite3.Connection) -> BlockLocation | None:
+            row = db.execute(
+                "SELECT blob, offset, length FROM block_locations WHERE block = ?", (block,)
+            ).fetchone()
+            return None if row is None else BlockLocation(block, row[0], row[1], row[2])
+
+        return await self._read(work)
+
+    async def find_blocks(self, blocks: Iterable[bytes]) -> dict[bytes, BlockLocation]:
+        wanted = list(blocks)
+
+        def work(db: sqlite3.Connection) -> dict[bytes, BlockLocation]:
+            found: dict[bytes, BlockLocation] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for block, blob, offset, length in db.execute(
+                    "SELECT block, blob, offset, length FROM block_locations"
+                    f" WHERE block IN ({marks})",
+                    batch,
+                ):
+                    found[block] = BlockLocation(block, blob, offset, length)
+            return found
+
+        return await self._read(work)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            self._reader.close()
+            self._writer.close()
+
+        async with self._write_limiter, self._read_limiter:
+            await trio.to_thread.run_sync(close)
+
+
+@asynccontextmanager
+async def open_sqlite_registry(path: Path) -> AsyncIterator[SqliteRegistry]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    registry = await trio.to_thread.run_sync(SqliteRegistry, path)
+    try:
+        yield registry
+    finally:
+        with trio.CancelScope(shield=True):
+            await registry.aclose()

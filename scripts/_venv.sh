@@ -1,0 +1,16 @@
+# Sourced by the other scripts: make sure .venv exists and holds relay with its test
+# extras, reinstalling only when pyproject.toml changed. Needs only python3 (>= 3.11).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=".venv/.relay-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  rm -f .venv/.relay-installed-*
+  touch "$stamp"
+fi
