@@ -1,0 +1,373 @@
+"""The disk blob store (relay's default): append-only packs, a SQLite index, group fsync.
+
+Theory of operation
+-------------------
+Layout under the store root::
+
+    LOCK                   flock'ed by the one process that has the store open
+    index.sqlite (+ -wal)  multihash → (pack, record offset, data length); WAL, synchronous=FULL
+    packs/00000001.pack    append-only records: header (magic, lengths, multihash) + data
+
+(the record format is in ``relay.store.packs``).
+
+Writes. ``put`` first deduplicates (a blob already pending in memory, being written by a
+concurrent put, or in the index costs no write), then — in one worker thread hop —
+reserves a byte range at the end of the active pack (under a lock, so ranges never
+overlap), writes the whole record there with ``pwritev``, and returns its location. The
+location goes into the in-memory *pending* map: the blob is readable at once, from the
+page cache, but not yet durable. Packs rotate at ``pack_size_limit_bytes``.
+
+Durability ordering. ``sync`` (1) fdatasyncs each pack written since the last sync, once
+per pack, not once per blob, and the packs directory if a pack was created; then (2)
+commits the pending locations to the index in ONE SQLite transaction (which fsyncs the
+WAL); then (3) drops them from the pending map. A location is thus only ever indexed
+after the bytes it points at are on stable storage. Syncs are serialized by a lock; a
+sync that waits for another still commits everything pending when it was called, so
+"every put that returned before ``sync()`` was called is durable when it returns" holds.
+Concurrent syncs naturally group: the later ones find little or nothing left to do.
+
+Why a torn write never reads back as valid. A crash can leave, at the tail of a pack, a
+record that is partly written, or that was written but never fsynced. No index row points
+at such a record (rows are written only after the fsync), so after a restart it does not
+exist: the unsynced puts are forgotten, which the contract allows, since nothing acked
+depends on them. A restarted store never appends after that tail either: it creates a NEW
+pack (numbered above every pack on disk and every pack the index has seen). And should
+the disk still lie — a truncated, missing or overwritten pack — every read checks the
+record header against the index entry, then hashes what it returns (the whole blob against
+its multihash, a range against ``expect``): a mismatch is ``CorruptBlob``, never bytes.
+
+Garbage. Unsynced records, deleted blobs and duplicate records (rare: a blob deleted
+and put again) stay in their packs as unreferenced bytes. Reclaiming them (compaction:
+copy live records to a new pack, re-point the index, delete the old pack) is not done
+yet. ``delete`` only removes the index entry, durably, before it returns.
+
+Threads. All file and SQLite I/O, and all hashing, runs in worker threads behind one
+``CapacityLimiter(max_io_threads)``; the trio thread only touches the in-memory maps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar, TypeVarTuple
+
+import trio
+
+from relay.ipld import multihash
+from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatistics
+from relay.store.packs import (
+    Location,
+    PackIndex,
+    PackReader,
+    PackWriter,
+    existing_pack_numbers,
+    fsync_directory,
+)
+
+# A pack this large holds ~1000 default (1 MiB) chunks: few enough files to keep open,
+# small enough that a future compaction can rewrite one at a time.
+DEFAULT_PACK_SIZE_LIMIT_BYTES = 1 << 30
+# Enough parallel reads to keep an SSD's queue busy and hash on every core; writes to
+# the page cache do not scale beyond a few, and the limiter also bounds the bytes of
+# blobs held by worker threads (max_io_threads x blob size).
+DEFAULT_MAX_IO_THREADS = 16
+# Read descriptors kept open (one per pack): 64 x 1 GiB packs covers 64 GiB hot data.
+DEFAULT_MAX_OPEN_PACKS = 64
+
+Args = TypeVarTuple("Args")
+Result = TypeVar("Result")
+
+INDEX_NAME = "index.sqlite"
+PACKS_DIRECTORY = "packs"
+LOCK_NAME = "LOCK"
+
+
+@dataclass(frozen=True, slots=True)
+class DiskStoreStatistics:
+    """What the disk store adds to ``StoreStatistics``: the cost of durability."""
+
+    pending_blobs: int
+    file_syncs: int
+    index_commits: int
+    packs_created: int
+    active_pack: int | None
+
+
+class DiskBlobStore:
+    """A ``BlobStore`` on a local directory. Open it with ``open_disk_store``."""
+
+    def __init__(
+        self,
+        root: Path,
+        index: PackIndex,
+        writer: PackWriter,
+        reader: PackReader,
+        lock_fd: int,
+        max_io_threads: int,
+    ) -> None:
+        self.root = root
+        self._index = index
+        self._writer = writer
+        self._reader = reader
+        self._lock_fd = lock_fd
+        self._limiter = trio.CapacityLimiter(max_io_threads)
+        self._commit_lock = trio.Lock()
+        # Written (complete) but not yet indexed; read from here first.
+        self._pending: dict[bytes, Location] = {}
+        # The same entries in put order, for the next sync (minus those deleted since).
+        self._unsynced: list[tuple[bytes, Location]] = []
+        # Puts being written right now: a second put of the same blob waits for the first.
+        self._writing: dict[bytes, trio.Event] = {}
+        self._sync_failure: BaseException | None = None
+        self._threads_admitted = 0
+        self._all_threads_done: trio.Event | None = None
+        self._closed = False
+        self._written = 0
+        self._bytes = 0
+        self._deduplicated = 0
+        self._syncs = 0
+        self._reads = 0
+        self._file_syncs = 0
+        self._index_commits = 0
+
+    async def put(self, mh: bytes, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        while True:
+            if mh in self._pending:
+                self._deduplicated += 1
+                return
+            other = self._writing.get(mh)
+            if other is None:
+                break
+            await other.wait()  # then look again: that put may have failed
+        done = self._writing[mh] = trio.Event()
+        try:
+            location = await self._in_thread(self._write_if_absent, mh, data)
+        finally:
+            del self._writing[mh]
+            done.set()
+        if location is None:
+            self._deduplicated += 1
+            return
+        # From here on nothing awaits: the blob is pending and queued for the next sync
+        # in the same step in which the put completes.
+        self._pending[mh] = location
+        self._unsynced.append((mh, location))
+        self._written += 1
+        self._bytes += len(data)
+
+    def _write_if_absent(self, mh: bytes, data: bytes) -> Location | None:
+        if self._index.lookup(mh) is not None:
+            return None
+        return self._writer.append(mh, data)
+
+    async def get(
+        self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
+    ) -> bytes:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("negative offset or length")
+        self._check_open()
+        self._reads += 1
+        location = self._pending.get(mh)
+        return await self._in_thread(self._read_verified, mh, location, offset, length, expect)
+
+    def _read_verified(
+        self,
+        mh: bytes,
+        location: Location | None,
+        offset: int,
+        length: int | None,
+        expect: bytes | None,
+    ) -> bytes:
+        # Same checks, in the same order, as ``relay.store.memory.check_read``; only the
+        # bytes it needs are read (a block inside a large CAR costs one small pread).
+        if location is None:
+            location = self._index.lookup(mh)
+            if location is None:
+                raise BlobNotFound(mh)
+        size = location.length
+        end = size if length is None else offset + length
+        if end > size:
+            raise CorruptBlob(mh, f"range {offset}+{length} beyond the blob's {size} bytes")
+        if offset == 0 and end == size:
+            data = self._reader.read(mh, location, 0, size)
+            if not multihash.matches(mh, data):
+                raise CorruptBlob(mh)
+            return data
+        if expect is None:
+            raise ValueError("a partial read must name the multihash of the block it holds")
+        part = self._reader.read(mh, location, offset, end)
+        if not multihash.matches(expect, part):
+            raise CorruptBlob(
+                mh, f"range {offset}+{length} does not match the block it should hold"
+            )
+        return part
+
+    async def has(self, mh: bytes) -> bool:
+        self._check_open()
+        if mh in self._pending:
+            await trio.lowlevel.checkpoint()
+            return True
+        location = await self._in_thread(self._index.lookup, mh)
+        return location is not None
+
+    async def delete(self, mh: bytes) -> None:
+        """Forget ``mh`` durably; its bytes stay in the pack until a compaction.
+
+        A put of the same blob that races with its delete may win or lose; a caller that
+        deletes (garbage collection) must not delete what it is still writing.
+        """
+        self._check_open()
+        self._pending.pop(mh, None)  # a sync skips entries no longer pending
+        # Under the commit lock: a sync that already took this blob into its batch commits
+        # first, and this delete then removes the row it wrote.
+        async with self._commit_lock:
+            await self._in_thread(self._index.remove, [mh])
+            self._index_commits += 1
+
+    async def sync(self) -> None:
+        self._check_open()
+        async with self._commit_lock:
+            if self._sync_failure is not None:
+                # After a failed fsync the kernel may have dropped the dirty pages: retrying
+                # could "succeed" and index bytes that are not on disk. Refuse instead.
+                raise StoreError("an earlier sync failed; reopen the store") from (
+                    self._sync_failure
+                )
+            batch = [(mh, loc) for mh, loc in self._unsynced if self._pending.get(mh) is loc]
+            self._unsynced = []
+            if batch:
+                try:
+                    file_syncs = await self._in_thread(self._make_durable, batch)
+                except trio.Cancelled:
+                    # Only possible before the thread started: nothing was done.
+                    self._unsynced[:0] = batch
+                    raise
+                except BaseException as exc:
+                    self._sync_failure = exc
+                    raise
+                self._file_syncs += file_syncs
+                self._index_commits += 1
+                for mh, loc in batch:
+                    if self._pending.get(mh) is loc:
+                        del self._pending[mh]
+            else:
+                await trio.lowlevel.checkpoint()
+            self._syncs += 1
+
+    def _make_durable(self, batch: list[tuple[bytes, Location]]) -> int:
+        file_syncs = self._writer.sync()  # the bytes first ...
+        self._index.add(batch)  # ... then the rows that point at them
+        return file_syncs
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
+        )
+
+    def disk_statistics(self) -> DiskStoreStatistics:
+        return DiskStoreStatistics(
+            pending_blobs=len(self._pending),
+            file_syncs=self._file_syncs,
+            index_commits=self._index_commits,
+            packs_created=self._writer.packs_created,
+            active_pack=self._writer.active_pack,
+        )
+
+    async def aclose(self) -> None:
+        """Release files and connections. Does NOT sync: unsynced puts are forgotten.
+
+        Operations already admitted finish first (their threads hold descriptors); any
+        call made after ``aclose`` began raises ``StoreError``.
+        """
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            if self._threads_admitted:
+                self._all_threads_done = trio.Event()
+                await self._all_threads_done.wait()
+            await trio.to_thread.run_sync(self._close_blocking)
+
+    async def _in_thread(self, function: Callable[[*Args], Result], *args: *Args) -> Result:
+        """Run blocking work in a worker thread behind the limiter; ``aclose`` waits for it."""
+        self._check_open()
+        self._threads_admitted += 1
+        try:
+            return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        finally:
+            self._threads_admitted -= 1
+            if self._threads_admitted == 0 and self._all_threads_done is not None:
+                self._all_threads_done.set()
+
+    def _close_blocking(self) -> None:
+        try:
+            self._writer.close()
+            self._reader.close()
+            self._index.close()
+        finally:
+            os.close(self._lock_fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the disk store at {self.root} is closed")
+
+
+@asynccontextmanager
+async def open_disk_store(
+    directory: Path,
+    *,
+    pack_size_limit_bytes: int = DEFAULT_PACK_SIZE_LIMIT_BYTES,
+    max_io_threads: int = DEFAULT_MAX_IO_THREADS,
+    max_open_packs: int = DEFAULT_MAX_OPEN_PACKS,
+) -> AsyncIterator[DiskBlobStore]:
+    """Open (creating if needed) the disk store at ``directory``; close it on exit."""
+    if pack_size_limit_bytes <= 0 or max_io_threads < 1 or max_open_packs < 1:
+        raise ValueError("limits must be positive")
+    store = await trio.to_thread.run_sync(
+        _open_blocking, Path(directory), pack_size_limit_bytes, max_io_threads, max_open_packs
+    )
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def _open_blocking(
+    root: Path, pack_size_limit_bytes: int, max_io_threads: int, max_open_packs: int
+) -> DiskBlobStore:
+    packs = root / PACKS_DIRECTORY
+    created = not packs.is_dir()
+    packs.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise StoreError(f"the disk store at {root} is open in another process") from exc
+            raise
+        index = PackIndex(root / INDEX_NAME)
+        try:
+            if created:
+                fsync_directory(root)
+            # A pack number is never reused, even if its file went missing.
+            highest = max([index.highest_pack(), *existing_pack_numbers(packs)])
+            writer = PackWriter(packs, highest + 1, pack_size_limit_bytes)
+            reader = PackReader(packs, max_open_packs)
+        except BaseException:
+            index.close()
+            raise
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)
+        raise
+    return DiskBlobStore(root, index, writer, reader, lock_fd, max_io_threads)

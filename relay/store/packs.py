@@ -1,0 +1,415 @@
+"""Pack files and their index: the blocking half of the disk store (no trio here).
+
+Everything in this module blocks (file and SQLite I/O) and is thread-safe, so that
+``relay.store.disk`` can call it from its worker threads; it never imports trio.
+
+A *pack* is an append-only file ``packs/NNNNNNNN.pack`` holding records back to back.
+A record is a fixed header, the multihash, then the blob's bytes::
+
+    magic        4 bytes   b"RLB1"
+    mh_length    2 bytes   big-endian
+    data_length  8 bytes   big-endian
+    multihash    mh_length bytes
+    data         data_length bytes
+
+The record carries its own multihash so that a read can check that the index pointed at
+the record it meant (a stale or wrong offset fails the header check before any bytes are
+hashed) and so that a future compaction can rebuild or verify the index from the packs.
+
+The *index* (``index.sqlite``, WAL, ``synchronous=FULL``) maps multihash → (pack, record
+offset, data length). Rows are only ever written after the pack bytes they point at were
+fsynced, in one transaction per ``sync`` (see ``relay.store.disk`` for the ordering).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay.store.base import CorruptBlob, StoreError
+
+MAGIC = b"RLB1"
+_HEADER = struct.Struct(">4sHQ")
+# The multihash length is a u16 in the header; real multihashes are 34 bytes.
+MAX_MULTIHASH_LENGTH = 0xFFFF
+PACK_SUFFIX = ".pack"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a blob's record starts, and how many data bytes follow its header."""
+
+    pack: int
+    offset: int
+    length: int
+
+
+def pack_name(number: int) -> str:
+    return f"{number:08d}{PACK_SUFFIX}"
+
+
+def header_length(mh: bytes) -> int:
+    return _HEADER.size + len(mh)
+
+
+def encode_header(mh: bytes, data_length: int) -> bytes:
+    if len(mh) > MAX_MULTIHASH_LENGTH:
+        raise ValueError(f"a multihash of {len(mh)} bytes does not fit a pack record")
+    return _HEADER.pack(MAGIC, len(mh), data_length) + mh
+
+
+def existing_pack_numbers(directory: Path) -> list[int]:
+    numbers = []
+    for entry in os.scandir(directory):
+        stem, dot, suffix = entry.name.partition(".")
+        if dot and "." + suffix == PACK_SUFFIX and stem.isdigit():
+            numbers.append(int(stem))
+    return sorted(numbers)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the directory's entries (a newly created file's name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _datasync(fd: int) -> None:
+    # fdatasync flushes the data and the metadata needed to read it back (the file size),
+    # skipping timestamps; where it does not exist, fsync does the same and a little more.
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:  # pragma: no cover - macOS
+        os.fsync(fd)
+
+
+def _write_fully(fd: int, parts: list[bytes], offset: int) -> None:
+    """``pwritev`` until every byte landed: a short write is legal, if rare, on files."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.pwritev(fd, views, offset)
+        if written <= 0:  # pragma: no cover - the kernel reports errors as OSError
+            raise OSError(f"pwritev wrote {written} bytes")
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+
+
+class PackWriter:
+    """Appends records to the active pack, rotates packs, and fsyncs what was written.
+
+    Thread-safe. ``append`` reserves its byte range under a lock (so concurrent appends
+    never overlap) and writes outside it, so many appends proceed in parallel. A pack is
+    created lazily on the first append, and always as a NEW file: a writer never appends
+    after bytes that an earlier process may have left torn.
+    """
+
+    def __init__(self, directory: Path, first_pack: int, size_limit_bytes: int) -> None:
+        if size_limit_bytes <= 0:
+            raise ValueError("the pack size limit must be positive")
+        self._directory = directory
+        self._size_limit = size_limit_bytes
+        self._next_number = first_pack
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._active: int | None = None
+        self._end = 0
+        self._fds: dict[int, int] = {}
+        self._writes_in_flight: dict[int, int] = {}
+        self._unsynced: set[int] = set()
+        self._created_since_sync = False
+        self._closed = False
+        self.packs_created = 0
+
+    @property
+    def active_pack(self) -> int | None:
+        return self._active
+
+    def append(self, mh: bytes, data: bytes) -> Location:
+        header = encode_header(mh, len(data))
+        size = len(header) + len(data)
+        with self._lock:
+            if self._closed:
+                raise StoreError("the pack writer is closed")
+            if self._active is None or (self._end > 0 and self._end + size > self._size_limit):
+                self._rotate()
+            assert self._active is not None
+            pack, offset = self._active, self._end
+            self._end += size
+            fd = self._fds[pack]
+            self._writes_in_flight[pack] += 1
+        completed = False
+        try:
+            _write_fully(fd, [header, data], offset)
+            completed = True
+        finally:
+            with self._lock:
+                self._writes_in_flight[pack] -= 1
+                if completed:
+                    self._unsynced.add(pack)
+        return Location(pack, offset, len(data))
+
+    def _rotate(self) -> None:
+        # Called with the lock held. The previous pack keeps its descriptor until a sync
+        # has flushed it and no write to it is in flight (see ``sync``).
+        while True:
+            number = self._next_number
+            self._next_number += 1
+            path = self._directory / pack_name(number)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue
+            break
+        self._fds[number] = fd
+        self._writes_in_flight[number] = 0
+        self._active = number
+        self._end = 0
+        self._created_since_sync = True
+        self.packs_created += 1
+
+    def sync(self) -> int:
+        """Flush every pack written since the last sync; return how many fsyncs it took.
+
+        Covers every ``append`` that returned before ``sync`` was called. Descriptors of
+        rotated-away packs that are flushed and idle are closed here, and only here.
+        """
+        with self._sync_lock:
+            with self._lock:
+                packs = sorted(self._unsynced)
+                self._unsynced.clear()
+                fds = [self._fds[number] for number in packs]
+                created = self._created_since_sync
+                self._created_since_sync = False
+            for fd in fds:
+                _datasync(fd)
+            if created:
+                fsync_directory(self._directory)
+            with self._lock:
+                idle = [
+                    number
+                    for number in self._fds
+                    if number != self._active
+                    and self._writes_in_flight[number] == 0
+                    and number not in self._unsynced
+                ]
+                for number in idle:
+                    os.close(self._fds.pop(number))
+                    del self._writes_in_flight[number]
+            return len(fds) + created
+
+    def close(self) -> None:
+        """Close every descriptor; bytes not yet synced are left to the page cache."""
+        with self._lock:
+            self._closed = True
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            self._writes_in_flight.clear()
+            self._active = None
+
+
+@dataclass(slots=True)
+class _OpenPack:
+    fd: int
+    borrowers: int = 0
+    evicted: bool = False
+
+
+class PackReader:
+    """Reads records through a bounded cache of read-only descriptors. Thread-safe.
+
+    A descriptor evicted while another thread is reading through it is closed when that
+    read ends, never under it (a closed descriptor number could be reused by another file).
+    """
+
+    def __init__(self, directory: Path, max_open_packs: int) -> None:
+        if max_open_packs < 1:
+            raise ValueError("at least one pack must be allowed open")
+        self._directory = directory
+        self._max_open = max_open_packs
+        self._lock = threading.Lock()
+        self._open: OrderedDict[int, _OpenPack] = OrderedDict()
+
+    def read(self, mh: bytes, location: Location, start: int, end: int) -> bytes:
+        """Check the record header at ``location`` names ``mh``; return data[start:end].
+
+        The caller has checked ``0 <= start``, ``end <= location.length``; the bytes are
+        NOT verified against a hash here (the caller does that, knowing what to expect).
+        A missing or short pack, or a header that is not the expected one, is CorruptBlob.
+        """
+        header_size = header_length(mh)
+        whole = start == 0
+        try:
+            with self._borrow(location.pack) as fd:
+                if whole:  # header and data in one read
+                    raw = os.pread(fd, header_size + end, location.offset)
+                    header, data = raw[:header_size], raw[header_size:]
+                else:
+                    header = os.pread(fd, header_size, location.offset)
+                    data = b""
+                    if end > start:
+                        data = os.pread(fd, end - start, location.offset + header_size + start)
+        except FileNotFoundError:
+            raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is missing") from None
+        if header != encode_header(mh, location.length):
+            raise CorruptBlob(
+                mh,
+                f"no intact record header at {pack_name(location.pack)}:{location.offset}",
+            )
+        if len(data) != max(end - start, 0):
+            raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is truncated")
+        return data
+
+    @contextmanager
+    def _borrow(self, pack: int) -> Iterator[int]:
+        entry = self._acquire(pack)
+        try:
+            yield entry.fd
+        finally:
+            with self._lock:
+                entry.borrowers -= 1
+                if entry.evicted and entry.borrowers == 0:
+                    os.close(entry.fd)
+
+    def _acquire(self, pack: int) -> _OpenPack:
+        with self._lock:
+            entry = self._open.get(pack)
+            if entry is not None:
+                self._open.move_to_end(pack)
+                entry.borrowers += 1
+                return entry
+        fd = os.open(self._directory / pack_name(pack), os.O_RDONLY | os.O_CLOEXEC)
+        with self._lock:
+            entry = self._open.get(pack)
+            if entry is not None:  # another thread opened it meanwhile
+                os.close(fd)
+                self._open.move_to_end(pack)
+            else:
+                entry = self._open[pack] = _OpenPack(fd)
+                while len(self._open) > self._max_open:
+                    _, oldest = self._open.popitem(last=False)
+                    oldest.evicted = True
+                    if oldest.borrowers == 0:
+                        os.close(oldest.fd)
+            entry.borrowers += 1
+            return entry
+
+    def close(self) -> None:
+        with self._lock:
+            for entry in self._open.values():
+                entry.evicted = True
+                if entry.borrowers == 0:
+                    os.close(entry.fd)
+            self._open.clear()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    mh BLOB PRIMARY KEY,
+    pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packs (number INTEGER PRIMARY KEY);
+"""
+
+
+class PackIndex:
+    """multihash → Location in SQLite. Thread-safe.
+
+    One writer connection (commits are serialized by the caller and by a lock here) and
+    a pool of reader connections, so lookups from many worker threads run in parallel
+    under WAL without waiting for a commit.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=FULL")
+        self._writer.executescript(_SCHEMA)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are explicit. Connections are handed between
+        # worker threads, one user at a time, hence check_same_thread=False.
+        return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            connection = self._readers.get_nowait()
+        except queue.Empty:
+            connection = self._connect()
+            connection.execute("PRAGMA query_only=1")
+            with self._readers_lock:
+                self._all_readers.append(connection)
+        try:
+            yield connection
+        finally:
+            self._readers.put(connection)
+
+    def lookup(self, mh: bytes) -> Location | None:
+        with self._reader() as connection:
+            row = connection.execute(
+                "SELECT pack, offset, length FROM blobs WHERE mh = ?", (mh,)
+            ).fetchone()
+        return None if row is None else Location(row[0], row[1], row[2])
+
+    def highest_pack(self) -> int:
+        with self._write_lock:
+            row = self._writer.execute("SELECT MAX(number) FROM packs").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    def add(self, entries: list[tuple[bytes, Location]]) -> None:
+        """Record ``entries`` (and the packs they live in) in one durable transaction."""
+        packs = sorted({location.pack for _, location in entries})
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany(
+                    "INSERT OR IGNORE INTO blobs (mh, pack, offset, length) VALUES (?, ?, ?, ?)",
+                    [(mh, loc.pack, loc.offset, loc.length) for mh, loc in entries],
+                )
+                self._writer.executemany(
+                    "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def remove(self, mhs: Iterable[bytes]) -> None:
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany("DELETE FROM blobs WHERE mh = ?", [(mh,) for mh in mhs])
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for connection in self._all_readers:
+                connection.close()
+            self._all_readers.clear()
+        with self._write_lock:
+            self._writer.close()

@@ -1,0 +1,305 @@
+"""Disk store specifics: durability across reopen, torn and corrupted packs, rotation,
+concurrency, and the cost of a sync (one fsync per pack, not per blob)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from relay.store.base import BlobNotFound, CorruptBlob, StoreError
+from relay.store.disk import DiskBlobStore, open_disk_store
+
+
+def sha256_multihash(data: bytes) -> bytes:
+    return b"\x12\x20" + hashlib.sha256(data).digest()
+
+
+def make_blob(seed: int, size: int) -> tuple[bytes, bytes]:
+    data = random.Random(seed).randbytes(size)
+    return sha256_multihash(data), data
+
+
+def pack_files(root: Path) -> list[Path]:
+    return sorted((root / "packs").glob("*.pack"))
+
+
+async def put_all(store: DiskBlobStore, blobs: list[tuple[bytes, bytes]]) -> None:
+    for mh, data in blobs:
+        await store.put(mh, data)
+
+
+async def test_synced_blobs_survive_reopening(tmp_path: Path) -> None:
+    blobs = [make_blob(n, size) for n, size in enumerate([0, 1, 4096, 100_000, 1 << 20])]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, blobs)
+        await store.sync()
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.has(mh)
+            assert await store.get(mh) == data
+        await store.put(*blobs[0])
+        assert store.statistics().blobs_deduplicated == 1
+
+
+async def test_a_reopened_store_appends_to_a_new_pack(tmp_path: Path) -> None:
+    first, second = make_blob(1, 100), make_blob(2, 100)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(*first)
+        await store.sync()
+        first_pack = store.disk_statistics().active_pack
+    size_after_first_run = pack_files(tmp_path)[-1].stat().st_size
+    async with open_disk_store(tmp_path) as store:
+        await store.put(*second)
+        await store.sync()
+        second_pack = store.disk_statistics().active_pack
+    assert first_pack is not None
+    assert second_pack is not None
+    assert second_pack > first_pack
+    assert next(p.stat().st_size for p in pack_files(tmp_path)) == size_after_first_run
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(first[0]) == first[1]
+        assert await store.get(second[0]) == second[1]
+
+
+async def test_a_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:
+    async with open_disk_store(tmp_path):
+        with pytest.raises(StoreError, match="another process"):
+            async with open_disk_store(tmp_path):
+                pass  # pragma: no cover
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+async def test_a_flipped_data_byte_is_corrupt_not_data(tmp_path: Path) -> None:
+    mh, data = make_blob(7, 10_000)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+    (pack,) = pack_files(tmp_path)
+    flip_byte(pack, pack.stat().st_size - 5000)  # inside the data, at blob offset 5000
+    async with open_disk_store(tmp_path) as store:
+        with pytest.raises(CorruptBlob):
+            await store.get(mh)
+        with pytest.raises(CorruptBlob):
+            await store.get(mh, 4000, 2000, expect=sha256_multihash(data[4000:6000]))
+        # A range that avoids the damage is still verifiably intact.
+        intact = data[:1000]
+        assert await store.get(mh, 0, 1000, expect=sha256_multihash(intact)) == intact
+
+
+async def test_a_damaged_record_header_is_corrupt_not_data(tmp_path: Path) -> None:
+    mh, data = make_blob(8, 1000)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+    (pack,) = pack_files(tmp_path)
+    flip_byte(pack, 20)  # inside the multihash in the header
+    async with open_disk_store(tmp_path) as store:
+        with pytest.raises(CorruptBlob, match="record header"):
+            await store.get(mh)
+        with pytest.raises(CorruptBlob, match="record header"):
+            await store.get(mh, 0, 10, expect=sha256_multihash(data[:10]))
+
+
+@pytest.mark.parametrize("cut", [1, 500, 1010])
+async def test_a_truncated_pack_never_yields_data(tmp_path: Path, cut: int) -> None:
+    """A torn tail (the disk lost the end of a synced record) is refused, not served."""
+    kept, torn = make_blob(1, 3000), make_blob(2, 1000)
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, [kept, torn])
+        await store.sync()
+    (pack,) = pack_files(tmp_path)
+    os.truncate(pack, pack.stat().st_size - cut)
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(kept[0]) == kept[1]
+        with pytest.raises(CorruptBlob):
+            await store.get(torn[0])
+        with pytest.raises(CorruptBlob):
+            await store.get(torn[0], 990, 10, expect=sha256_multihash(torn[1][990:]))
+
+
+async def test_a_missing_pack_is_corrupt_and_its_number_is_not_reused(tmp_path: Path) -> None:
+    mh, data = make_blob(3, 100)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+        lost_pack = store.disk_statistics().active_pack
+    (pack,) = pack_files(tmp_path)
+    pack.unlink()
+    async with open_disk_store(tmp_path) as store:
+        with pytest.raises(CorruptBlob, match="missing"):
+            await store.get(mh)
+        await store.put(*make_blob(4, 100))
+        new_pack = store.disk_statistics().active_pack
+        assert lost_pack is not None
+        assert new_pack is not None
+        assert new_pack > lost_pack
+        with pytest.raises(CorruptBlob, match="missing"):
+            await store.get(mh)
+
+
+async def test_unsynced_puts_are_forgotten_or_intact_never_corrupt(tmp_path: Path) -> None:
+    synced = [make_blob(n, 2000) for n in range(5)]
+    unsynced = [make_blob(100 + n, 2000) for n in range(5)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, synced)
+        await store.sync()
+        await put_all(store, unsynced)
+    # A crash mid-write: the tail of the last unsynced record never reached the disk.
+    for pack in pack_files(tmp_path):
+        os.truncate(pack, pack.stat().st_size - 700)
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in synced:
+            assert await store.get(mh) == data
+        for mh, data in unsynced:
+            try:
+                assert await store.get(mh) == data
+            except BlobNotFound:
+                pass
+            # ... and a lost blob can be stored again, durably.
+            await store.put(mh, data)
+        await store.sync()
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in unsynced:
+            assert await store.get(mh) == data
+
+
+async def test_packs_rotate_at_the_size_limit(tmp_path: Path) -> None:
+    limit = 10_000
+    blobs = [make_blob(n, 3000) for n in range(20)]
+    big = make_blob(99, 25_000)  # larger than a pack: it gets a pack of its own
+    async with open_disk_store(tmp_path, pack_size_limit_bytes=limit) as store:
+        await put_all(store, [*blobs[:10], big, *blobs[10:]])
+        await store.sync()
+    sizes = [p.stat().st_size for p in pack_files(tmp_path)]
+    record_overhead = 14 + 34
+    assert len(sizes) >= 20 * (3000 + record_overhead) // limit
+    assert sizes.count(25_000 + record_overhead) == 1
+    assert all(size <= limit for size in sizes if size != 25_000 + record_overhead)
+    async with open_disk_store(tmp_path, pack_size_limit_bytes=limit) as store:
+        for mh, data in [*blobs, big]:
+            assert await store.get(mh) == data
+
+
+async def test_one_sync_costs_one_fsync_per_pack_written_not_per_blob(tmp_path: Path) -> None:
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, [make_blob(n, 4096) for n in range(100)])
+        await store.sync()
+        # one pack plus the packs directory (the pack is new), one index commit
+        assert store.disk_statistics().file_syncs == 2
+        assert store.disk_statistics().index_commits == 1
+        await put_all(store, [make_blob(n, 4096) for n in range(100, 200)])
+        await store.sync()
+        assert store.disk_statistics().file_syncs == 3
+        await store.sync()  # nothing new: no fsync at all
+        assert store.disk_statistics().file_syncs == 3
+        assert store.disk_statistics().pending_blobs == 0
+
+
+async def test_hundreds_of_concurrent_puts_and_syncs(tmp_path: Path) -> None:
+    blobs = [make_blob(n, 1000 + n * 37) for n in range(300)]
+    acknowledged: list[tuple[bytes, bytes]] = []
+
+    async def put_then_sync(index: int) -> None:
+        mh, data = blobs[index % len(blobs)]  # indexes past 300 put duplicates
+        await store.put(mh, data)
+        if index % 3 == 0:
+            await store.sync()
+            acknowledged.append((mh, data))
+
+    async with open_disk_store(tmp_path, pack_size_limit_bytes=64_000) as store:
+        async with trio.open_nursery() as nursery:
+            for index in range(400):
+                nursery.start_soon(put_then_sync, index)
+        stats = store.statistics()
+        assert stats.blobs_written == 300
+        assert stats.blobs_deduplicated == 100
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+    # closed without a final sync: what each sync acknowledged must be there
+    async with open_disk_store(tmp_path) as store:
+        assert len(acknowledged) == 134
+        for mh, data in acknowledged:
+            assert await store.get(mh) == data
+
+
+async def test_a_sync_called_during_another_covers_puts_before_it(tmp_path: Path) -> None:
+    early, late = make_blob(1, 1 << 20), make_blob(2, 1 << 20)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(*early)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.sync)
+            await trio.lowlevel.checkpoint()  # the first sync is under way with only `early`
+            await store.put(*late)
+            await store.sync()
+        assert store.disk_statistics().pending_blobs == 0
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(late[0]) == late[1]
+
+
+async def test_delete_is_durable(tmp_path: Path) -> None:
+    kept, deleted = make_blob(1, 500), make_blob(2, 500)
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, [kept, deleted])
+        await store.sync()
+        await store.delete(deleted[0])
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(kept[0]) == kept[1]
+        assert not await store.has(deleted[0])
+
+
+async def test_a_deleted_pending_blob_is_not_resurrected_by_sync(tmp_path: Path) -> None:
+    mh, data = make_blob(5, 500)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.delete(mh)
+        await store.sync()
+        assert not await store.has(mh)
+    async with open_disk_store(tmp_path) as store:
+        assert not await store.has(mh)
+
+
+async def test_a_cancelled_sync_leaves_its_puts_for_the_next_sync(tmp_path: Path) -> None:
+    mh, data = make_blob(6, 500)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await store.sync()
+        await store.sync()
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(mh) == data
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    async with open_disk_store(tmp_path) as store:
+        pass
+    with pytest.raises(StoreError, match="closed"):
+        await store.put(*make_blob(1, 10))
+    await store.aclose()  # idempotent
+
+
+async def test_aclose_waits_for_puts_already_under_way(tmp_path: Path) -> None:
+    blobs = [make_blob(n, 1 << 20) for n in range(8)]
+    async with open_disk_store(tmp_path) as store:
+        async with trio.open_nursery() as nursery:
+            for mh, data in blobs:
+                nursery.start_soon(store.put, mh, data)
+            await trio.testing.wait_all_tasks_blocked()  # the puts are in their threads
+            await store.aclose()
+        assert store.statistics().blobs_written == len(blobs)
+    async with open_disk_store(tmp_path) as reopened:
+        await reopened.put(*blobs[0])  # forgotten (never synced), so written again
+        assert reopened.statistics().blobs_written == 1

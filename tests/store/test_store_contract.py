@@ -1,0 +1,202 @@
+"""The BlobStore contract, run against every backend (see ``conftest.any_store``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relay.ipld import multihash
+from relay.store.base import BlobNotFound, BlobStore, CorruptBlob
+from relay.store.disk import open_disk_store
+from relay.store.memory import MemoryBlobStore
+
+
+def sha256_multihash(data: bytes) -> bytes:
+    # Written out here rather than via relay.ipld.multihash, so the tests do not only
+    # agree with the code under test: 0x12 = sha2-256, 0x20 = 32 bytes.
+    return b"\x12\x20" + hashlib.sha256(data).digest()
+
+
+BLOB = bytes(range(256)) * 40 + b"tail"
+BLOB_MH = sha256_multihash(BLOB)
+
+
+def test_helper_agrees_with_relay_multihash() -> None:
+    assert sha256_multihash(BLOB) == multihash.sha2_256(BLOB)
+
+
+async def test_store_implements_the_protocol(any_store: BlobStore) -> None:
+    assert isinstance(any_store, BlobStore)
+
+
+async def test_put_then_get_returns_the_same_bytes(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    assert await any_store.get(BLOB_MH) == BLOB
+
+
+async def test_empty_blob_round_trips(any_store: BlobStore) -> None:
+    empty_mh = sha256_multihash(b"")
+    await any_store.put(empty_mh, b"")
+    assert await any_store.get(empty_mh) == b""
+
+
+async def test_put_twice_is_a_deduplicated_no_op(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    await any_store.put(BLOB_MH, BLOB)
+    stats = any_store.statistics()
+    assert (stats.blobs_written, stats.bytes_written, stats.blobs_deduplicated) == (
+        1,
+        len(BLOB),
+        1,
+    )
+    assert await any_store.get(BLOB_MH) == BLOB
+
+
+async def test_put_after_sync_is_still_deduplicated(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    await any_store.sync()
+    await any_store.put(BLOB_MH, BLOB)
+    assert any_store.statistics().blobs_written == 1
+    assert any_store.statistics().blobs_deduplicated == 1
+
+
+async def test_get_of_a_missing_blob_raises_blob_not_found(any_store: BlobStore) -> None:
+    with pytest.raises(BlobNotFound) as caught:
+        await any_store.get(BLOB_MH)
+    assert caught.value.multihash == BLOB_MH
+
+
+async def test_ranged_get_returns_the_range_checked_against_expect(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    part = BLOB[1000:1500]
+    assert await any_store.get(BLOB_MH, 1000, 500, expect=sha256_multihash(part)) == part
+
+
+async def test_ranged_get_to_the_end_of_the_blob(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    part = BLOB[9000:]
+    assert await any_store.get(BLOB_MH, 9000, expect=sha256_multihash(part)) == part
+
+
+async def test_ranged_get_without_expect_is_refused(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    with pytest.raises(ValueError, match="partial read"):
+        await any_store.get(BLOB_MH, 10, 20)
+
+
+async def test_ranged_get_with_the_wrong_expect_is_corrupt(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    with pytest.raises(CorruptBlob):
+        await any_store.get(BLOB_MH, 10, 20, expect=sha256_multihash(BLOB[11:31]))
+
+
+async def test_range_beyond_the_blob_is_corrupt(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    tail = BLOB[-10:]
+    with pytest.raises(CorruptBlob):
+        await any_store.get(BLOB_MH, len(BLOB) - 10, 11, expect=sha256_multihash(tail))
+
+
+async def test_negative_offset_or_length_is_refused(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    with pytest.raises(ValueError, match="negative"):
+        await any_store.get(BLOB_MH, -1)
+    with pytest.raises(ValueError, match="negative"):
+        await any_store.get(BLOB_MH, 0, -1)
+
+
+async def test_full_range_without_expect_is_a_whole_blob_read(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    assert await any_store.get(BLOB_MH, 0, len(BLOB)) == BLOB
+
+
+async def test_has_reports_presence(any_store: BlobStore) -> None:
+    assert not await any_store.has(BLOB_MH)
+    await any_store.put(BLOB_MH, BLOB)
+    assert await any_store.has(BLOB_MH)
+    await any_store.sync()
+    assert await any_store.has(BLOB_MH)
+
+
+@pytest.mark.parametrize("synced", [False, True])
+async def test_delete_forgets_the_blob(any_store: BlobStore, synced: bool) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    if synced:
+        await any_store.sync()
+    await any_store.delete(BLOB_MH)
+    assert not await any_store.has(BLOB_MH)
+    with pytest.raises(BlobNotFound):
+        await any_store.get(BLOB_MH)
+    await any_store.sync()
+    assert not await any_store.has(BLOB_MH)
+
+
+async def test_delete_of_an_absent_blob_is_a_no_op(any_store: BlobStore) -> None:
+    await any_store.delete(BLOB_MH)
+    assert not await any_store.has(BLOB_MH)
+
+
+async def test_put_after_delete_stores_the_blob_again(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    await any_store.sync()
+    await any_store.delete(BLOB_MH)
+    await any_store.put(BLOB_MH, BLOB)
+    assert await any_store.get(BLOB_MH) == BLOB
+
+
+async def test_statistics_count_writes_syncs_and_reads(any_store: BlobStore) -> None:
+    blobs = [bytes([n]) * (n + 1) for n in range(5)]
+    for blob in blobs:
+        await any_store.put(sha256_multihash(blob), blob)
+    await any_store.put(sha256_multihash(blobs[0]), blobs[0])
+    await any_store.sync()
+    await any_store.sync()
+    for blob in blobs[:3]:
+        await any_store.get(sha256_multihash(blob))
+    stats = any_store.statistics()
+    assert stats.blobs_written == 5
+    assert stats.bytes_written == 1 + 2 + 3 + 4 + 5
+    assert stats.blobs_deduplicated == 1
+    assert stats.syncs == 2
+    assert stats.reads == 3
+
+
+@asynccontextmanager
+async def open_store(kind: str, directory: Path) -> AsyncIterator[BlobStore]:
+    if kind == "memory":
+        yield MemoryBlobStore()
+    else:
+        async with open_disk_store(directory) as store:
+            yield store
+
+
+# Hypothesis runs each example in its own trio.run, so this test opens its own store
+# rather than sharing the (per-test) ``any_store`` fixture across examples.
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(blobs=st.lists(st.binary(max_size=3000), min_size=1, max_size=4), data=st.data())
+async def test_any_range_reads_back_exactly(
+    kind: str, tmp_path: Path, blobs: list[bytes], data: st.DataObject
+) -> None:
+    async with open_store(kind, tmp_path / "store") as store:
+        for blob in blobs:  # the disk store persists across examples: same bytes, same name
+            await store.put(sha256_multihash(blob), blob)
+        blob = data.draw(st.sampled_from(blobs))
+        start = data.draw(st.integers(0, len(blob)))
+        end = data.draw(st.integers(start, len(blob)))
+        part = blob[start:end]
+        mh = sha256_multihash(blob)
+        got = await store.get(mh, start, end - start, expect=sha256_multihash(part))
+        assert got == part
+        if kind == "disk":
+            await store.sync()
