@@ -9,10 +9,32 @@ The embedding API. A trio program opens relay's storage engine in its own task t
         await engine.put_object("photos", "cat.jpg", body_chunks)
 """
 
-from relay.bucket.engine import Engine, EngineConfig, ListPage, ObjectStream, open_engine
-from relay.bucket.manifest import Manifest
-from relay.config import Config, ConfigError, load_config
-from relay.storage import open_blob_store, open_storage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relay.bucket.engine import Engine, EngineConfig, ListPage, ObjectStream, open_engine
+    from relay.bucket.manifest import Manifest
+    from relay.config import Config, ConfigError, load_config
+    from relay.storage import open_blob_store, open_storage
+
+# Loaded on first use (PEP 562): importing a pure core such as ``relay.mst`` must not pull
+# in trio and the whole engine through this package's ``__init__``.
+_EXPORTS = {
+    "Config": "relay.config",
+    "ConfigError": "relay.config",
+    "Engine": "relay.bucket.engine",
+    "EngineConfig": "relay.bucket.engine",
+    "ListPage": "relay.bucket.engine",
+    "Manifest": "relay.bucket.manifest",
+    "ObjectStream": "relay.bucket.engine",
+    "load_config": "relay.config",
+    "open_blob_store": "relay.storage",
+    "open_engine": "relay.bucket.engine",
+    "open_storage": "relay.storage",
+}
 
 __all__ = [
     "Config",
@@ -27,3 +49,10 @@ __all__ = [
     "open_engine",
     "open_storage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'relay' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -21,15 +21,16 @@ options (``--data``) override both. Units are in the names.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from relay.bucket.engine import EngineConfig
-from relay.chunker import ChunkerConfig
+from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 
 DEFAULT_DATA_DIR: Final = Path("relay-data")
 STORE_KINDS: Final = ("disk", "memory")
@@ -82,6 +83,29 @@ def _typed(name: str, value: Any, kind: type) -> Any:
     return value
 
 
+def _table(document: dict[str, Any], section: str) -> dict[str, Any]:
+    if not section:
+        return document
+    table = document.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    return table
+
+
+def _check_known(document: dict[str, Any]) -> None:
+    """Refuse unknown keys: a typo must not silently leave a default in place."""
+    known: dict[str, set[str]] = {}
+    for name, (_variable, section, _kind) in _SETTINGS.items():
+        known.setdefault(section, set()).add(name)
+    for key, value in document.items():
+        if key in known and isinstance(value, dict):
+            for inner in value:
+                if inner not in known[key]:
+                    raise ConfigError(f"unknown setting {key}.{inner}")
+        elif key not in known[""]:
+            raise ConfigError(f"unknown setting {key}")
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -98,38 +122,46 @@ def load_config(
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, Any] = {}
     for name, (variable, section, kind) in _SETTINGS.items():
-        table = document if not section else document.get(section, {})
+        table = _table(document, section)
         if name in table:
             values[name] = _typed(name, table[name], kind)
         if variable in environ:
             values[name] = _typed(variable, environ[variable], kind)
+    _check_known(document)
     if data_dir is not None:
         values["data_dir"] = str(data_dir)
-    try:
-        chunker = ChunkerConfig(
-            chunk_size_bytes=values.get("chunk_size_bytes", DEFAULT_CHUNKER.chunk_size_bytes),
-            max_puts_in_flight=values.get("max_puts_in_flight", DEFAULT_CHUNKER.max_puts_in_flight),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    engine = replace(
-        EngineConfig(chunker=chunker),
-        **{
-            name: values[name]
-            for name in ("unixfs_width", "max_batch", "writer_idle_seconds", "read_prefetch")
-            if name in values
-        },
+
+    def setting(name: str, default: Any) -> Any:
+        return values.get(name, default)
+
+    chunk_size = setting("chunk_size_bytes", DEFAULT_CHUNKER.chunk_size_bytes)
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ConfigError(f"chunk_size_bytes must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}")
+    puts_in_flight = setting("max_puts_in_flight", DEFAULT_CHUNKER.max_puts_in_flight)
+    if puts_in_flight < 1:
+        raise ConfigError("max_puts_in_flight must be at least 1")
+    defaults = EngineConfig()
+    engine = EngineConfig(
+        chunker=ChunkerConfig(chunk_size_bytes=chunk_size, max_puts_in_flight=puts_in_flight),
+        unixfs_width=setting("unixfs_width", defaults.unixfs_width),
+        max_batch=setting("max_batch", defaults.max_batch),
+        writer_idle_seconds=setting("writer_idle_seconds", defaults.writer_idle_seconds),
+        read_prefetch=setting("read_prefetch", defaults.read_prefetch),
     )
     if engine.unixfs_width < 2:
         raise ConfigError("unixfs_width must be at least 2")
     if engine.max_batch < 1:
         raise ConfigError("max_batch must be at least 1")
+    if not (math.isfinite(engine.writer_idle_seconds) and engine.writer_idle_seconds > 0):
+        raise ConfigError("writer_idle_seconds must be a positive number of seconds")
+    if engine.read_prefetch < 1:
+        raise ConfigError("read_prefetch must be at least 1")
     store = StoreConfig(
-        kind=values.get("kind", DEFAULT_STORE.kind),
-        pack_size_limit_bytes=values.get(
-            "pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes
-        ),
+        kind=setting("kind", DEFAULT_STORE.kind),
+        pack_size_limit_bytes=setting("pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes),
     )
     if store.kind not in STORE_KINDS:
         raise ConfigError(f"store kind must be one of {', '.join(STORE_KINDS)}")
-    return Config(Path(values.get("data_dir", DEFAULT_DATA_DIR)), engine, store)
+    if store.pack_size_limit_bytes <= 0:
+        raise ConfigError("pack_size_limit_bytes must be positive")
+    return Config(Path(setting("data_dir", DEFAULT_DATA_DIR)), engine, store)

@@ -27,7 +27,10 @@ def b58encode(data: bytes) -> str:
 
 
 def b58decode(text: str) -> bytes:
-    raw = text.encode("ascii")
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise MultibaseError("invalid base58btc character") from None
     number = 0
     try:
         for c in raw:
@@ -44,8 +47,8 @@ def b32encode_lower(data: bytes) -> str:
 
 
 def b32decode_lower(text: str) -> bytes:
-    if text != text.lower():
-        raise MultibaseError("base32 multibase 'b' is lowercase")
+    if text != text.lower() or not text.isascii():
+        raise MultibaseError("base32 multibase 'b' is lowercase ASCII")
     padded = text.upper() + "=" * (-len(text) % 8)
     try:
         return base64.b32decode(padded)
@@ -64,6 +67,8 @@ def multibase_decode(text: str) -> bytes:
         return b58decode(body)
     if prefix == "f":
         try:
+            if not body.isascii():
+                raise ValueError("non-ASCII")
             return bytes.fromhex(body)
         except ValueError as exc:
             raise MultibaseError("invalid base16") from exc

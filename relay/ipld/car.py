@@ -200,7 +200,9 @@ def _parse_header(section: bytes) -> CarHeader:
         header = dagcbor.decode(section)
     except ValueError as exc:
         raise CarError(f"bad CAR header: {exc}") from exc
-    if not isinstance(header, dict) or header.get("version") != 1:
+    if not isinstance(header, dict) or type(header.get("version")) is not int:
+        raise CarError("not a CARv1 header")
+    if header["version"] != 1:
         raise CarError("not a CARv1 header")
     roots = header.get("roots")
     if not isinstance(roots, list) or not all(isinstance(root, CID) for root in roots):

@@ -10,6 +10,8 @@ class VarintError(ValueError):
 def encode_varint(value: int) -> bytes:
     if value < 0:
         raise ValueError("varints are unsigned")
+    if value >= 1 << 63:
+        raise VarintError("multiformats varints hold at most 63 bits")
     if value < 0x80:
         return bytes((value,))
     out = bytearray()

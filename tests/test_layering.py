@@ -1,0 +1,130 @@
+"""Dependency direction (DESIGN §8, STYLE §1), read from the source with `ast`.
+
+Each rule follows imports transitively through relay's own modules, so a pure core that
+imports a relay module which imports trio breaks the rule as surely as ``import trio``.
+Importing ``relay.x.y`` also runs ``relay/x/__init__.py``; that is followed too. The root
+``relay/__init__.py`` loads the engine lazily (PEP 562), checked at the bottom.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+RELAY = Path(__file__).resolve().parent.parent / "relay"
+PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst"]
+
+
+def module_file(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    package = RELAY.joinpath(*parts) / "__init__.py"
+    if package.is_file():
+        return package
+    plain = RELAY.joinpath(*parts).with_suffix(".py")
+    return plain if parts and plain.is_file() else None
+
+
+def modules_in(package: str) -> list[str]:
+    root = RELAY.joinpath(*package.split(".")[1:])
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(RELAY).with_suffix("").parts
+        if relative[-1] == "__init__":
+            relative = relative[:-1]
+        found.append(".".join(("relay", *relative)))
+    return found
+
+
+def with_parents(module: str) -> list[str]:
+    """``relay.a.b`` → ``relay.a``, ``relay.a.b`` (what importing it runs, minus the root)."""
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(2, len(parts) + 1)]
+
+
+@cache
+def direct_imports(module: str) -> frozenset[str]:
+    path = module_file(module)
+    if path is None:
+        return frozenset()
+    is_package = path.name == "__init__.py"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            names.add(source)
+            # `from relay.ipld import dagcbor` imports the submodule relay.ipld.dagcbor
+            names.update(f"{source}.{alias.name}" for alias in node.names)
+    return frozenset(names)
+
+
+@cache
+def transitive_imports(module: str) -> frozenset[str]:
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        for name in direct_imports(current):
+            targets = with_parents(name) if name.startswith("relay.") else [name]
+            for target in targets:
+                if target in seen:
+                    continue
+                seen.add(target)
+                if target.startswith("relay.") and module_file(target) is not None:
+                    pending.append(target)
+    return frozenset(seen)
+
+
+def offending(module: str, forbidden: list[str]) -> list[str]:
+    return sorted(
+        name
+        for name in transitive_imports(module)
+        if any(name == banned or name.startswith(banned + ".") for banned in forbidden)
+    )
+
+
+def test_the_import_walker_sees_through_relay_modules() -> None:
+    # Controls: the walker must find trio where it is, directly and one module away.
+    assert "trio" in transitive_imports("relay.store.memory")
+    assert "trio" in transitive_imports("relay.store")  # via relay/store/__init__ → memory
+    assert "relay.ipld.varint" in transitive_imports("relay.ipld.cid")
+    assert len(modules_in("relay.ipld")) >= 8
+
+
+@pytest.mark.parametrize(
+    "module", [m for core in PURE_CORES for m in modules_in(core)], ids=lambda m: m
+)
+def test_pure_cores_never_import_trio(module: str) -> None:
+    assert offending(module, ["trio"]) == []
+
+
+@pytest.mark.parametrize(
+    "module", [m for core in PURE_CORES for m in modules_in(core)], ids=lambda m: m
+)
+def test_formats_and_trees_do_no_io(module: str) -> None:
+    assert offending(module, ["relay.store", "relay.bucket", "relay.registry"]) == []
+
+
+@pytest.mark.parametrize("module", modules_in("relay.store"), ids=lambda m: m)
+def test_store_never_imports_the_bucket_engine(module: str) -> None:
+    assert offending(module, ["relay.bucket"]) == []
+
+
+@pytest.mark.parametrize("core", PURE_CORES)
+def test_importing_a_pure_core_does_not_load_trio(core: str) -> None:
+    probe = f"import sys, {core}; print('trio' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False"
