@@ -39,8 +39,9 @@ async def run(directory: Path, puts: int, concurrency: int, size: int) -> dict[s
 
         async def put(i: int) -> None:
             async with limiter:
+                data = payloads[i % len(payloads)]
                 await engine.put_object(
-                    "bench", f"files/{i:06d}.bin", _body(payloads[i % len(payloads)])
+                    "bench", f"files/{i:06d}.bin", _body(data), size_hint=len(data)
                 )
 
         start = time.perf_counter()

@@ -142,19 +142,29 @@ class Engine:
             manifest_cache_capacity=config.manifest_cache_capacity,
         )
         self._buckets: dict[str, _BucketState] = {}
+        self._loading: dict[str, trio.Event] = {}
 
     # -- buckets -------------------------------------------------------------------------
 
     async def _state(self, bucket: str) -> _BucketState:
         state = self._buckets.get(bucket)
-        if state is None:
+        if state is not None:
+            return state
+        # One registry read per bucket, however many requests arrive for it at once.
+        loading = self._loading.get(bucket)
+        if loading is not None:
+            await loading.wait()
+            return await self._state(bucket)
+        self._loading[bucket] = loading = trio.Event()
+        try:
             record = await self.registry.get_bucket(bucket)
             if record is None:
                 raise NoSuchBucket(bucket)
-            state = self._buckets.setdefault(
-                bucket, _BucketState(record, record.root, record.version)
-            )
-        return state
+            state = self._buckets[bucket] = _BucketState(record, record.root, record.version)
+            return state
+        finally:
+            del self._loading[bucket]
+            loading.set()
 
     async def create_bucket(self, name: str, owner: str = "") -> BucketRecord:
         try:
@@ -247,6 +257,7 @@ class Engine:
         *,
         checksums: frozenset[Checksum] = frozenset(),
         max_body_bytes: int | None = MAX_SINGLE_PUT_BYTES,
+        size_hint: int | None = None,
     ) -> StoredBody:
         """Chunk ``body`` into the store and write its UnixFS index CAR (not committed)."""
         chunked = await chunk_into_store(
@@ -255,6 +266,7 @@ class Engine:
             self.config.chunker,
             checksums=checksums,
             max_body_bytes=max_body_bytes,
+            expected_size=size_hint,
         )
         root, locations = await self.store_leaves(chunked.leaves)
         return StoredBody(root, chunked.size, chunked, locations)
@@ -295,6 +307,7 @@ class Engine:
         verify: Callable[[ChunkedBody], None] | None = None,
         precondition: Precondition | None = None,
         max_body_bytes: int | None = MAX_SINGLE_PUT_BYTES,
+        size_hint: int | None = None,
     ) -> Manifest:
         """Store ``body`` under ``key`` and return its manifest once committed.
 
@@ -303,7 +316,9 @@ class Engine:
         """
         key_bytes(key)  # refuse a bad key or a missing bucket before reading any body
         await self._state(bucket)
-        stored = await self.store_body(body, checksums=checksums, max_body_bytes=max_body_bytes)
+        stored = await self.store_body(
+            body, checksums=checksums, max_body_bytes=max_body_bytes, size_hint=size_hint
+        )
         if verify is not None:
             verify(stored.chunked)
         manifest = Manifest(

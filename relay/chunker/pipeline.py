@@ -175,8 +175,14 @@ async def chunk_into_store(
     *,
     checksums: frozenset[Checksum] = frozenset(),
     max_body_bytes: int | None = None,
+    expected_size: int | None = None,
 ) -> ChunkedBody:
-    """Stream ``source`` into ``store`` as fixed-size raw chunks; see the module docstring."""
+    """Stream ``source`` into ``store`` as fixed-size raw chunks; see the module docstring.
+
+    ``expected_size`` (a Content-Length) sizes the buffer for bodies smaller than a chunk:
+    a 4 KiB object should not cost a zeroed 1 MiB allocation. A wrong hint is harmless:
+    the buffer grows to the chunk size when more bytes arrive.
+    """
     chunk_size = config.chunk_size_bytes
     hasher = BodyHasher(checksums)
     leaves: list[Leaf] = []
@@ -202,7 +208,10 @@ async def chunk_into_store(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(hash_and_store, nursery)
             async with send_chunk:
-                buffer = bytearray(chunk_size)
+                capacity = chunk_size
+                if expected_size is not None:
+                    capacity = max(1, min(chunk_size, expected_size))
+                buffer = bytearray(capacity)
                 view = memoryview(buffer)
                 filled = 0
                 async for piece in source:
@@ -211,7 +220,12 @@ async def chunk_into_store(
                         raise BodyTooLarge(max_body_bytes)
                     taken = 0
                     while taken < len(piece):
-                        n = min(chunk_size - filled, len(piece) - taken)
+                        if filled == capacity:  # the size hint was short: grow once
+                            view.release()
+                            buffer.extend(bytes(chunk_size - capacity))
+                            view = memoryview(buffer)
+                            capacity = chunk_size
+                        n = min(capacity - filled, len(piece) - taken)
                         view[filled : filled + n] = piece[taken : taken + n]
                         filled += n
                         taken += n

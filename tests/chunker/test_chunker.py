@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import random
 import time
 import tracemalloc
@@ -320,3 +321,15 @@ async def test_peak_memory_is_a_few_chunks_not_the_body() -> None:
         tracemalloc.stop()
     assert result.size == body_size
     assert peak < chunk_size * (config.max_puts_in_flight + 4), (peak, elapsed)
+
+
+@pytest.mark.parametrize("hint", [0, 1, 10_000, 40_000, 16 << 10, 10 << 20])
+async def test_a_wrong_or_right_size_hint_never_changes_the_chunks(hint: int) -> None:
+    data = os.urandom(40_000)
+    cuts = range(3000, len(data), 3000)
+    config = ChunkerConfig(chunk_size_bytes=16 << 10)
+    store = MemoryBlobStore()
+    hinted = await chunk_into_store(pieces_of(data, cuts), store, config, expected_size=hint)
+    plain = await chunk_into_store(pieces_of(data, cuts), MemoryBlobStore(), config)
+    assert hinted.leaves == plain.leaves
+    assert b"".join(store.blobs[leaf.cid.multihash] for leaf in hinted.leaves) == data
