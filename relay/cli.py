@@ -1,4 +1,4 @@
-"""The ``relay`` command: ``relay cid``, ``relay export``, ``relay log``.
+"""The ``relay`` command: ``relay serve``, ``relay cid``, ``relay export``, ``relay log``.
 
 Every command that touches stored data takes ``--config FILE`` and ``--data DIR`` and
 otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -19,6 +21,8 @@ from relay.bucket.errors import EngineError
 from relay.bucket.export import export_bucket
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from relay.config import Config, ConfigError, load_config
+from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
+from relay.server import serve
 from relay.storage import open_storage
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 
@@ -33,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="relay", description="An S3 front door for content-addressed storage."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve S3 on the configured store")
+    _storage_options(serve)
+    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:9000)")
 
     cid = commands.add_parser("cid", help="print a file's UnixFS root CID without storing anything")
     cid.add_argument("file", type=Path)
@@ -54,7 +62,56 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config, data_dir=args.data)
+    return load_config(args.config, data_dir=args.data, listen=getattr(args, "listen", None))
+
+
+def _announce(config: Config, credentials: Credentials, bound: tuple[str, int]) -> None:
+    host, port = bound
+    shown = f"[{host}]" if ":" in host else host
+    endpoint = f"http://{shown}:{port}"
+    print(f"relay: serving S3 at {endpoint} (data in {config.data_dir.resolve()})", flush=True)
+    if credentials.generated is not None:
+        key_id, secret = credentials.generated
+        print(
+            "relay: generated an access key (shown once; kept in"
+            f" {config.data_dir / CREDENTIALS_FILE}):\n"
+            f"  export AWS_ACCESS_KEY_ID={key_id}\n"
+            f"  export AWS_SECRET_ACCESS_KEY={secret}\n"
+            f"  aws --endpoint-url {endpoint} s3 mb s3://my-bucket",
+            flush=True,
+        )
+    else:
+        print(
+            f"relay: try  aws --endpoint-url {endpoint} s3 ls"
+            f"  (access keys: {', '.join(sorted(credentials.keys))})",
+            flush=True,
+        )
+
+
+async def _serve(config: Config) -> None:
+    credentials = await trio.to_thread.run_sync(
+        load_credentials, config.credentials, config.data_dir
+    )
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def on_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if shutdown.is_set():
+                        nursery.cancel_scope.cancel()  # a second signal: stop now
+                        return
+                    print(f"relay: {signal.Signals(signum).name}: shutting down", flush=True)
+                    shutdown.set()
+
+        nursery.start_soon(on_signals)
+        bound = await nursery.start(
+            partial(serve, config, credentials=credentials, shutdown=shutdown)
+        )
+        _announce(config, credentials, bound)
+        await shutdown.wait()
+        # serve() returns once requests in flight finish (within the grace period).
+    print("relay: stopped", flush=True)
 
 
 async def _export(config: Config, args: argparse.Namespace) -> None:
@@ -84,7 +141,9 @@ async def _log(config: Config, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "cid":
+        if args.command == "serve":
+            trio.run(_serve, _config(args))
+        elif args.command == "cid":
             if not MIN_CHUNK_SIZE <= args.chunk_size <= MAX_CHUNK_SIZE:
                 raise ConfigError(
                     f"--chunk-size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"
@@ -96,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(_export, _config(args), args)
         elif args.command == "log":
             trio.run(_log, _config(args), args)
-    except (ConfigError, EngineError, OSError) as exc:
+    except (ConfigError, CredentialsError, EngineError, OSError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0

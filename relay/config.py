@@ -17,6 +17,21 @@ options (``--data``) override both. Units are in the names.
     [store]
     kind = "disk"                  # RELAY_STORE: "disk" (default) or "memory"
     pack_size_limit_bytes = 1073741824   # RELAY_PACK_SIZE_LIMIT_BYTES
+
+    listen = "127.0.0.1:9000"      # RELAY_LISTEN
+    region = "us-east-1"           # RELAY_REGION (what SigV4 scopes and GetBucketLocation say)
+
+    [http]
+    header_timeout_seconds = 30          # RELAY_HTTP_HEADER_TIMEOUT_SECONDS
+    body_stall_timeout_seconds = 60      # RELAY_HTTP_BODY_STALL_TIMEOUT_SECONDS
+    keepalive_idle_timeout_seconds = 75  # RELAY_HTTP_KEEPALIVE_IDLE_TIMEOUT_SECONDS
+    max_header_bytes = 65536             # RELAY_HTTP_MAX_HEADER_BYTES
+    max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS
+    shutdown_grace_seconds = 30          # RELAY_HTTP_SHUTDOWN_GRACE_SECONDS
+
+    [[credentials]]                # any number; RELAY_ACCESS_KEY_ID / RELAY_SECRET_ACCESS_KEY
+    access_key_id = "..."          # add one; with none, a pair is generated on first start
+    secret_access_key = "..."
 """
 
 from __future__ import annotations
@@ -31,8 +46,10 @@ from typing import Any, Final
 
 from relay.bucket.engine import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
+from relay.http import HttpConfig
 
 DEFAULT_DATA_DIR: Final = Path("relay-data")
+DEFAULT_LISTEN: Final = "127.0.0.1:9000"
 STORE_KINDS: Final = ("disk", "memory")
 
 
@@ -51,6 +68,25 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    listen: str = DEFAULT_LISTEN
+    region: str = "us-east-1"
+    http: HttpConfig = field(default_factory=HttpConfig)
+    credentials: list[dict[str, str]] = field(default_factory=list, repr=False)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"listen must be HOST:PORT, not {value!r}") from None
+    if not host or not 0 <= number <= 65535:
+        raise ConfigError(f"listen must be HOST:PORT, not {value!r}")
+    return host.strip("[]"), number
 
 
 DEFAULT_CHUNKER: Final = ChunkerConfig()
@@ -67,7 +103,23 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "read_prefetch": ("RELAY_READ_PREFETCH", "engine", int),
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
+    "listen": ("RELAY_LISTEN", "", str),
+    "region": ("RELAY_REGION", "", str),
+    "header_timeout_seconds": ("RELAY_HTTP_HEADER_TIMEOUT_SECONDS", "http", float),
+    "body_stall_timeout_seconds": ("RELAY_HTTP_BODY_STALL_TIMEOUT_SECONDS", "http", float),
+    "keepalive_idle_timeout_seconds": ("RELAY_HTTP_KEEPALIVE_IDLE_TIMEOUT_SECONDS", "http", float),
+    "max_header_bytes": ("RELAY_HTTP_MAX_HEADER_BYTES", "http", int),
+    "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
+    "shutdown_grace_seconds": ("RELAY_HTTP_SHUTDOWN_GRACE_SECONDS", "http", float),
 }
+_HTTP_SETTINGS: Final = (
+    "header_timeout_seconds",
+    "body_stall_timeout_seconds",
+    "keepalive_idle_timeout_seconds",
+    "max_header_bytes",
+    "max_connections",
+    "shutdown_grace_seconds",
+)
 
 
 def _typed(name: str, value: Any, kind: type) -> Any:
@@ -98,6 +150,8 @@ def _check_known(document: dict[str, Any]) -> None:
     for name, (_variable, section, _kind) in _SETTINGS.items():
         known.setdefault(section, set()).add(name)
     for key, value in document.items():
+        if key == "credentials":
+            continue
         if key in known and isinstance(value, dict):
             for inner in value:
                 if inner not in known[key]:
@@ -111,9 +165,10 @@ def load_config(
     *,
     environ: Mapping[str, str] = os.environ,
     data_dir: Path | None = None,
+    listen: str | None = None,
 ) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``RELAY_*`` variables, then
-    ``data_dir`` (the ``--data`` option)."""
+    ``data_dir`` and ``listen`` (the ``--data`` and ``--listen`` options)."""
     document: dict[str, Any] = {}
     if path is not None:
         try:
@@ -130,6 +185,8 @@ def load_config(
     _check_known(document)
     if data_dir is not None:
         values["data_dir"] = str(data_dir)
+    if listen is not None:
+        values["listen"] = listen
 
     def setting(name: str, default: Any) -> Any:
         return values.get(name, default)
@@ -164,4 +221,21 @@ def load_config(
         raise ConfigError(f"store kind must be one of {', '.join(STORE_KINDS)}")
     if store.pack_size_limit_bytes <= 0:
         raise ConfigError("pack_size_limit_bytes must be positive")
-    return Config(Path(setting("data_dir", DEFAULT_DATA_DIR)), engine, store)
+    try:
+        http = HttpConfig(**{name: values[name] for name in _HTTP_SETTINGS if name in values})
+    except ValueError as exc:
+        raise ConfigError(f"[http]: {exc}") from None
+    credentials = document.get("credentials", [])
+    if not isinstance(credentials, list):
+        raise ConfigError("[[credentials]] must be an array of tables")
+    config = Config(
+        Path(setting("data_dir", DEFAULT_DATA_DIR)),
+        engine,
+        store,
+        listen=setting("listen", DEFAULT_LISTEN),
+        region=setting("region", "us-east-1"),
+        http=http,
+        credentials=credentials,
+    )
+    parse_listen(config.listen)
+    return config

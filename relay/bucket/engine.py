@@ -11,9 +11,10 @@ commit log, so any past state can be read or exported.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 import trio
@@ -48,7 +49,7 @@ from relay.mst import walk as mst_walk
 from relay.registry.base import BlockLocation, BucketExists, BucketRecord, CommitRecord
 from relay.registry.sqlite import SqliteRegistry, now_ms
 from relay.store.base import BlobStore
-from relay.unixfs import FileBuilder, leaves_for_range
+from relay.unixfs import FileBuilder, LeafSpan, leaves_for_range
 
 MAX_KEY_BYTES: Final = 1024
 DEFAULT_UNIXFS_WIDTH: Final = 1024
@@ -87,6 +88,18 @@ class ListEntry:
 class ListPage:
     entries: list[ListEntry]
     is_truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    manifest: Manifest
+    start: int
+    end: int  # exclusive
+    spans: list[LeafSpan]
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +271,13 @@ class Engine:
         checksums: frozenset[Checksum] = frozenset(),
         max_body_bytes: int | None = MAX_SINGLE_PUT_BYTES,
         size_hint: int | None = None,
+        build_index: bool = True,
     ) -> StoredBody:
-        """Chunk ``body`` into the store and write its UnixFS index CAR (not committed)."""
+        """Chunk ``body`` into the store and write its UnixFS index CAR (not committed).
+
+        ``build_index=False`` (a multipart part) stores only the chunks: the DAG is built
+        over all the parts at Complete.
+        """
         chunked = await chunk_into_store(
             body,
             self.store,
@@ -268,6 +286,8 @@ class Engine:
             max_body_bytes=max_body_bytes,
             expected_size=size_hint,
         )
+        if not build_index:
+            return StoredBody(chunked.leaves[0].cid, chunked.size, chunked, ())
         root, locations = await self.store_leaves(chunked.leaves)
         return StoredBody(root, chunked.size, chunked, locations)
 
@@ -397,6 +417,61 @@ class Engine:
             raise NoSuchKey(bucket, key)
         return await self.blocks.manifest(cid)
 
+    async def plan_read(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        first: int | None = None,
+        last: int | None = None,
+        suffix: int | None = None,
+        manifest: Manifest | None = None,
+    ) -> ReadPlan:
+        """Resolve ``key`` and an HTTP-style byte range (``first``-``last`` inclusive,
+        open-ended, or the last ``suffix`` bytes) into the chunks to send. Every error a
+        client should hear about (no key, unsatisfiable range) happens here, before a byte
+        of the body goes out."""
+        if manifest is None:
+            manifest = await self.head_object(bucket, key)
+        start, end = resolve_range(manifest.size, first, last, suffix)
+        spans = await self.blocks.run_with_raw(
+            lambda load: list(
+                leaves_for_range(manifest.body, start, end - start, load, file_size=manifest.size)
+            )
+        )
+        return ReadPlan(manifest, start, end, spans)
+
+    async def write_object(
+        self, plan: ReadPlan, write: Callable[[bytes], Awaitable[object]]
+    ) -> None:
+        """Send the planned bytes to ``write`` in order, each chunk verified first.
+
+        The prefetching tasks live inside this call, so the caller's task tree stays
+        properly nested however it streams (an HTTP response body calls this)."""
+        send, receive = trio.open_memory_channel[bytes](1)
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        serve_spans,
+                        self.store,
+                        plan.spans,
+                        send,
+                        prefetch=self.config.read_prefetch,
+                    )
+                )
+                async with receive:
+                    async for chunk in receive:
+                        await write(chunk)
+
+    async def iter_object(self, plan: ReadPlan) -> AsyncIterator[bytes]:
+        """The planned bytes, chunk by chunk, each verified; no task outlives a step, so it
+        can be handed to any consumer (an HTTP response body). Reads one chunk at a time:
+        ``write_object`` and ``open_object`` prefetch."""
+        for span in plan.spans:
+            chunk = await self.store.get(span.cid.multihash)
+            yield chunk[span.skip : span.skip + span.take]
+
     @asynccontextmanager
     async def open_object(
         self,
@@ -408,24 +483,25 @@ class Engine:
         suffix: int | None = None,
         manifest: Manifest | None = None,
     ) -> AsyncIterator[ObjectStream]:
-        """Open ``key`` for reading, whole or a byte range (as HTTP Range: ``first``-
-        ``last`` inclusive, open-ended, or the last ``suffix`` bytes)."""
-        if manifest is None:
-            manifest = await self.head_object(bucket, key)
-        start, end = resolve_range(manifest.size, first, last, suffix)
-        spans = await self.blocks.run_with_raw(
-            lambda load: list(
-                leaves_for_range(manifest.body, start, end - start, load, file_size=manifest.size)
-            )
+        """``plan_read`` and a channel of the bytes, for callers that pull (tests, export).
+        Enter and leave it in the same task, as any trio nursery."""
+        plan = await self.plan_read(
+            bucket, key, first=first, last=last, suffix=suffix, manifest=manifest
         )
         send, receive = trio.open_memory_channel[bytes](1)
         with single_error():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
-                    lambda: serve_spans(self.store, spans, send, prefetch=self.config.read_prefetch)
+                    partial(
+                        serve_spans,
+                        self.store,
+                        plan.spans,
+                        send,
+                        prefetch=self.config.read_prefetch,
+                    )
                 )
                 async with receive:
-                    yield ObjectStream(manifest, start, end, receive)
+                    yield ObjectStream(plan.manifest, plan.start, plan.end, receive)
                 nursery.cancel_scope.cancel()
 
     async def read_object(self, bucket: str, key: str) -> bytes:
@@ -441,15 +517,19 @@ class Engine:
         bucket: str,
         *,
         prefix: str = "",
-        start_after: str = "",
+        start_after: str | bytes = "",
         limit: int = 1000,
         root: CID | None = None,
     ) -> tuple[list[tuple[str, CID]], bool]:
         """Keys (with their manifest CIDs) in order: those starting with ``prefix`` and
-        greater than ``start_after``; at most ``limit``, and whether more follow."""
+        greater than ``start_after``; at most ``limit``, and whether more follow.
+
+        ``start_after`` may be raw bytes: ``b"dir/\xff"`` is past every UTF-8 key under
+        ``dir/`` (0xff never occurs in UTF-8), which is how a listing skips a common prefix.
+        """
         root = root or (await self._state(bucket)).root
         raw_prefix = prefix.encode("utf-8")
-        after = start_after.encode("utf-8")
+        after = start_after if isinstance(start_after, bytes) else start_after.encode("utf-8")
         cursor, exclusive = (after, True) if after >= raw_prefix else (raw_prefix, False)
         found: list[tuple[bytes, CID]] = []
         more = False

@@ -7,7 +7,10 @@ from relay.registry.base import (
     BucketRecord,
     CommitConflict,
     CommitRecord,
+    PartRecord,
     RegistryError,
+    UploadMissing,
+    UploadRecord,
 )
 from relay.registry.sqlite import SqliteRegistry, open_sqlite_registry
 
@@ -18,7 +21,10 @@ __all__ = [
     "BucketRecord",
     "CommitConflict",
     "CommitRecord",
+    "PartRecord",
     "RegistryError",
     "SqliteRegistry",
+    "UploadMissing",
+    "UploadRecord",
     "open_sqlite_registry",
 ]

@@ -69,3 +69,29 @@ class BlockLocation:
     blob: bytes
     offset: int
     length: int
+
+
+class UploadMissing(RegistryError):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"no multipart upload {upload_id!r}")
+        self.upload_id = upload_id
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    bucket: str
+    key: str
+    owner: str
+    created_ms: int
+    request: bytes  # the engine's encoding of what CreateMultipartUpload asked for
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    created_ms: int
+    data: bytes  # the engine's encoding of the part's leaves and checksums

@@ -29,6 +29,9 @@ from relay.registry.base import (
     BucketRecord,
     CommitConflict,
     CommitRecord,
+    PartRecord,
+    UploadMissing,
+    UploadRecord,
 )
 
 T = TypeVar("T")
@@ -102,6 +105,11 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _bucket(row: tuple[str, str, int, bytes, int]) -> BucketRecord:
     name, owner, created_ms, root, version = row
     return BucketRecord(name, owner, created_ms, CID(root), version)
+
+
+def _upload(row: tuple[str, str, bytes, str, int, bytes]) -> UploadRecord:
+    upload_id, bucket, key, owner, created_ms, request = row
+    return UploadRecord(upload_id, bucket, key.decode("utf-8"), owner, created_ms, request)
 
 
 def now_ms() -> int:
@@ -288,6 +296,98 @@ class SqliteRegistry:
             return found
 
         return await self._read(work)
+
+    # -- multipart uploads ---------------------------------------------------------------
+
+    async def create_upload(
+        self, upload_id: str, bucket: str, key: str, owner: str, request: bytes
+    ) -> UploadRecord:
+        created = now_ms()
+
+        def work(db: sqlite3.Connection) -> UploadRecord:
+            db.execute(
+                "INSERT INTO multipart_uploads (upload_id, bucket, key, owner, created_ms, request)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (upload_id, bucket, key.encode("utf-8"), owner, created, request),
+            )
+            return UploadRecord(upload_id, bucket, key, owner, created, request)
+
+        return await self._write(work)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        def work(db: sqlite3.Connection) -> UploadRecord | None:
+            row = db.execute(
+                "SELECT upload_id, bucket, key, owner, created_ms, request"
+                " FROM multipart_uploads WHERE upload_id = ?",
+                (upload_id,),
+            ).fetchone()
+            return None if row is None else _upload(row)
+
+        return await self._read(work)
+
+    async def list_uploads(
+        self, bucket: str, *, after_key: str = "", after_upload_id: str = "", limit: int = 1000
+    ) -> list[UploadRecord]:
+        """Uploads in (key, upload id) order, after the given marker."""
+        key = after_key.encode("utf-8")
+
+        def work(db: sqlite3.Connection) -> list[UploadRecord]:
+            rows = db.execute(
+                "SELECT upload_id, bucket, key, owner, created_ms, request FROM multipart_uploads"
+                " WHERE bucket = ? AND (key > ? OR (key = ? AND upload_id > ?))"
+                " ORDER BY key, upload_id LIMIT ?",
+                (bucket, key, key, after_upload_id, limit),
+            ).fetchall()
+            return [_upload(row) for row in rows]
+
+        return await self._read(work)
+
+    async def put_part(self, part: PartRecord) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            if not db.execute(
+                "SELECT 1 FROM multipart_uploads WHERE upload_id = ?", (part.upload_id,)
+            ).fetchone():
+                raise UploadMissing(part.upload_id)
+            db.execute(
+                "INSERT OR REPLACE INTO multipart_parts"
+                " (upload_id, part_number, size, etag, created_ms, part) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    part.upload_id,
+                    part.part_number,
+                    part.size,
+                    part.etag,
+                    part.created_ms,
+                    part.data,
+                ),
+            )
+
+        await self._write(work)
+
+    async def list_parts(
+        self, upload_id: str, *, after_part: int = 0, limit: int = 10_000
+    ) -> list[PartRecord]:
+        def work(db: sqlite3.Connection) -> list[PartRecord]:
+            rows = db.execute(
+                "SELECT upload_id, part_number, size, etag, created_ms, part FROM multipart_parts"
+                " WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+                (upload_id, after_part, limit),
+            ).fetchall()
+            return [PartRecord(*row) for row in rows]
+
+        return await self._read(work)
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        """Forget an upload and its parts; whether it existed."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM multipart_parts WHERE upload_id = ?", (upload_id,))
+            return bool(
+                db.execute(
+                    "DELETE FROM multipart_uploads WHERE upload_id = ?", (upload_id,)
+                ).rowcount
+            )
+
+        return await self._write(work)
 
     async def aclose(self) -> None:
         def close() -> None:

@@ -1,0 +1,260 @@
+"""Multipart uploads: parts stream through the chunker like any PUT; Complete stitches.
+
+A part's chunks are stored as it arrives, and the registry remembers the part's leaves
+(CID and size of each chunk), its MD5 and checksums: nothing is committed to the bucket.
+CompleteMultipartUpload checks the client's part list (InvalidPart, InvalidPartOrder,
+EntityTooSmall), concatenates the parts' leaves in order and builds ONE UnixFS DAG over
+them, so when every part but the last is a multiple of the chunk size the object's root is
+exactly the root of the same bytes sent in a single PUT. No chunk is read or copied, except
+to compute the BLAKE3 ``x-cid`` digest when the object is within ``cid_budget_bytes``
+(above it the digest is left out: absent, never wrong).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import blake3
+
+from relay.bucket.engine import Engine, key_bytes
+from relay.bucket.errors import EngineError
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
+from relay.bucket.writer import Precondition
+from relay.chunker import Checksum, ChunkedBody, Leaf
+from relay.ipld import dagcbor
+from relay.registry.base import PartRecord, UploadMissing, UploadRecord
+from relay.registry.sqlite import now_ms
+
+MIN_PART_BYTES: Final = 5 << 20  # every part but the last, as in S3
+MAX_PART_BYTES: Final = 5 << 30
+MAX_PARTS: Final = 10_000
+DEFAULT_CID_BUDGET_BYTES: Final = 1 << 30
+
+
+class NoSuchUpload(EngineError):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"no multipart upload {upload_id!r}")
+        self.upload_id = upload_id
+
+
+class InvalidPart(EngineError):
+    pass
+
+
+class InvalidPartOrder(EngineError):
+    pass
+
+
+class EntityTooSmall(EngineError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """What CreateMultipartUpload asked for, applied to the object at Complete."""
+
+    content_type: str = DEFAULT_CONTENT_TYPE
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    checksum: str | None = None
+
+    def encode(self) -> bytes:
+        value: dict[str, Any] = {
+            "type": self.content_type,
+            "meta": self.metadata,
+            "hdrs": self.headers,
+        }
+        if self.checksum is not None:
+            value["sum"] = self.checksum
+        return dagcbor.encode(value)
+
+    @classmethod
+    def decode(cls, data: bytes) -> UploadRequest:
+        value = dagcbor.decode(data)
+        return cls(value["type"], value["meta"], value["hdrs"], value.get("sum"))
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: str
+    bucket: str
+    key: str
+    owner: str
+    created_ms: int
+    request: UploadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    part_number: int
+    size: int
+    etag: str  # MD5 hex, unquoted
+    last_modified_ms: int
+    leaves: tuple[Leaf, ...]
+    checksums: dict[str, bytes]
+
+
+def _encode_part(chunked: ChunkedBody) -> bytes:
+    return dagcbor.encode(
+        {
+            "leaves": [[leaf.cid, leaf.size] for leaf in chunked.leaves],
+            "sums": {kind.value: digest for kind, digest in chunked.checksums.items()},
+        }
+    )
+
+
+def _part(record: PartRecord) -> Part:
+    value = dagcbor.decode(record.data)
+    leaves = tuple(Leaf(cid, size) for cid, size in value["leaves"])
+    return Part(
+        record.part_number, record.size, record.etag, record.created_ms, leaves, value["sums"]
+    )
+
+
+def _upload(record: UploadRecord) -> Upload:
+    return Upload(
+        record.upload_id,
+        record.bucket,
+        record.key,
+        record.owner,
+        record.created_ms,
+        UploadRequest.decode(record.request),
+    )
+
+
+class Multipart:
+    """Multipart uploads over an ``Engine``."""
+
+    def __init__(self, engine: Engine, *, cid_budget_bytes: int = DEFAULT_CID_BUDGET_BYTES):
+        self.engine = engine
+        self.cid_budget_bytes = cid_budget_bytes
+
+    async def create(
+        self, bucket: str, key: str, request: UploadRequest, *, owner: str = ""
+    ) -> Upload:
+        key_bytes(key)
+        await self.engine.head_bucket(bucket)
+        upload_id = secrets.token_hex(24)
+        record = await self.engine.registry.create_upload(
+            upload_id, bucket, key, owner, request.encode()
+        )
+        return _upload(record)
+
+    async def get(self, bucket: str, key: str, upload_id: str) -> Upload:
+        record = await self.engine.registry.get_upload(upload_id)
+        if record is None or record.bucket != bucket or record.key != key:
+            raise NoSuchUpload(upload_id)
+        return _upload(record)
+
+    async def upload_part(
+        self,
+        upload: Upload,
+        part_number: int,
+        body: AsyncIterable[bytes],
+        *,
+        checksums: frozenset[Checksum] = frozenset(),
+        verify: Callable[[ChunkedBody], None] | None = None,
+        size_hint: int | None = None,
+    ) -> Part:
+        chunked = (
+            await self.engine.store_body(
+                body,
+                checksums=checksums,
+                max_body_bytes=MAX_PART_BYTES,
+                size_hint=size_hint,
+                build_index=False,
+            )
+        ).chunked
+        if verify is not None:
+            verify(chunked)
+        record = PartRecord(
+            upload.upload_id,
+            part_number,
+            chunked.size,
+            chunked.md5.hex(),
+            now_ms(),
+            _encode_part(chunked),
+        )
+        try:
+            await self.engine.registry.put_part(record)
+        except UploadMissing:
+            raise NoSuchUpload(upload.upload_id) from None  # aborted while the part arrived
+        return _part(record)
+
+    async def list_parts(
+        self, upload: Upload, *, after_part: int = 0, limit: int = 1000
+    ) -> list[Part]:
+        records = await self.engine.registry.list_parts(
+            upload.upload_id, after_part=after_part, limit=limit
+        )
+        return [_part(record) for record in records]
+
+    async def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.get(bucket, key, upload_id)
+        await self.engine.registry.delete_upload(upload_id)
+
+    async def list_uploads(
+        self, bucket: str, *, key_marker: str = "", upload_id_marker: str = "", limit: int = 1000
+    ) -> list[Upload]:
+        await self.engine.head_bucket(bucket)
+        records = await self.engine.registry.list_uploads(
+            bucket, after_key=key_marker, after_upload_id=upload_id_marker, limit=limit
+        )
+        return [_upload(record) for record in records]
+
+    async def complete(
+        self,
+        upload: Upload,
+        requested: Sequence[tuple[int, str]],
+        *,
+        precondition: Precondition | None = None,
+    ) -> Manifest:
+        """Stitch the requested (part number, ETag) list into the object and commit it."""
+        numbers = [number for number, _ in requested]
+        if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+            raise InvalidPartOrder("the list of parts was not in ascending order")
+        stored = {part.part_number: part for part in await self.list_parts(upload, limit=MAX_PARTS)}
+        chosen: list[Part] = []
+        for number, etag in requested:
+            part = stored.get(number)
+            if part is None or part.etag != etag.lower():
+                raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_BYTES:
+                raise EntityTooSmall(f"part {part.part_number} is smaller than 5 MiB")
+        leaves = [leaf for part in chosen for leaf in part.leaves]
+        # A zero-byte part contributes an empty leaf; a file's DAG takes those only alone.
+        non_empty = [leaf for leaf in leaves if leaf.size] or leaves[:1]
+        root, locations = await self.engine.store_leaves(non_empty)
+        md5s = b"".join(bytes.fromhex(part.etag) for part in chosen)
+        size = sum(part.size for part in chosen)
+        digest = await self._blake3(non_empty) if size <= self.cid_budget_bytes else None
+        request = upload.request
+        manifest = Manifest(
+            key=upload.key,
+            size=size,
+            body=root,
+            chunk_size=self.engine.config.chunker.chunk_size_bytes,
+            etag=f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}",
+            last_modified_ms=now_ms(),
+            content_type=request.content_type,
+            metadata=dict(request.metadata),
+            headers=dict(request.headers),
+            blake3=digest,
+            part_sizes=tuple(part.size for part in chosen),
+        )
+        await self.engine.commit_manifest(upload.bucket, manifest, locations, precondition)
+        await self.engine.registry.delete_upload(upload.upload_id)
+        return manifest
+
+    async def _blake3(self, leaves: Sequence[Leaf]) -> bytes:
+        hasher = blake3.blake3()
+        for leaf in leaves:
+            chunk = await self.engine.store.get(leaf.cid.multihash)
+            hasher.update(chunk)
+        return hasher.digest()

@@ -1,0 +1,128 @@
+"""The S3 application: one request in, one response out, errors rendered once.
+
+``S3App.handle`` is the ``relay.http`` handler. It splits the target, routes it (pure),
+authenticates it with SigV4 before any handler runs (so a refused request is answered
+before its body is read, and its client never gets ``100 Continue``), dispatches to the
+operation family's module, and converts every error at this one boundary into the S3 XML
+error document. Every response carries ``x-amz-request-id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from relay.bucket.engine import Engine
+from relay.bucket.multipart import Multipart
+from relay.http import Request, RequestBody, Response
+from relay.s3 import buckets, multipart, objects, routing, xml
+from relay.s3.context import Context
+from relay.s3.errors import NotImplemented_, S3Error, from_exception
+from relay.sigv4 import SigV4Error, verify
+
+log = logging.getLogger("relay.s3")
+
+DEFAULT_REGION: Final = "us-east-1"
+
+Handler = Callable[[Context, Any], Awaitable[Response]]
+
+_DISPATCH: Final[dict[type[routing.Endpoint], Handler]] = {
+    routing.CreateBucket: buckets.create_bucket,
+    routing.HeadBucket: buckets.head_bucket,
+    routing.DeleteBucket: buckets.delete_bucket,
+    routing.GetBucketLocation: buckets.get_bucket_location,
+    routing.ListObjects: buckets.list_objects_v1,
+    routing.ListObjectsV2: buckets.list_objects_v2,
+    routing.ListMultipartUploads: multipart.list_uploads,
+    routing.DeleteObjects: objects.delete_objects,
+    routing.PutObject: objects.put_object,
+    routing.GetObject: objects.get_object,
+    routing.HeadObject: objects.get_object,
+    routing.DeleteObject: objects.delete_object,
+    routing.CreateMultipartUpload: multipart.create,
+    routing.UploadPart: multipart.upload_part,
+    routing.CompleteMultipartUpload: multipart.complete,
+    routing.AbortMultipartUpload: multipart.abort,
+    routing.ListParts: multipart.list_parts,
+}
+
+
+def _first_values(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in headers:
+        values.setdefault(name, value)
+    return values
+
+
+class S3App:
+    def __init__(
+        self,
+        engine: Engine,
+        credentials: Mapping[str, str],
+        *,
+        region: str = DEFAULT_REGION,
+        clock: Callable[[], float] = time.time,
+        multipart_uploads: Multipart | None = None,
+    ) -> None:
+        self.engine = engine
+        self.multipart = multipart_uploads or Multipart(engine)
+        self._credentials = dict(credentials)
+        self.region = region
+        self._clock = clock
+
+    async def handle(self, request: Request, body: RequestBody) -> Response:
+        request_id = secrets.token_hex(8).upper()
+        try:
+            response = await self._handle(request, body, request_id)
+        except Exception as exc:
+            response = self._error_response(exc, request, request_id)
+        response.headers.append(("x-amz-request-id", request_id))
+        return response
+
+    async def _handle(self, request: Request, body: RequestBody, request_id: str) -> Response:
+        target = routing.split_target(request.path, request.query)
+        headers = _first_values(request.headers)
+        endpoint = routing.route(request.method, target, headers)
+        auth = verify(
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            self._credentials.get,
+            self._clock(),
+        )
+        if isinstance(endpoint, routing.Unsupported):
+            raise NotImplemented_(f"relay does not implement {endpoint.operation} yet")
+        ctx = Context(
+            request,
+            body,
+            auth,
+            target,
+            headers,
+            request_id,
+            self.engine,
+            self.multipart,
+            self.region,
+        )
+        if isinstance(endpoint, routing.ListBuckets):
+            return await buckets.list_buckets(ctx)
+        return await _DISPATCH[type(endpoint)](ctx, endpoint)
+
+    def _error_response(self, exc: Exception, request: Request, request_id: str) -> Response:
+        error = from_exception(exc)
+        if type(error) is S3Error and not isinstance(exc, S3Error):
+            log.exception("request %s (%s %s) failed", request_id, request.method, request.path)
+        elif isinstance(exc, SigV4Error):
+            log.info("request %s refused: %s", request_id, error.code)
+        document = xml.error_document(
+            error.code, error.message, request.path, request_id, error.extra
+        )
+        return Response(
+            error.status,
+            [("content-type", "application/xml")],
+            document,
+            content_length=len(document),
+        )

@@ -1,0 +1,151 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+and the two listings."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from relay.http import Response
+from relay.ipld.cid import CID
+from relay.registry.base import BucketRecord
+from relay.s3 import xml
+from relay.s3.context import Context, drain, empty_response, xml_response
+from relay.s3.errors import AccessDenied, InvalidBucketName
+from relay.s3.listing import (
+    Page,
+    decode_token,
+    list_page,
+    parse_max_keys,
+    render_v1,
+    render_v2,
+    resume_after,
+)
+from relay.s3.payload import Payload
+from relay.s3.routing import (
+    CreateBucket,
+    DeleteBucket,
+    GetBucketLocation,
+    HeadBucket,
+    ListObjects,
+    ListObjectsV2,
+)
+
+_BUCKET_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def check_bucket_name(name: str) -> None:
+    """S3's general-purpose bucket naming rules."""
+    if (
+        not _BUCKET_NAME.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_ADDRESS.match(name)
+        or name.startswith(("xn--", "sthree-", "amzn-s3-demo-"))
+        or name.endswith(("-s3alias", "--ol-s3", "--x-s3", ".mrap"))
+    ):
+        raise InvalidBucketName(BucketName=name)
+
+
+async def owned_bucket(ctx: Context, name: str) -> BucketRecord:
+    """The bucket, if it exists and belongs to the caller's credential."""
+    record = await ctx.engine.head_bucket(name)
+    if record.owner and record.owner != ctx.owner:
+        raise AccessDenied()
+    return record
+
+
+async def list_buckets(ctx: Context) -> Response:
+    records = await ctx.engine.list_buckets()
+    mine = [(r.name, r.created_ms) for r in records if not r.owner or r.owner == ctx.owner]
+    return xml_response(200, xml.list_buckets(xml.Owner(ctx.owner, ctx.owner), mine))
+
+
+async def create_bucket(ctx: Context, endpoint: CreateBucket) -> Response:
+    check_bucket_name(endpoint.bucket)
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), 64 << 10)
+    xml.parse_location_constraint(body)  # any region is accepted: relay has one
+    await ctx.engine.create_bucket(endpoint.bucket, owner=ctx.owner)
+    return empty_response(200, [("location", f"/{endpoint.bucket}")])
+
+
+async def head_bucket(ctx: Context, endpoint: HeadBucket) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    return empty_response(200, [("x-amz-bucket-region", ctx.region)])
+
+
+async def delete_bucket(ctx: Context, endpoint: DeleteBucket) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    await ctx.engine.delete_bucket(endpoint.bucket)
+    return empty_response(204)
+
+
+async def get_bucket_location(ctx: Context, endpoint: GetBucketLocation) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    return xml_response(200, xml.location_constraint(ctx.region))
+
+
+async def _page(
+    ctx: Context, bucket: str, prefix: str, delimiter: str, cursor: bytes, max_keys: int
+) -> Page:
+    async def keys(prefix: str, after: bytes, limit: int) -> tuple[list[tuple[str, CID]], bool]:
+        return await ctx.engine.list_keys(bucket, prefix=prefix, start_after=after, limit=limit)
+
+    return await list_page(
+        keys,
+        ctx.engine.manifests,
+        prefix=prefix,
+        delimiter=delimiter,
+        cursor=cursor,
+        max_keys=max_keys,
+    )
+
+
+async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    query = ctx.query
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter", "")
+    max_keys = parse_max_keys(query.get("max-keys"))
+    token = query.get("continuation-token")
+    start_after = query.get("start-after")
+    # The walk starts at the prefix anyway; a cursor only ever moves it further on.
+    cursor = decode_token(token) if token is not None else (start_after or "").encode()
+    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
+    fetch_owner = query.get("fetch-owner", "").lower() == "true"
+    body = render_v2(
+        endpoint.bucket,
+        page,
+        prefix=prefix,
+        delimiter=delimiter,
+        max_keys=max_keys,
+        encoding_type=query.get("encoding-type"),
+        start_after=start_after,
+        continuation_token=token,
+        owner=ctx.owner if fetch_owner else None,
+    )
+    return xml_response(200, body)
+
+
+async def list_objects_v1(ctx: Context, endpoint: ListObjects) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    query = ctx.query
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter", "")
+    max_keys = parse_max_keys(query.get("max-keys"))
+    marker = query.get("marker", "")
+    cursor = resume_after(marker, prefix, delimiter) if marker else b""
+    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
+    body = render_v1(
+        endpoint.bucket,
+        page,
+        prefix=prefix,
+        delimiter=delimiter,
+        max_keys=max_keys,
+        encoding_type=query.get("encoding-type"),
+        marker=marker,
+        owner=ctx.owner,
+    )
+    return xml_response(200, body)

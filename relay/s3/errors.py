@@ -1,0 +1,175 @@
+"""S3 errors: one table of codes with the HTTP status AWS uses, rendered in one place.
+
+Handlers raise ``S3Error`` subclasses; lower layers raise their own small errors and
+``from_engine_error`` converts them at the boundary. Anything unexpected becomes
+``InternalError`` without leaking its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+
+class S3Error(Exception):
+    code: ClassVar[str] = "InternalError"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "We encountered an internal error. Please try again."
+
+    def __init__(
+        self, message: str | None = None, *, resource: str | None = None, **extra: str
+    ) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.resource = resource
+        self.extra = extra  # more elements for the error document (e.g. BucketName, Key)
+
+
+def _error(code: str, status: int, message: str) -> type[S3Error]:
+    return type(code, (S3Error,), {"code": code, "status": status, "default_message": message})
+
+
+InternalError = S3Error
+AccessDenied = _error("AccessDenied", 403, "Access Denied")
+AuthorizationHeaderMalformed = _error(
+    "AuthorizationHeaderMalformed", 400, "The authorization header is malformed."
+)
+AuthorizationQueryParametersError = _error(
+    "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."
+)
+BadDigest = _error(
+    "BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received."
+)
+BucketAlreadyExists = _error(
+    "BucketAlreadyExists", 409, "The requested bucket name is not available."
+)
+BucketAlreadyOwnedByYou = _error(
+    "BucketAlreadyOwnedByYou",
+    409,
+    "Your previous request to create the named bucket succeeded and you already own it.",
+)
+BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
+EntityTooLarge = _error(
+    "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size."
+)
+EntityTooSmall = _error(
+    "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."
+)
+IncompleteBody = _error(
+    "IncompleteBody",
+    400,
+    "You did not provide the number of bytes specified by the Content-Length.",
+)
+InvalidAccessKeyId = _error(
+    "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."
+)
+InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
+InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
+InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+InvalidPart = _error(
+    "InvalidPart",
+    400,
+    "One or more of the specified parts could not be found. The part may not have been"
+    " uploaded, or the specified entity tag may not match the part's entity tag.",
+)
+InvalidPartOrder = _error("InvalidPartOrder", 400, "The list of parts was not in ascending order.")
+InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
+KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
+MalformedXML = _error(
+    "MalformedXML", 400, "The XML you provided was not well-formed or did not validate."
+)
+MethodNotAllowed = _error(
+    "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
+)
+MissingContentLength = _error(
+    "MissingContentLength", 411, "You must provide the Content-Length HTTP header."
+)
+NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist")
+NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
+NoSuchUpload = _error(
+    "NoSuchUpload",
+    404,
+    "The specified upload does not exist. The upload ID may be invalid, or the upload may"
+    " have been aborted or completed.",
+)
+NotImplemented_ = _error(
+    "NotImplemented",
+    501,
+    "A header or operation you provided implies functionality that is not implemented.",
+)
+PreconditionFailed = _error(
+    "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"
+)
+RequestTimeTooSkewed = _error(
+    "RequestTimeTooSkewed",
+    403,
+    "The difference between the request time and the current time is too large.",
+)
+ServiceUnavailable = _error("ServiceUnavailable", 503, "Please reduce your request rate.")
+SignatureDoesNotMatch = _error(
+    "SignatureDoesNotMatch",
+    403,
+    "The request signature we calculated does not match the signature you provided.",
+)
+XAmzContentSHA256Mismatch = _error(
+    "XAmzContentSHA256Mismatch",
+    400,
+    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+)
+RequestTimeout = _error(
+    "RequestTimeout",
+    400,
+    "Your socket connection to the server was not read from or written to within the"
+    " timeout period.",
+)
+InvalidObjectState = _error(
+    "InvalidObjectState", 403, "The operation is not valid for the object's state"
+)
+
+BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclasses__()}
+BY_CODE["InternalError"] = S3Error
+
+
+def error_for_code(code: str, message: str | None = None) -> S3Error:
+    """An ``S3Error`` for a code named by a lower layer (e.g. the SigV4 verifier)."""
+    return BY_CODE.get(code, S3Error)(message)
+
+
+def from_exception(exc: BaseException) -> S3Error:
+    """Convert an error from a lower layer into the S3 error a client should see.
+
+    Unknown errors become InternalError with a generic message: their text may hold paths
+    or internals and is logged by the caller, never sent.
+    """
+    from relay.bucket import errors as engine
+    from relay.bucket import multipart
+    from relay.chunker import BodyTooLarge
+    from relay.sigv4 import SigV4Error
+    from relay.store.base import StoreError
+
+    if isinstance(exc, S3Error):
+        return exc
+    if isinstance(exc, SigV4Error):
+        return BY_CODE.get(exc.code, S3Error)(exc.message)
+    table: list[tuple[type[BaseException], Callable[[BaseException], S3Error]]] = [
+        (engine.NoSuchBucket, lambda e: NoSuchBucket(BucketName=e.bucket)),  # type: ignore[attr-defined]
+        (engine.NoSuchKey, lambda e: NoSuchKey(Key=e.key)),  # type: ignore[attr-defined]
+        (engine.BucketNotEmpty, lambda e: BucketNotEmpty(BucketName=e.bucket)),  # type: ignore[attr-defined]
+        (engine.InvalidKey, lambda e: KeyTooLongError(str(e))),
+        (engine.InvalidRange, lambda e: InvalidRange()),
+        (engine.PreconditionFailed, lambda e: PreconditionFailed()),
+        (engine.CommitAborted, lambda e: ServiceUnavailable(str(e))),
+        (multipart.NoSuchUpload, lambda e: NoSuchUpload()),
+        (multipart.InvalidPart, lambda e: InvalidPart()),
+        (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
+        (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
+        (BodyTooLarge, lambda e: EntityTooLarge()),
+        (StoreError, lambda e: S3Error()),
+    ]
+    for kind, convert in table:
+        if isinstance(exc, kind):
+            return convert(exc)
+    if isinstance(exc, engine.BucketAlreadyExists):
+        return BucketAlreadyOwnedByYou() if exc.owned_by_caller else BucketAlreadyExists()
+    return S3Error()

@@ -1,0 +1,185 @@
+"""Multipart operations: Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE
+from relay.bucket.multipart import MAX_PARTS, Upload, UploadRequest
+from relay.http import Response
+from relay.s3 import xml
+from relay.s3.buckets import owned_bucket
+from relay.s3.context import Context, drain, empty_response, xml_response
+from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
+from relay.s3.listing import parse_max_keys
+from relay.s3.objects import body_verifier, requested_checksums, stored_headers
+from relay.s3.payload import Payload
+from relay.s3.routing import (
+    AbortMultipartUpload,
+    CompleteMultipartUpload,
+    CreateMultipartUpload,
+    ListMultipartUploads,
+    ListParts,
+    UploadPart,
+)
+from relay.s3.xml import document, element, iso8601, optional
+
+MAX_COMPLETE_BODY_BYTES: Final = 2 << 20
+
+
+async def _upload(ctx: Context, bucket: str, key: str, upload_id: str) -> Upload:
+    await owned_bucket(ctx, bucket)
+    upload = await ctx.multipart.get(bucket, key, upload_id)
+    if upload.owner and upload.owner != ctx.owner:
+        raise NoSuchUpload()
+    return upload
+
+
+async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    content_type, metadata, content = stored_headers(ctx.headers)
+    algorithm = ctx.headers.get("x-amz-checksum-algorithm")
+    request = UploadRequest(
+        content_type=content_type or DEFAULT_CONTENT_TYPE,
+        metadata=metadata,
+        headers=content,
+        checksum=None if algorithm is None else algorithm.lower(),
+    )
+    upload = await ctx.multipart.create(endpoint.bucket, endpoint.key, request, owner=ctx.owner)
+    body = (
+        element("Bucket", endpoint.bucket)
+        + element("Key", endpoint.key)
+        + element("UploadId", upload.upload_id)
+    )
+    return xml_response(200, document("InitiateMultipartUploadResult", body))
+
+
+async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
+    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    part = await ctx.multipart.upload_part(
+        upload,
+        endpoint.part_number,
+        payload,
+        checksums=requested_checksums(ctx.headers),
+        verify=body_verifier(ctx, payload),
+        size_hint=payload.size_hint,
+    )
+    return empty_response(200, [("etag", f'"{part.etag}"')])
+
+
+async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
+    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_COMPLETE_BODY_BYTES)
+    parts = xml.parse_complete_multipart(body)
+    if len(parts) > MAX_PARTS:
+        raise InvalidPart()
+    manifest = await ctx.multipart.complete(
+        upload, [(part.part_number, part.etag) for part in parts]
+    )
+    result = (
+        element("Location", f"/{endpoint.bucket}/{endpoint.key}")
+        + element("Bucket", endpoint.bucket)
+        + element("Key", endpoint.key)
+        + element("ETag", f'"{manifest.etag}"')
+    )
+    headers = []
+    cid = manifest.content_cid
+    if cid is not None:
+        headers.append(("x-cid", str(cid)))
+    return xml_response(200, document("CompleteMultipartUploadResult", result), headers)
+
+
+async def abort(ctx: Context, endpoint: AbortMultipartUpload) -> Response:
+    await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    await ctx.multipart.abort(endpoint.bucket, endpoint.key, endpoint.upload_id)
+    return empty_response(204)
+
+
+def _int_param(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an integer") from None
+    if number < 0:
+        raise InvalidArgument(f"{name} must not be negative")
+    return number
+
+
+async def list_parts(ctx: Context, endpoint: ListParts) -> Response:
+    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    marker = _int_param(ctx.query.get("part-number-marker"), "part-number-marker", 0)
+    max_parts = min(_int_param(ctx.query.get("max-parts"), "max-parts", 1000), 1000)
+    parts = await ctx.multipart.list_parts(upload, after_part=marker, limit=max_parts + 1)
+    truncated = len(parts) > max_parts
+    parts = parts[:max_parts]
+    owner = xml.Owner(upload.owner or ctx.owner, upload.owner or ctx.owner)
+    body = (
+        element("Bucket", endpoint.bucket)
+        + element("Key", endpoint.key)
+        + element("UploadId", upload.upload_id)
+        + owner.render("Initiator")
+        + owner.render()
+        + element("StorageClass", "STANDARD")
+        + element("PartNumberMarker", marker)
+        + optional("NextPartNumberMarker", parts[-1].part_number if parts else None)
+        + element("MaxParts", max_parts)
+        + element("IsTruncated", "true" if truncated else "false")
+    )
+    body += "".join(
+        "<Part>"
+        + element("PartNumber", part.part_number)
+        + element("LastModified", iso8601(part.last_modified_ms))
+        + element("ETag", f'"{part.etag}"')
+        + element("Size", part.size)
+        + "</Part>"
+        for part in parts
+    )
+    return xml_response(200, document("ListPartsResult", body))
+
+
+async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    query = ctx.query
+    prefix = query.get("prefix", "")
+    key_marker = query.get("key-marker", "")
+    upload_marker = query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = parse_max_keys(query.get("max-uploads"))
+    uploads = [
+        upload
+        for upload in await ctx.multipart.list_uploads(
+            endpoint.bucket,
+            key_marker=key_marker,
+            upload_id_marker=upload_marker,
+            limit=10_000,
+        )
+        if upload.key.startswith(prefix) and (not upload.owner or upload.owner == ctx.owner)
+    ]
+    truncated = len(uploads) > max_uploads
+    uploads = uploads[:max_uploads]
+    body = (
+        element("Bucket", endpoint.bucket)
+        + element("KeyMarker", key_marker)
+        + element("UploadIdMarker", upload_marker)
+        + element("Prefix", prefix)
+        + element("MaxUploads", max_uploads)
+        + element("IsTruncated", "true" if truncated else "false")
+    )
+    if truncated and uploads:
+        body += element("NextKeyMarker", uploads[-1].key)
+        body += element("NextUploadIdMarker", uploads[-1].upload_id)
+    for upload in uploads:
+        owner = xml.Owner(upload.owner or ctx.owner, upload.owner or ctx.owner)
+        body += (
+            "<Upload>"
+            + element("Key", upload.key)
+            + element("UploadId", upload.upload_id)
+            + owner.render("Initiator")
+            + owner.render()
+            + element("StorageClass", "STANDARD")
+            + element("Initiated", iso8601(upload.created_ms))
+            + "</Upload>"
+        )
+    return xml_response(200, document("ListMultipartUploadsResult", body))

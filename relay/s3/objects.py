@@ -1,0 +1,237 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Final
+
+from relay.bucket.engine import resolve_range
+from relay.bucket.manifest import Manifest
+from relay.chunker import Checksum, ChunkedBody
+from relay.http import Response
+from relay.s3 import xml
+from relay.s3.context import (
+    Context,
+    decode_base64_digest,
+    drain,
+    empty_response,
+    http_date,
+    xml_response,
+)
+from relay.s3.errors import (
+    BadDigest,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidRequest,
+    from_exception,
+)
+from relay.s3.payload import Payload
+from relay.s3.routing import DeleteObject, DeleteObjects, GetObject, HeadObject, PutObject
+
+CHECKSUM_HEADERS: Final = {f"x-amz-checksum-{kind.value}": kind for kind in Checksum}
+_DIGEST_SIZES: Final = {
+    Checksum.CRC32: 4,
+    Checksum.CRC32C: 4,
+    Checksum.SHA1: 20,
+    Checksum.SHA256: 32,
+}
+# Standard headers stored with the object and returned as they were given.
+CONTENT_HEADERS: Final = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+)
+META_PREFIX: Final = "x-amz-meta-"
+MAX_DELETE_BODY_BYTES: Final = 2 << 20
+
+
+def _checksum_named(name: str) -> Checksum:
+    try:
+        return Checksum(name.strip().lower())
+    except ValueError:
+        raise InvalidRequest(f"unsupported checksum algorithm {name!r}") from None
+
+
+def requested_checksums(headers: dict[str, str]) -> frozenset[Checksum]:
+    """Every checksum the client sent a value for, announced, or will send as a trailer."""
+    kinds = {kind for name, kind in CHECKSUM_HEADERS.items() if name in headers}
+    if "x-amz-sdk-checksum-algorithm" in headers:
+        kinds.add(_checksum_named(headers["x-amz-sdk-checksum-algorithm"]))
+    for name in headers.get("x-amz-trailer", "").split(","):
+        name = name.strip().lower()
+        if name:
+            if name not in CHECKSUM_HEADERS:
+                raise InvalidRequest(f"unsupported trailer {name!r}")
+            kinds.add(CHECKSUM_HEADERS[name])
+    return frozenset(kinds)
+
+
+def body_verifier(ctx: Context, payload: Payload) -> Callable[[ChunkedBody], None]:
+    """Check Content-MD5 and every x-amz-checksum-* (header or trailer) before commit."""
+    content_md5 = ctx.headers.get("content-md5")
+    expected_md5 = None if content_md5 is None else _md5_header(content_md5)
+
+    def verify(body: ChunkedBody) -> None:
+        if expected_md5 is not None and body.md5 != expected_md5:
+            raise BadDigest("The Content-MD5 you specified did not match what we received.")
+        given = dict(ctx.headers)
+        given.update(payload.trailers)
+        for name, kind in CHECKSUM_HEADERS.items():
+            if name in given:
+                expected = decode_base64_digest(given[name], _DIGEST_SIZES[kind], name)
+                if body.checksums.get(kind) != expected:
+                    raise BadDigest(
+                        f"The {kind.value.upper()} you specified did not match the calculated"
+                        " checksum."
+                    )
+
+    return verify
+
+
+def _md5_header(value: str) -> bytes:
+    try:
+        return decode_base64_digest(value, 16, "Content-MD5")
+    except InvalidArgument:
+        raise InvalidDigest() from None
+
+
+def stored_headers(headers: dict[str, str]) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """(content type, user metadata, content headers) from a PUT's headers."""
+    metadata = {
+        name[len(META_PREFIX) :]: value
+        for name, value in headers.items()
+        if name.startswith(META_PREFIX)
+    }
+    content: dict[str, str] = {name: headers[name] for name in CONTENT_HEADERS if name in headers}
+    return headers.get("content-type"), metadata, content
+
+
+def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, str]]:
+    headers = [
+        ("etag", f'"{manifest.etag}"'),
+        ("last-modified", http_date(manifest.last_modified_ms)),
+        ("content-type", manifest.content_type),
+        ("accept-ranges", "bytes"),
+    ]
+    headers.extend(manifest.headers.items())
+    headers.extend((META_PREFIX + name, value) for name, value in manifest.metadata.items())
+    cid = manifest.content_cid
+    if cid is not None:
+        headers.append(("x-cid", str(cid)))
+    if checksums:
+        headers.extend(
+            (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
+            for name, digest in manifest.checksums.items()
+        )
+    return headers
+
+
+async def put_object(ctx: Context, endpoint: PutObject) -> Response:
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    content_type, metadata, content = stored_headers(ctx.headers)
+    manifest = await ctx.engine.put_object(
+        endpoint.bucket,
+        endpoint.key,
+        payload,
+        content_type=content_type,
+        metadata=metadata,
+        headers=content,
+        checksums=requested_checksums(ctx.headers),
+        verify=body_verifier(ctx, payload),
+        size_hint=payload.size_hint,
+    )
+    return empty_response(200, _written_headers(manifest))
+
+
+def _written_headers(manifest: Manifest) -> list[tuple[str, str]]:
+    headers = [("etag", f'"{manifest.etag}"')]
+    cid = manifest.content_cid
+    if cid is not None:
+        headers.append(("x-cid", str(cid)))
+    headers.extend(
+        (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
+        for name, digest in manifest.checksums.items()
+    )
+    return headers
+
+
+_RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str | None) -> tuple[int | None, int | None, int | None] | None:
+    """(first, last, suffix) for a single byte range; None for no or an ignorable range
+    (a syntactically invalid or multi-range header is ignored, as HTTP allows)."""
+    if value is None:
+        return None
+    match = _RANGE.match(value.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        return None, None, int(last)
+    return int(first), (int(last) if last else None), None
+
+
+async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response:
+    manifest = await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    wanted = parse_range(ctx.headers.get("range"))
+    # A whole-object checksum describes the whole object: a range does not carry it.
+    checksums = wanted is None and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    headers = object_headers(manifest, checksums=checksums)
+    first, last, suffix = wanted if wanted is not None else (None, None, None)
+    if isinstance(endpoint, HeadObject):
+        start, end = (
+            resolve_range(manifest.size, first, last, suffix) if wanted else (0, manifest.size)
+        )
+        plan_length = end - start
+    else:
+        plan = await ctx.engine.plan_read(
+            endpoint.bucket,
+            endpoint.key,
+            first=first,
+            last=last,
+            suffix=suffix,
+            manifest=manifest,
+        )
+        start, end, plan_length = plan.start, plan.end, plan.length
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers.append(("content-range", f"bytes {start}-{end - 1}/{manifest.size}"))
+    headers.append(("content-length", str(plan_length)))
+    if isinstance(endpoint, HeadObject):
+        return Response(status, headers, b"", content_length=plan_length)
+    return Response(status, headers, ctx.engine.iter_object(plan), content_length=plan_length)
+
+
+async def delete_object(ctx: Context, endpoint: DeleteObject) -> Response:
+    await ctx.engine.delete_object(endpoint.bucket, endpoint.key)
+    return empty_response(204)
+
+
+async def delete_objects(ctx: Context, endpoint: DeleteObjects) -> Response:
+    await ctx.engine.head_bucket(endpoint.bucket)
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    body = await drain(payload, MAX_DELETE_BODY_BYTES)
+    content_md5 = ctx.headers.get("content-md5")
+    if content_md5 is not None and hashlib.md5(body).digest() != _md5_header(content_md5):
+        raise BadDigest()
+    request = xml.parse_delete(body)
+    keys = [key for key, _ in request.keys]
+    results = await ctx.engine.delete_objects(endpoint.bucket, keys)
+    deleted: list[str] = []
+    errors: list[tuple[str, str, str]] = []
+    for key, result in zip(keys, results, strict=True):
+        if result is None:
+            deleted.append(key)
+        else:
+            error = from_exception(result)
+            errors.append((key, error.code, error.message))
+    return xml_response(200, xml.delete_result(deleted, errors, quiet=request.quiet))

@@ -1,0 +1,272 @@
+"""Routing is data: ``route()`` maps (method, path, query, headers) to a frozen endpoint.
+
+Path-style addressing only: ``/`` is the service, ``/bucket`` the bucket, and
+``/bucket/key`` an object (the key is everything after the first slash, percent-decoded;
+``+`` in a path is a literal plus). The query's sub-resource keys (``?uploads``,
+``?uploadId=``, ``?delete``…) pick the operation, as in S3. An operation relay does not
+implement routes to ``Unsupported`` (501 NotImplemented), never to a wrong handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote
+
+from relay.s3.errors import InvalidArgument, InvalidRequest, MethodNotAllowed
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Base of all routes. ``name`` is the S3 operation name, for logs and errors."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class ListBuckets(Endpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BucketEndpoint(Endpoint):
+    bucket: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEndpoint(Endpoint):
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBucket(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeadBucket(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBucket(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetBucketLocation(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListObjects(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListObjectsV2(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListMultipartUploads(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteObjects(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutObject(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetObject(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeadObject(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteObject(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CreateMultipartUpload(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPart(ObjectEndpoint):
+    upload_id: str
+    part_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteMultipartUpload(ObjectEndpoint):
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbortMultipartUpload(ObjectEndpoint):
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListParts(ObjectEndpoint):
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported(Endpoint):
+    """An S3 operation relay does not implement (yet): answered 501 NotImplemented."""
+
+    operation: str
+
+
+# Bucket sub-resources that name an operation relay does not implement yet.
+_BUCKET_SUBRESOURCES = (
+    "acl",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "tagging",
+    "versioning",
+    "versions",
+    "website",
+    "accelerate",
+)
+_OBJECT_SUBRESOURCES = (
+    "acl",
+    "attributes",
+    "legal-hold",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A request target split into the pieces routing and handlers need."""
+
+    bucket: str | None
+    key: str | None
+    query: dict[str, str]
+
+
+def split_target(path: str, query: str) -> Target:
+    if not path.startswith("/"):
+        raise InvalidRequest("the request target must be an absolute path")
+    rest = path[1:]
+    bucket_part, slash, key_part = rest.partition("/")
+    bucket = unquote(bucket_part) if bucket_part else None
+    key = unquote(key_part) if slash and key_part else None
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return Target(bucket, key, dict(pairs))
+
+
+def _part_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument("Part number must be an integer between 1 and 10000") from None
+    if not 1 <= number <= 10000:
+        raise InvalidArgument("Part number must be an integer between 1 and 10000")
+    return number
+
+
+def route(method: str, target: Target, headers: Mapping[str, str]) -> Endpoint:
+    """The endpoint for a request; ``headers`` maps lowercase names to values."""
+    bucket, key, query = target.bucket, target.key, target.query
+    if bucket is None:
+        if method in ("GET", "HEAD"):
+            return ListBuckets()
+        raise MethodNotAllowed()
+    if key is None:
+        return _route_bucket(method, bucket, query)
+    return _route_object(method, bucket, key, query, headers)
+
+
+def _route_bucket(method: str, bucket: str, query: Mapping[str, str]) -> Endpoint:
+    for name in _BUCKET_SUBRESOURCES:
+        if name in query:
+            return Unsupported(f"{method} bucket ?{name}")
+    if method == "GET":
+        if "location" in query:
+            return GetBucketLocation(bucket)
+        if "uploads" in query:
+            return ListMultipartUploads(bucket)
+        if query.get("list-type") == "2":
+            return ListObjectsV2(bucket)
+        return ListObjects(bucket)
+    if method == "HEAD":
+        return HeadBucket(bucket)
+    if method == "PUT":
+        return CreateBucket(bucket)
+    if method == "DELETE":
+        return DeleteBucket(bucket)
+    if method == "POST":
+        if "delete" in query:
+            return DeleteObjects(bucket)
+        return Unsupported("POST bucket (browser form upload)")
+    raise MethodNotAllowed()
+
+
+def _route_object(
+    method: str, bucket: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
+) -> Endpoint:
+    for name in _OBJECT_SUBRESOURCES:
+        if name in query:
+            return Unsupported(f"{method} object ?{name}")
+    upload_id = query.get("uploadId")
+    if method == "GET":
+        if upload_id is not None:
+            return ListParts(bucket, key, upload_id)
+        return GetObject(bucket, key)
+    if method == "HEAD":
+        return HeadObject(bucket, key)
+    if method == "PUT":
+        if "x-amz-copy-source" in headers:
+            return Unsupported("CopyObject / UploadPartCopy")
+        if upload_id is not None or "partNumber" in query:
+            if upload_id is None or "partNumber" not in query:
+                raise InvalidRequest("UploadPart needs both uploadId and partNumber")
+            return UploadPart(bucket, key, upload_id, _part_number(query["partNumber"]))
+        return PutObject(bucket, key)
+    if method == "DELETE":
+        if upload_id is not None:
+            return AbortMultipartUpload(bucket, key, upload_id)
+        return DeleteObject(bucket, key)
+    if method == "POST":
+        if "uploads" in query:
+            return CreateMultipartUpload(bucket, key)
+        if upload_id is not None:
+            return CompleteMultipartUpload(bucket, key, upload_id)
+        return Unsupported("POST object")
+    raise MethodNotAllowed()

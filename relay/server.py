@@ -1,0 +1,43 @@
+"""Running relay: storage + the S3 application + the HTTP server, in the caller's nursery.
+
+``serve(config)`` is the embedding API: a trio program runs relay with
+``await nursery.start(serve, config)``, which returns the bound ``(host, port)`` once
+relay accepts connections; setting the ``shutdown`` event (or cancelling) stops it
+gracefully: no new connections, requests in flight get ``shutdown_grace_seconds``.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from relay.bucket.multipart import Multipart
+from relay.config import Config
+from relay.credentials import Credentials, load_credentials
+from relay.http import serve_http
+from relay.s3.app import S3App
+from relay.storage import open_storage
+
+
+async def serve(
+    config: Config,
+    *,
+    credentials: Credentials | None = None,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    if credentials is None:
+        credentials = await trio.to_thread.run_sync(
+            load_credentials, config.credentials, config.data_dir
+        )
+    host, port = config.listen_address
+    async with open_storage(config) as engine:
+        app = S3App(
+            engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
+        )
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(
+                lambda task_status: serve_http(
+                    app.handle, host, port, config.http, shutdown=shutdown, task_status=task_status
+                )
+            )
+            task_status.started(bound)
