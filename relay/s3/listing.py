@@ -74,7 +74,7 @@ async def list_page(
     last_entry: str | None = None
     while len(found) + len(prefixes) < max_keys:
         batch, more = await keys(prefix, cursor, _STEP)
-        jumped = False
+        stopped_early = False  # the page filled up, or a prefix needs a seek
         for key, value in batch:
             rolled = common_prefix_of(key, prefix, delimiter)
             if rolled is None:
@@ -83,10 +83,13 @@ async def list_page(
             else:
                 prefixes.append(rolled)
                 cursor, last_entry = rolled.encode() + PAST_EVERY_UTF8_SUFFIX, rolled
-                jumped = True
-            if len(found) + len(prefixes) == max_keys or jumped:
+                stopped_early = True  # seek past everything under the prefix
+            if len(found) + len(prefixes) == max_keys:
+                stopped_early = True
+            if stopped_early:
                 break
-        if not jumped and not more:
+        if not stopped_early and not more:
+            # The whole rest of the listing was in this batch: nothing follows the page.
             return Page(
                 await _with_manifests(found, manifests), prefixes, False, cursor, last_entry
             )

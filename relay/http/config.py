@@ -1,0 +1,46 @@
+"""Every limit and timeout of the HTTP server, in one frozen record (units in the names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    # From the connection's start (first request) or the first byte of a later request to
+    # a complete request head: a slow-loris client cannot hold a connection with a trickle.
+    header_timeout_seconds: float = 30.0
+    # The longest gap between two pieces of a request body. Long enough for a client
+    # stuck behind a congested link, short enough that a dead peer frees its upload.
+    body_stall_timeout_seconds: float = 60.0
+    # How long a kept-alive connection may sit with no byte of a next request. Longer than
+    # the idle limits clients commonly apply to pooled sockets (60 s and less), so the
+    # client usually closes first and rarely writes into a socket we are closing.
+    keepalive_idle_timeout_seconds: float = 75.0
+    # A request line plus headers larger than this is answered 431. S3 requests carry at
+    # most a few KiB (2 KiB of user metadata plus SigV4 headers).
+    max_header_bytes: int = 64 * 1024
+    # Open connections beyond this wait in the kernel's accept backlog.
+    max_connections: int = 1024
+    # After shutdown is requested: how long requests in flight may take to finish.
+    shutdown_grace_seconds: float = 30.0
+    # After a final response sent before the request body was read: discard at most this
+    # much body to keep the connection, else close it. 1 MiB is ~10 ms on a fast link.
+    drain_body_bytes: int = 1 << 20
+    # ...and spend at most this long doing it.
+    drain_timeout_seconds: float = 5.0
+    # The longest a single socket write may block (a client that stopped reading).
+    write_timeout_seconds: float = 60.0
+    # Response.aclose runs even while the connection is being cancelled (shielded); this
+    # bounds it so a stuck close cannot hold up shutdown forever.
+    aclose_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not value > 0:
+                raise ValueError(f"HttpConfig.{field.name} must be positive, not {value!r}")
+
+
+DEFAULT_HTTP_CONFIG: Final = HttpConfig()

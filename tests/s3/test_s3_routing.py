@@ -1,0 +1,68 @@
+"""The routing table, as a table."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.s3 import routing as r
+from relay.s3.errors import InvalidArgument, InvalidRequest, MethodNotAllowed
+
+CASES = [
+    ("GET", "/", "", {}, r.ListBuckets()),
+    ("PUT", "/bkt", "", {}, r.CreateBucket("bkt")),
+    ("PUT", "/bkt/", "", {}, r.CreateBucket("bkt")),
+    ("HEAD", "/bkt", "", {}, r.HeadBucket("bkt")),
+    ("DELETE", "/bkt", "", {}, r.DeleteBucket("bkt")),
+    ("GET", "/bkt", "location", {}, r.GetBucketLocation("bkt")),
+    ("GET", "/bkt", "", {}, r.ListObjects("bkt")),
+    ("GET", "/bkt", "list-type=2&prefix=a", {}, r.ListObjectsV2("bkt")),
+    ("GET", "/bkt", "uploads", {}, r.ListMultipartUploads("bkt")),
+    ("POST", "/bkt", "delete", {}, r.DeleteObjects("bkt")),
+    ("PUT", "/bkt/a/b%20c%2Bd+e", "", {}, r.PutObject("bkt", "a/b c+d+e")),
+    ("GET", "/bkt/k", "", {}, r.GetObject("bkt", "k")),
+    ("HEAD", "/bkt/k", "", {}, r.HeadObject("bkt", "k")),
+    ("DELETE", "/bkt/k", "", {}, r.DeleteObject("bkt", "k")),
+    ("POST", "/bkt/k", "uploads", {}, r.CreateMultipartUpload("bkt", "k")),
+    ("PUT", "/bkt/k", "partNumber=3&uploadId=U", {}, r.UploadPart("bkt", "k", "U", 3)),
+    ("POST", "/bkt/k", "uploadId=U", {}, r.CompleteMultipartUpload("bkt", "k", "U")),
+    ("DELETE", "/bkt/k", "uploadId=U", {}, r.AbortMultipartUpload("bkt", "k", "U")),
+    ("GET", "/bkt/k", "uploadId=U", {}, r.ListParts("bkt", "k", "U")),
+    ("GET", "/bkt/k/", "", {}, r.GetObject("bkt", "k/")),
+    ("GET", "/bkt//double", "", {}, r.GetObject("bkt", "/double")),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "headers", "expected"), CASES)
+def test_routes(
+    method: str, path: str, query: str, headers: dict[str, str], expected: r.Endpoint
+) -> None:
+    assert r.route(method, r.split_target(path, query), headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers"),
+    [
+        ("PUT", "/bkt", "policy", {}),
+        ("GET", "/bkt", "versioning", {}),
+        ("GET", "/bkt/k", "tagging", {}),
+        ("PUT", "/bkt/k", "", {"x-amz-copy-source": "/o/k"}),
+        ("POST", "/bkt", "", {}),
+    ],
+)
+def test_unimplemented_operations_route_to_unsupported(
+    method: str, path: str, query: str, headers: dict[str, str]
+) -> None:
+    assert isinstance(r.route(method, r.split_target(path, query), headers), r.Unsupported)
+
+
+def test_bad_part_numbers_and_methods_are_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        r.route("PUT", r.split_target("/b/k", "partNumber=0&uploadId=U"), {})
+    with pytest.raises(InvalidArgument):
+        r.route("PUT", r.split_target("/b/k", "partNumber=x&uploadId=U"), {})
+    with pytest.raises(InvalidRequest):
+        r.route("PUT", r.split_target("/b/k", "partNumber=1"), {})
+    with pytest.raises(MethodNotAllowed):
+        r.route("PATCH", r.split_target("/b/k", ""), {})
+    with pytest.raises(InvalidRequest):
+        r.split_target("b/k", "")
