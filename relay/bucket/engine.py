@@ -464,14 +464,6 @@ class Engine:
                     async for chunk in receive:
                         await write(chunk)
 
-    async def iter_object(self, plan: ReadPlan) -> AsyncIterator[bytes]:
-        """The planned bytes, chunk by chunk, each verified; no task outlives a step, so it
-        can be handed to any consumer (an HTTP response body). Reads one chunk at a time:
-        ``write_object`` and ``open_object`` prefetch."""
-        for span in plan.spans:
-            chunk = await self.store.get(span.cid.multihash)
-            yield chunk[span.skip : span.skip + span.take]
-
     @asynccontextmanager
     async def open_object(
         self,

@@ -14,6 +14,7 @@ from relay.http.messages import (
     Request,
     RequestBodyError,
     Response,
+    WriterBody,
 )
 from relay.http.server import serve_http, serve_http_listeners
 
@@ -29,6 +30,7 @@ __all__ = [
     "RequestBody",
     "RequestBodyError",
     "Response",
+    "WriterBody",
     "serve_connection",
     "serve_http",
     "serve_http_listeners",

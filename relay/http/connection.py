@@ -61,6 +61,7 @@ from relay.http.messages import (
     Request,
     RequestBodyError,
     Response,
+    WriterBody,
     request_from_h11,
     response_has_no_body,
     response_headers,
@@ -420,12 +421,19 @@ class _Connection:
                 await self._send(head_bytes)
                 await self._send_data(body)
                 await self._send_end()
+        elif isinstance(body, WriterBody):
+            await self._send(head_bytes)
+            await body.write(self._send_piece)
+            await self._send_end()
         else:
             await self._send(head_bytes)
             async for piece in body:
-                if piece:
-                    await self._send_data(piece)
+                await self._send_piece(piece)
             await self._send_end()
+
+    async def _send_piece(self, piece: bytes) -> None:
+        if piece:
+            await self._send_data(piece)
 
     async def _send_data(self, piece: bytes) -> None:
         parts = self._h11.send_with_data_passthrough(h11.Data(data=piece)) or []

@@ -64,6 +64,15 @@ class Request:
         return expect is not None and "100-continue" in expect.lower()
 
 
+@dataclass(frozen=True, slots=True)
+class WriterBody:
+    """A body that writes itself: the server awaits ``write(send)`` in the connection's
+    own task, so whatever the writer opens (a nursery of prefetching tasks, a file) is
+    opened and closed in one place, properly nested. ``send`` applies backpressure."""
+
+    write: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class Response:
     """What a handler returns. The server adds Date, Server and the framing headers.
@@ -77,7 +86,7 @@ class Response:
 
     status: int
     headers: list[tuple[str, str]]
-    body: bytes | AsyncIterable[bytes] = b""
+    body: bytes | AsyncIterable[bytes] | WriterBody = b""
     content_length: int | None = None
     aclose: Callable[[], Awaitable[None]] | None = None
 

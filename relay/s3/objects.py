@@ -6,12 +6,13 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from relay.bucket.engine import resolve_range
 from relay.bucket.manifest import Manifest
 from relay.chunker import Checksum, ChunkedBody
-from relay.http import Response
+from relay.http import Response, WriterBody
 from relay.s3 import xml
 from relay.s3.context import (
     Context,
@@ -208,7 +209,8 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
     headers.append(("content-length", str(plan_length)))
     if isinstance(endpoint, HeadObject):
         return Response(status, headers, b"", content_length=plan_length)
-    return Response(status, headers, ctx.engine.iter_object(plan), content_length=plan_length)
+    body = WriterBody(partial(ctx.engine.write_object, plan))
+    return Response(status, headers, body, content_length=plan_length)
 
 
 async def delete_object(ctx: Context, endpoint: DeleteObject) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import h11
 import pytest
@@ -21,6 +21,7 @@ from relay.http import (
     Request,
     RequestBody,
     Response,
+    WriterBody,
 )
 
 CONFIG = HttpConfig()
@@ -455,6 +456,33 @@ async def test_a_streamed_body_is_sent_with_or_without_a_known_length(known_leng
             None,
             "chunked",
         )
+
+
+async def test_a_writer_body_runs_its_own_tasks_inside_the_connection() -> None:
+    """A WriterBody may open a nursery (prefetching tasks) for the length of the body."""
+    pieces = [b"x" * 50_000, b"y" * 7, b"z" * 90_000]
+
+    async def write(send: Callable[[bytes], Awaitable[None]]) -> None:
+        sender, receiver = trio.open_memory_channel[bytes](1)
+
+        async def produce() -> None:
+            async with sender:
+                for piece in pieces:
+                    await sender.send(piece)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            async with receiver:
+                async for piece in receiver:
+                    await send(piece)
+
+    async def handler(request: Request, body: RequestBody) -> Response:
+        return Response(200, [], WriterBody(write), content_length=sum(map(len, pieces)))
+
+    async with connected(handler) as served:
+        answer = await served.client.request("GET", "/")
+        again = await served.client.request("GET", "/")
+    assert answer.body == again.body == b"".join(pieces)
 
 
 async def test_a_streamed_body_is_pulled_only_as_fast_as_the_client_reads() -> None:
