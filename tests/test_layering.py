@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 RELAY = Path(__file__).resolve().parent.parent / "relay"
-PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst"]
+PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4"]
 
 
 def module_file(module: str) -> Path | None:

@@ -1,0 +1,63 @@
+"""SigV4 for S3: verifying requests, decoding aws-chunked bodies, signing and presigning.
+
+One implementation shared by the S3 front door (``verify``, ``AwsChunkedDecoder``), the
+S3-upstream blob store (``sign_headers``) and roundabout (``presign_url``). Pure code: no
+I/O, no clock; callers pass ``now``.
+"""
+
+from relay.sigv4.canonical import (
+    EMPTY_SHA256,
+    STREAMING_SIGNED_PAYLOAD,
+    STREAMING_SIGNED_PAYLOAD_TRAILER,
+    STREAMING_UNSIGNED_PAYLOAD_TRAILER,
+    UNSIGNED_PAYLOAD,
+    quote_path,
+)
+from relay.sigv4.chunked import END, NEED_DATA, AwsChunkedDecoder, ChunkData, Event, Trailers
+from relay.sigv4.errors import (
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    IncompleteBody,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidRequest,
+    MalformedChunkedBody,
+    RequestTimeTooSkewed,
+    SignatureDoesNotMatch,
+    SigV4Error,
+)
+from relay.sigv4.sign import presign_url, sign_headers
+from relay.sigv4.verify import Authorization, VerifiedRequest, parse_authorization, verify
+
+__all__ = [
+    "EMPTY_SHA256",
+    "END",
+    "NEED_DATA",
+    "STREAMING_SIGNED_PAYLOAD",
+    "STREAMING_SIGNED_PAYLOAD_TRAILER",
+    "STREAMING_UNSIGNED_PAYLOAD_TRAILER",
+    "UNSIGNED_PAYLOAD",
+    "AccessDenied",
+    "Authorization",
+    "AuthorizationHeaderMalformed",
+    "AuthorizationQueryParametersError",
+    "AwsChunkedDecoder",
+    "ChunkData",
+    "Event",
+    "IncompleteBody",
+    "InvalidAccessKeyId",
+    "InvalidArgument",
+    "InvalidRequest",
+    "MalformedChunkedBody",
+    "RequestTimeTooSkewed",
+    "SigV4Error",
+    "SignatureDoesNotMatch",
+    "Trailers",
+    "VerifiedRequest",
+    "parse_authorization",
+    "presign_url",
+    "quote_path",
+    "sign_headers",
+    "verify",
+]
