@@ -13,6 +13,7 @@ options (``--data``) override both. Units are in the names.
     max_batch = 1000               # RELAY_MAX_BATCH (mutations per commit)
     writer_idle_seconds = 30       # RELAY_WRITER_IDLE_SECONDS
     read_prefetch = 4              # RELAY_READ_PREFETCH (chunks ahead per download)
+    multipart_cid_budget_bytes = 1073741824  # RELAY_MULTIPART_CID_BUDGET_BYTES
 
     [store]
     kind = "disk"                  # RELAY_STORE: "disk" (default) or "memory"
@@ -101,6 +102,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_batch": ("RELAY_MAX_BATCH", "engine", int),
     "writer_idle_seconds": ("RELAY_WRITER_IDLE_SECONDS", "engine", float),
     "read_prefetch": ("RELAY_READ_PREFETCH", "engine", int),
+    "multipart_cid_budget_bytes": ("RELAY_MULTIPART_CID_BUDGET_BYTES", "engine", int),
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
     "listen": ("RELAY_LISTEN", "", str),
@@ -204,6 +206,9 @@ def load_config(
         max_batch=setting("max_batch", defaults.max_batch),
         writer_idle_seconds=setting("writer_idle_seconds", defaults.writer_idle_seconds),
         read_prefetch=setting("read_prefetch", defaults.read_prefetch),
+        multipart_cid_budget_bytes=setting(
+            "multipart_cid_budget_bytes", defaults.multipart_cid_budget_bytes
+        ),
     )
     if engine.unixfs_width < 2:
         raise ConfigError("unixfs_width must be at least 2")
@@ -213,6 +218,8 @@ def load_config(
         raise ConfigError("writer_idle_seconds must be a positive number of seconds")
     if engine.read_prefetch < 1:
         raise ConfigError("read_prefetch must be at least 1")
+    if engine.multipart_cid_budget_bytes < 0:
+        raise ConfigError("multipart_cid_budget_bytes must not be negative")
     store = StoreConfig(
         kind=setting("kind", DEFAULT_STORE.kind),
         pack_size_limit_bytes=setting("pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes),

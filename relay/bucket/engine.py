@@ -66,6 +66,9 @@ class EngineConfig:
     read_prefetch: int = DEFAULT_PREFETCH
     node_cache_capacity: int = 100_000
     manifest_cache_capacity: int = 20_000
+    # A completed multipart object's BLAKE3 (x-cid) means reading it back once: ~1 s per
+    # GiB here. Above this size the digest is left out rather than made slow.
+    multipart_cid_budget_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)

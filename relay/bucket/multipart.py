@@ -32,7 +32,6 @@ from relay.registry.sqlite import now_ms
 MIN_PART_BYTES: Final = 5 << 20  # every part but the last, as in S3
 MAX_PART_BYTES: Final = 5 << 30
 MAX_PARTS: Final = 10_000
-DEFAULT_CID_BUDGET_BYTES: Final = 1 << 30
 
 
 class NoSuchUpload(EngineError):
@@ -129,9 +128,13 @@ def _upload(record: UploadRecord) -> Upload:
 class Multipart:
     """Multipart uploads over an ``Engine``."""
 
-    def __init__(self, engine: Engine, *, cid_budget_bytes: int = DEFAULT_CID_BUDGET_BYTES):
+    def __init__(self, engine: Engine, *, cid_budget_bytes: int | None = None) -> None:
         self.engine = engine
-        self.cid_budget_bytes = cid_budget_bytes
+        self.cid_budget_bytes = (
+            engine.config.multipart_cid_budget_bytes
+            if cid_budget_bytes is None
+            else cid_budget_bytes
+        )
 
     async def create(
         self, bucket: str, key: str, request: UploadRequest, *, owner: str = ""
