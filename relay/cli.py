@@ -105,12 +105,13 @@ async def _serve(config: Config) -> None:
                     shutdown.set()
 
         nursery.start_soon(on_signals)
-        bound = await nursery.start(
-            partial(serve, config, credentials=credentials, shutdown=shutdown)
-        )
-        _announce(config, credentials, bound)
-        await shutdown.wait()
-        # serve() returns once requests in flight finish (within the grace period).
+        async with trio.open_nursery() as server:
+            bound = await server.start(
+                partial(serve, config, credentials=credentials, shutdown=shutdown)
+            )
+            _announce(config, credentials, bound)
+        # serve() returned: the shutdown finished (requests in flight got their grace).
+        nursery.cancel_scope.cancel()
     print("relay: stopped", flush=True)
 
 
