@@ -32,6 +32,7 @@ def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
     assert process.stdout is not None
     output = process.stdout.read()  # through the same buffer the first line came from
+    process.stdout.close()
     process.wait(timeout=30)
     return output
 
@@ -43,6 +44,7 @@ def test_first_start_generates_and_prints_a_key_then_sigterm_stops_cleanly(
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(endpoint + "/", timeout=10)
+        refused.value.close()
         assert refused.value.code == 403  # anonymous requests are refused
         assert refused.value.headers["x-amz-request-id"]
     finally:
