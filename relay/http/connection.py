@@ -62,6 +62,7 @@ from relay.http.messages import (
     RequestBodyError,
     Response,
     WriterBody,
+    reason_phrase,
     request_from_h11,
     response_has_no_body,
     response_headers,
@@ -321,7 +322,9 @@ class _Connection:
         if conn.they_are_waiting_for_100_continue:
             try:
                 await self._send(
-                    self._encode(h11.InformationalResponse(status_code=100, headers=[]))
+                    self._encode(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
                 )
             except trio.BrokenResourceError as exc:
                 raise ClientDisconnected("the client went away before 100 Continue") from exc
@@ -405,6 +408,7 @@ class _Connection:
         # raises here, with the connection still able to answer 500.
         head = h11.Response(
             status_code=response.status,
+            reason=reason_phrase(response.status),
             headers=response_headers(response, length, close=close, date=_dates.at(time.time())),
         )
         head_bytes = self._encode(head)
@@ -523,7 +527,9 @@ class _Connection:
             (b"connection", b"close"),
         ]
         try:
-            head = self._encode(h11.Response(status_code=status, headers=headers))
+            head = self._encode(
+                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+            )
             await self._send(head + self._encode(h11.EndOfMessage()))
         except (h11.LocalProtocolError, trio.BrokenResourceError, _WriteTimeout) as exc:
             logger.debug("could not send %s: %r", status, exc)

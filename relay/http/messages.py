@@ -12,6 +12,7 @@ so a value read from a request can be echoed back byte for byte.
 from __future__ import annotations
 
 import email.utils
+import http
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
@@ -185,3 +186,12 @@ class HttpDate:
             self._text = email.utils.formatdate(second, usegmt=True).encode("ascii")
             self._second = second
         return self._text
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase. Clients such as botocore's 100-continue handling only
+    recognise a status line with three parts, so an empty phrase is not an option."""
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"

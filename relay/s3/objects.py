@@ -109,6 +109,17 @@ def stored_headers(headers: dict[str, str]) -> tuple[str | None, dict[str, str],
         if name.startswith(META_PREFIX)
     }
     content: dict[str, str] = {name: headers[name] for name in CONTENT_HEADERS if name in headers}
+    if "content-encoding" in content:
+        # aws-chunked is the framing of this request's body, not an encoding of the object.
+        codings = [
+            coding.strip()
+            for coding in content["content-encoding"].split(",")
+            if coding.strip() and coding.strip().lower() != "aws-chunked"
+        ]
+        if codings:
+            content["content-encoding"] = ",".join(codings)
+        else:
+            del content["content-encoding"]
     return headers.get("content-type"), metadata, content
 
 
