@@ -451,21 +451,9 @@ class Engine:
 
         The prefetching tasks live inside this call, so the caller's task tree stays
         properly nested however it streams (an HTTP response body calls this)."""
-        send, receive = trio.open_memory_channel[bytes](1)
-        with single_error():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(
-                        serve_spans,
-                        self.store,
-                        plan.spans,
-                        send,
-                        prefetch=self.config.read_prefetch,
-                    )
-                )
-                async with receive:
-                    async for chunk in receive:
-                        await write(chunk)
+        async with self._stream(plan) as chunks:
+            async for chunk in chunks:
+                await write(chunk)
 
     @asynccontextmanager
     async def open_object(
@@ -483,20 +471,24 @@ class Engine:
         plan = await self.plan_read(
             bucket, key, first=first, last=last, suffix=suffix, manifest=manifest
         )
+        async with self._stream(plan) as chunks:
+            yield ObjectStream(plan.manifest, plan.start, plan.end, chunks)
+
+    @asynccontextmanager
+    async def _stream(self, plan: ReadPlan) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+        """The planned chunks through a one-slot channel, fetched ahead by a nursery that
+        lives exactly as long as this context."""
         send, receive = trio.open_memory_channel[bytes](1)
         with single_error():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     partial(
-                        serve_spans,
-                        self.store,
-                        plan.spans,
-                        send,
+                        serve_spans, self.store, plan.spans, send,
                         prefetch=self.config.read_prefetch,
                     )
-                )
+                )  # fmt: skip
                 async with receive:
-                    yield ObjectStream(plan.manifest, plan.start, plan.end, receive)
+                    yield receive
                 nursery.cancel_scope.cancel()
 
     async def read_object(self, bucket: str, key: str) -> bytes:

@@ -35,7 +35,8 @@ class DagCborError(ValueError):
 # -- encoding ----------------------------------------------------------------------------
 
 
-def _head(out: bytearray, major: int, value: int) -> None:
+def write_head(out: bytearray, major: int, value: int) -> None:
+    """Append a CBOR head (major type and argument) in its shortest form."""
     if value < 24:
         out.append(major | value)
     elif value < 0x100:
@@ -61,21 +62,21 @@ def _sort_key(item: tuple[bytes, Any]) -> tuple[int, bytes]:
 def _encode(out: bytearray, value: Any) -> None:
     kind = type(value)
     if kind is bytes:
-        _head(out, 0x40, len(value))
+        write_head(out, 0x40, len(value))
         out += value
     elif kind is str:
         raw = value.encode("utf-8")
-        _head(out, 0x60, len(raw))
+        write_head(out, 0x60, len(raw))
         out += raw
     elif kind is int:
         if value >= 0:
-            _head(out, 0x00, value)
+            write_head(out, 0x00, value)
         else:
-            _head(out, 0x20, -1 - value)
+            write_head(out, 0x20, -1 - value)
     elif kind is CID:
         binary = value.bytes
         out += _CID_TAG_HEAD
-        _head(out, 0x40, len(binary) + 1)
+        write_head(out, 0x40, len(binary) + 1)
         out.append(0)
         out += binary
     elif kind is dict:
@@ -85,13 +86,13 @@ def _encode(out: bytearray, value: Any) -> None:
                 raise DagCborError("DAG-CBOR map keys are strings")
             items.append((key.encode("utf-8"), item))
         items.sort(key=_sort_key)
-        _head(out, 0xA0, len(items))
+        write_head(out, 0xA0, len(items))
         for raw_key, item in items:
-            _head(out, 0x60, len(raw_key))
+            write_head(out, 0x60, len(raw_key))
             out += raw_key
             _encode(out, item)
     elif kind is list or kind is tuple:
-        _head(out, 0x80, len(value))
+        write_head(out, 0x80, len(value))
         for item in value:
             _encode(out, item)
     elif value is None:

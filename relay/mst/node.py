@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from relay.ipld import dagcbor
 from relay.ipld.cid import CID
+from relay.ipld.dagcbor import write_head
 from relay.mst.layer import common_prefix_length, key_layer
 
 
@@ -130,20 +131,6 @@ _T_LINK = b"\x61t\xd8\x2a"
 _V_LINK = b"\x61v\xd8\x2a"
 
 
-def _head(out: bytearray, major: int, value: int) -> None:
-    if value < 24:
-        out.append(major | value)
-    elif value < 0x100:
-        out.append(major | 24)
-        out.append(value)
-    elif value < 0x10000:
-        out.append(major | 25)
-        out += value.to_bytes(2, "big")
-    else:
-        out.append(major | 26)
-        out += value.to_bytes(4, "big")
-
-
 # Heads for the values nearly every node has, looked up instead of computed.
 _BYTES_HEADS = [bytes((0x40 | n,)) for n in range(24)] + [bytes((0x58, n)) for n in range(24, 256)]
 _UINT_HEADS = [bytes((n,)) for n in range(24)] + [bytes((0x18, n)) for n in range(24, 256)]
@@ -155,14 +142,14 @@ def _link(out: bytearray, cid: CID) -> None:
     if len(binary) == 36:
         out += _CID36_HEAD
     else:
-        _head(out, 0x40, len(binary) + 1)
+        write_head(out, 0x40, len(binary) + 1)
         out.append(0)
     out += binary
 
 
 def _encode_node(left: CID | None, entries: tuple[Entry, ...]) -> bytes:
     out = bytearray(_NODE_HEAD_AND_E)
-    _head(out, 0x80, len(entries))
+    write_head(out, 0x80, len(entries))
     previous = b""
     for key, value, right in entries:
         shared = common_prefix_length(previous, key)
@@ -172,13 +159,13 @@ def _encode_node(left: CID | None, entries: tuple[Entry, ...]) -> bytes:
         if len(suffix) < 256:
             out += _BYTES_HEADS[len(suffix)]
         else:
-            _head(out, 0x40, len(suffix))
+            write_head(out, 0x40, len(suffix))
         out += suffix
         out += _P
         if shared < 256:
             out += _UINT_HEADS[shared]
         else:
-            _head(out, 0x00, shared)
+            write_head(out, 0x00, shared)
         if right is None:
             out += _T_NULL
         else:
