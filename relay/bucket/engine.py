@@ -326,6 +326,7 @@ class Engine:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
         checksums: frozenset[Checksum] = frozenset(),
         verify: Callable[[ChunkedBody], None] | None = None,
         precondition: Precondition | None = None,
@@ -356,6 +357,7 @@ class Engine:
             headers=dict(headers or {}),
             checksums={kind.value: digest for kind, digest in stored.chunked.checksums.items()},
             blake3=stored.chunked.blake3,
+            tags=dict(tags or {}),
         )
         await self.commit_manifest(bucket, manifest, stored.index_locations, precondition)
         return manifest

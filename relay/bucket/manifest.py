@@ -6,7 +6,7 @@ never null, so the encoding of a manifest is unique)::
     {"v": 1, "key": str, "size": int, "body": CID (UnixFS root), "chunk": int,
      "etag": str (unquoted), "mtime": int (ms since the epoch), "type": str,
      "meta": {str: str}, "hdrs": {str: str}, "sums": {str: bytes},
-     "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?}
+     "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?, "tags": {str: str}?}
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Manifest:
     checksums: dict[str, bytes] = field(default_factory=dict)
     blake3: bytes | None = None
     part_sizes: tuple[int, ...] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def content_cid(self) -> CID | None:
@@ -67,6 +68,8 @@ class Manifest:
             value["b3"] = self.blake3
         if self.part_sizes is not None:
             value["parts"] = list(self.part_sizes)
+        if self.tags:
+            value["tags"] = dict(self.tags)
         return value
 
     def to_block(self) -> Block:
@@ -100,6 +103,7 @@ def manifest_from_ipld(value: object) -> Manifest:
             checksums=sums,
             blake3=value.get("b3"),
             part_sizes=None if parts is None else tuple(parts),
+            tags=_str_map(value.get("tags", {}), "tags"),
         )
     except KeyError as exc:
         raise ManifestError(f"manifest lacks field {exc}") from None

@@ -26,6 +26,7 @@ from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.writer import Precondition
 from relay.chunker import Checksum, ChunkedBody, Leaf
 from relay.ipld import dagcbor
+from relay.ipld.block import raw_block
 from relay.registry.base import PartRecord, UploadMissing, UploadRecord
 from relay.registry.sqlite import now_ms
 
@@ -60,12 +61,14 @@ class UploadRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     checksum: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         value: dict[str, Any] = {
             "type": self.content_type,
             "meta": self.metadata,
             "hdrs": self.headers,
+            "tags": self.tags,
         }
         if self.checksum is not None:
             value["sum"] = self.checksum
@@ -74,7 +77,9 @@ class UploadRequest:
     @classmethod
     def decode(cls, data: bytes) -> UploadRequest:
         value = dagcbor.decode(data)
-        return cls(value["type"], value["meta"], value["hdrs"], value.get("sum"))
+        return cls(
+            value["type"], value["meta"], value["hdrs"], value.get("sum"), value.get("tags", {})
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +193,38 @@ class Multipart:
             raise NoSuchUpload(upload.upload_id) from None  # aborted while the part arrived
         return _part(record)
 
+    async def upload_part_copy(
+        self, upload: Upload, part_number: int, source: Manifest, start: int, end: int
+    ) -> Part:
+        """A part made of ``source[start:end]``: whole chunks of the source are reused as
+        they are (content addressing makes them the same leaves); only partial chunks at
+        the edges become new chunks. Every byte is still read once, verified, to compute
+        the part's MD5, as for any upload."""
+        plan = await self.engine.plan_read(
+            "", source.key, manifest=source, first=start, last=end - 1
+        )
+        md5 = hashlib.md5()
+        leaves: list[Leaf] = []
+        for span in plan.spans:
+            chunk = await self.engine.store.get(span.cid.multihash)
+            piece = chunk[span.skip : span.skip + span.take]
+            md5.update(piece)
+            if span.skip == 0 and span.take == span.size:
+                leaves.append(Leaf(span.cid, span.size))
+            else:
+                block = raw_block(piece)
+                await self.engine.store.put(block.cid.multihash, block.data)
+                leaves.append(Leaf(block.cid, len(piece)))
+        data = dagcbor.encode({"leaves": [[leaf.cid, leaf.size] for leaf in leaves], "sums": {}})
+        record = PartRecord(
+            upload.upload_id, part_number, end - start, md5.hexdigest(), now_ms(), data
+        )
+        try:
+            await self.engine.registry.put_part(record)
+        except UploadMissing:
+            raise NoSuchUpload(upload.upload_id) from None
+        return _part(record)
+
     async def list_parts(
         self, upload: Upload, *, after_part: int = 0, limit: int = 1000
     ) -> list[Part]:
@@ -232,7 +269,11 @@ class Multipart:
                 raise EntityTooSmall(f"part {part.part_number} is smaller than 5 MiB")
         leaves = [leaf for part in chosen for leaf in part.leaves]
         # A zero-byte part contributes an empty leaf; a file's DAG takes those only alone.
-        non_empty = [leaf for leaf in leaves if leaf.size] or leaves[:1]
+        non_empty = [leaf for leaf in leaves if leaf.size]
+        if not non_empty:  # an empty object: its DAG is the raw leaf of b""
+            empty = raw_block(b"")
+            await self.engine.store.put(empty.cid.multihash, empty.data)
+            non_empty = [Leaf(empty.cid, 0)]
         root, locations = await self.engine.store_leaves(non_empty)
         md5s = b"".join(bytes.fromhex(part.etag) for part in chosen)
         size = sum(part.size for part in chosen)
@@ -250,6 +291,7 @@ class Multipart:
             headers=dict(request.headers),
             blake3=digest,
             part_sizes=tuple(part.size for part in chosen),
+            tags=dict(request.tags),
         )
         await self.engine.commit_manifest(upload.bucket, manifest, locations, precondition)
         await self.engine.registry.delete_upload(upload.upload_id)

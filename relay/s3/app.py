@@ -18,7 +18,7 @@ from typing import Any, Final
 from relay.bucket.engine import Engine
 from relay.bucket.multipart import Multipart
 from relay.http import Request, RequestBody, Response
-from relay.s3 import buckets, multipart, objects, routing, xml
+from relay.s3 import buckets, copy, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, from_exception
 from relay.sigv4 import SigV4Error, verify
@@ -47,6 +47,21 @@ _DISPATCH: Final[dict[type[routing.Endpoint], Handler]] = {
     routing.CompleteMultipartUpload: multipart.complete,
     routing.AbortMultipartUpload: multipart.abort,
     routing.ListParts: multipart.list_parts,
+    routing.CopyObject: copy.copy_object,
+    routing.UploadPartCopy: copy.upload_part_copy,
+    routing.GetObjectAttributes: objects.get_object_attributes,
+    routing.GetObjectTagging: tagging.get_object_tagging,
+    routing.PutObjectTagging: tagging.put_object_tagging,
+    routing.DeleteObjectTagging: tagging.delete_object_tagging,
+    routing.GetObjectAcl: tagging.get_object_acl,
+    routing.PutObjectAcl: tagging.put_object_acl,
+    routing.GetBucketAcl: tagging.get_bucket_acl,
+    routing.PutBucketAcl: tagging.put_bucket_acl,
+    routing.GetBucketVersioning: tagging.get_bucket_versioning,
+    routing.PutBucketVersioning: tagging.put_bucket_versioning,
+    routing.ListObjectVersions: buckets.list_object_versions,
+    routing.GetBucketConfiguration: tagging.get_bucket_configuration,
+    routing.DeleteBucketConfiguration: tagging.delete_bucket_configuration,
 }
 
 

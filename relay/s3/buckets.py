@@ -11,10 +11,11 @@ from relay.ipld.cid import CID
 from relay.registry.base import BucketRecord
 from relay.s3 import xml
 from relay.s3.context import Context, drain, empty_response, xml_response
-from relay.s3.errors import AccessDenied, InvalidBucketName
+from relay.s3.errors import AccessDenied, InvalidBucketName, NotImplemented_
 from relay.s3.listing import (
     Page,
     decode_token,
+    encoder,
     list_page,
     parse_max_keys,
     render_v1,
@@ -29,7 +30,9 @@ from relay.s3.routing import (
     HeadBucket,
     ListObjects,
     ListObjectsV2,
+    ListObjectVersions,
 )
+from relay.s3.xml import Owner, document, element, iso8601
 
 _BUCKET_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -65,6 +68,11 @@ async def list_buckets(ctx: Context) -> Response:
 
 async def create_bucket(ctx: Context, endpoint: CreateBucket) -> Response:
     check_bucket_name(endpoint.bucket)
+    acl = ctx.headers.get("x-amz-acl", "private").strip()
+    if acl != "private" or any(name.startswith("x-amz-grant-") for name in ctx.headers):
+        raise NotImplemented_(
+            f"relay keeps buckets private to their owner; the ACL {acl!r} is not supported"
+        )
     body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), 64 << 10)
     xml.parse_location_constraint(body)  # any region is accepted: relay has one
     await ctx.engine.create_bucket(endpoint.bucket, owner=ctx.owner)
@@ -149,3 +157,49 @@ async def list_objects_v1(ctx: Context, endpoint: ListObjects) -> Response:
         owner=ctx.owner,
     )
     return xml_response(200, body)
+
+
+async def list_object_versions(ctx: Context, endpoint: ListObjectVersions) -> Response:
+    """Every object as its one version, ``null`` (single-version buckets)."""
+    await owned_bucket(ctx, endpoint.bucket)
+    query = ctx.query
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter", "")
+    max_keys = parse_max_keys(query.get("max-keys"))
+    key_marker = query.get("key-marker", "")
+    encoding_type = query.get("encoding-type")
+    cursor = resume_after(key_marker, prefix, delimiter) if key_marker else b""
+    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
+    encode = encoder(encoding_type)
+    owner = Owner(ctx.owner, ctx.owner).render()
+    body = (
+        element("Name", endpoint.bucket)
+        + element("Prefix", encode(prefix))
+        + element("KeyMarker", encode(key_marker))
+        + element("VersionIdMarker", query.get("version-id-marker", ""))
+        + element("MaxKeys", max_keys)
+        + (element("Delimiter", encode(delimiter)) if delimiter else "")
+        + element("IsTruncated", "true" if page.is_truncated else "false")
+        + (element("EncodingType", encoding_type) if encoding_type else "")
+    )
+    if page.is_truncated and page.last_entry is not None:
+        body += element("NextKeyMarker", encode(page.last_entry))
+        body += element("NextVersionIdMarker", "null")
+    for key, manifest in page.keys:
+        body += (
+            "<Version>"
+            + element("Key", encode(key))
+            + element("VersionId", "null")
+            + element("IsLatest", "true")
+            + element("LastModified", iso8601(manifest.last_modified_ms))
+            + element("ETag", f'"{manifest.etag}"')
+            + element("Size", manifest.size)
+            + owner
+            + element("StorageClass", "STANDARD")
+            + "</Version>"
+        )
+    body += "".join(
+        f"<CommonPrefixes>{element('Prefix', encode(cp))}</CommonPrefixes>"
+        for cp in page.common_prefixes
+    )
+    return xml_response(200, document("ListVersionsResult", body))

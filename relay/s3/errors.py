@@ -173,3 +173,44 @@ def from_exception(exc: BaseException) -> S3Error:
     if isinstance(exc, engine.BucketAlreadyExists):
         return BucketAlreadyOwnedByYou() if exc.owned_by_caller else BucketAlreadyExists()
     return S3Error()
+
+
+NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
+InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
+NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
+NoSuchBucketPolicy = _error("NoSuchBucketPolicy", 404, "The bucket policy does not exist")
+NoSuchCORSConfiguration = _error(
+    "NoSuchCORSConfiguration", 404, "The CORS configuration does not exist"
+)
+NoSuchLifecycleConfiguration = _error(
+    "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"
+)
+NoSuchWebsiteConfiguration = _error(
+    "NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration"
+)
+ServerSideEncryptionConfigurationNotFoundError = _error(
+    "ServerSideEncryptionConfigurationNotFoundError",
+    404,
+    "The server side encryption configuration was not found",
+)
+NoSuchPublicAccessBlockConfiguration = _error(
+    "NoSuchPublicAccessBlockConfiguration",
+    404,
+    "The public access block configuration was not found",
+)
+OwnershipControlsNotFoundError = _error(
+    "OwnershipControlsNotFoundError", 404, "The bucket ownership controls were not found"
+)
+ObjectLockConfigurationNotFoundError = _error(
+    "ObjectLockConfigurationNotFoundError",
+    404,
+    "Object Lock configuration does not exist for this bucket",
+)
+ReplicationConfigurationNotFoundError = _error(
+    "ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found"
+)
+NoSuchConfiguration = _error(
+    "NoSuchConfiguration", 404, "The specified configuration does not exist."
+)
+BY_CODE.update({cls.code: cls for cls in S3Error.__subclasses__()})

@@ -131,7 +131,8 @@ def parse_max_keys(value: str | None) -> int:
     return min(number, MAX_KEYS)
 
 
-def _encoder(encoding_type: str | None) -> Callable[[str], str]:
+def encoder(encoding_type: str | None) -> Callable[[str], str]:
+    """How keys and prefixes are written for ``encoding-type`` (only ``url`` exists)."""
     if encoding_type is None:
         return lambda value: value
     if encoding_type != "url":
@@ -176,7 +177,7 @@ def render_v2(
     continuation_token: str | None,
     owner: str | None,
 ) -> bytes:
-    encode = _encoder(encoding_type)
+    encode = encoder(encoding_type)
     body = element("Name", bucket) + element("Prefix", encode(prefix))
     if delimiter:
         body += element("Delimiter", encode(delimiter))
@@ -204,7 +205,7 @@ def render_v1(
     marker: str,
     owner: str,
 ) -> bytes:
-    encode = _encoder(encoding_type)
+    encode = encoder(encoding_type)
     body = element("Name", bucket) + element("Prefix", encode(prefix))
     body += element("Marker", encode(marker))
     body += element("MaxKeys", max_keys)

@@ -7,7 +7,7 @@ from typing import Final
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE
 from relay.bucket.multipart import MAX_PARTS, Upload, UploadRequest
 from relay.http import Response
-from relay.s3 import xml
+from relay.s3 import conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
@@ -22,12 +22,14 @@ from relay.s3.routing import (
     ListParts,
     UploadPart,
 )
+from relay.s3.tagging import check_canned_acl, tags_from_header
 from relay.s3.xml import document, element, iso8601, optional
 
 MAX_COMPLETE_BODY_BYTES: Final = 2 << 20
 
 
-async def _upload(ctx: Context, bucket: str, key: str, upload_id: str) -> Upload:
+async def find_upload(ctx: Context, bucket: str, key: str, upload_id: str) -> Upload:
+    """The caller's upload ``upload_id`` of ``bucket/key``, or NoSuchUpload."""
     await owned_bucket(ctx, bucket)
     upload = await ctx.multipart.get(bucket, key, upload_id)
     if upload.owner and upload.owner != ctx.owner:
@@ -36,6 +38,7 @@ async def _upload(ctx: Context, bucket: str, key: str, upload_id: str) -> Upload
 
 
 async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
+    check_canned_acl(ctx)
     await owned_bucket(ctx, endpoint.bucket)
     content_type, metadata, content = stored_headers(ctx.headers)
     algorithm = ctx.headers.get("x-amz-checksum-algorithm")
@@ -44,6 +47,7 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
         metadata=metadata,
         headers=content,
         checksum=None if algorithm is None else algorithm.lower(),
+        tags=tags_from_header(ctx.headers.get("x-amz-tagging")),
     )
     upload = await ctx.multipart.create(endpoint.bucket, endpoint.key, request, owner=ctx.owner)
     body = (
@@ -55,7 +59,7 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
 
 
 async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
-    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
     payload = Payload(ctx.body, ctx.auth, ctx.content_length())
     part = await ctx.multipart.upload_part(
         upload,
@@ -69,13 +73,15 @@ async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
 
 
 async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
-    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
     body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_COMPLETE_BODY_BYTES)
     parts = xml.parse_complete_multipart(body)
     if len(parts) > MAX_PARTS:
         raise InvalidPart()
     manifest = await ctx.multipart.complete(
-        upload, [(part.part_number, part.etag) for part in parts]
+        upload,
+        [(part.part_number, part.etag) for part in parts],
+        precondition=conditions.write_precondition(ctx.headers, endpoint.bucket, endpoint.key),
     )
     result = (
         element("Location", f"/{endpoint.bucket}/{endpoint.key}")
@@ -91,7 +97,7 @@ async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
 
 
 async def abort(ctx: Context, endpoint: AbortMultipartUpload) -> Response:
-    await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
     await ctx.multipart.abort(endpoint.bucket, endpoint.key, endpoint.upload_id)
     return empty_response(204)
 
@@ -109,7 +115,7 @@ def _int_param(value: str | None, name: str, default: int) -> int:
 
 
 async def list_parts(ctx: Context, endpoint: ListParts) -> Response:
-    upload = await _upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
     marker = _int_param(ctx.query.get("part-number-marker"), "part-number-marker", 0)
     max_parts = min(_int_param(ctx.query.get("max-parts"), "max-parts", 1000), 1000)
     parts = await ctx.multipart.list_parts(upload, after_part=marker, limit=max_parts + 1)

@@ -13,7 +13,8 @@ from relay.bucket.engine import resolve_range
 from relay.bucket.manifest import Manifest
 from relay.chunker import Checksum, ChunkedBody
 from relay.http import Response, WriterBody
-from relay.s3 import xml
+from relay.s3 import conditions, xml
+from relay.s3.buckets import owned_bucket
 from relay.s3.context import (
     Context,
     decode_base64_digest,
@@ -26,11 +27,22 @@ from relay.s3.errors import (
     BadDigest,
     InvalidArgument,
     InvalidDigest,
+    InvalidPartNumber,
     InvalidRequest,
+    NoSuchVersion,
     from_exception,
 )
 from relay.s3.payload import Payload
-from relay.s3.routing import DeleteObject, DeleteObjects, GetObject, HeadObject, PutObject
+from relay.s3.routing import (
+    DeleteObject,
+    DeleteObjects,
+    GetObject,
+    GetObjectAttributes,
+    HeadObject,
+    PutObject,
+)
+from relay.s3.tagging import check_canned_acl, check_version, tags_from_header
+from relay.s3.xml import document, element
 
 CHECKSUM_HEADERS: Final = {f"x-amz-checksum-{kind.value}": kind for kind in Checksum}
 _DIGEST_SIZES: Final = {
@@ -135,6 +147,8 @@ def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, st
     cid = manifest.content_cid
     if cid is not None:
         headers.append(("x-cid", str(cid)))
+    if manifest.tags:
+        headers.append(("x-amz-tagging-count", str(len(manifest.tags))))
     if checksums:
         headers.extend(
             (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
@@ -144,6 +158,10 @@ def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, st
 
 
 async def put_object(ctx: Context, endpoint: PutObject) -> Response:
+    check_canned_acl(ctx)
+    tags = tags_from_header(ctx.headers.get("x-amz-tagging"))
+    precondition = conditions.write_precondition(ctx.headers, endpoint.bucket, endpoint.key)
+    await owned_bucket(ctx, endpoint.bucket)
     payload = Payload(ctx.body, ctx.auth, ctx.content_length())
     content_type, metadata, content = stored_headers(ctx.headers)
     manifest = await ctx.engine.put_object(
@@ -153,8 +171,10 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
         content_type=content_type,
         metadata=metadata,
         headers=content,
+        tags=tags,
         checksums=requested_checksums(ctx.headers),
         verify=body_verifier(ctx, payload),
+        precondition=precondition,
         size_hint=payload.size_hint,
     )
     return empty_response(200, _written_headers(manifest))
@@ -191,56 +211,158 @@ def parse_range(value: str | None) -> tuple[int | None, int | None, int | None] 
     return int(first), (int(last) if last else None), None
 
 
+# GET's response-* query parameters override these response headers (presigned downloads).
+RESPONSE_OVERRIDES: Final = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+
+
+def _part_range(ctx: Context, manifest: Manifest) -> tuple[int, int] | None:
+    """``?partNumber=N``: the byte range of part N (a non-multipart object is one part)."""
+    value = ctx.query.get("partNumber")
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument("Part number must be an integer between 1 and 10000") from None
+    sizes = manifest.part_sizes or (manifest.size,)
+    if not 1 <= number <= len(sizes):
+        raise InvalidPartNumber()
+    start = sum(sizes[: number - 1])
+    return start, start + sizes[number - 1] - 1
+
+
+def _with_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    overrides = {
+        header: ctx.query[name] for name, header in RESPONSE_OVERRIDES.items() if name in ctx.query
+    }
+    if not overrides:
+        return headers
+    kept = [(name, value) for name, value in headers if name not in overrides]
+    return kept + list(overrides.items())
+
+
 async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
     manifest = await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    try:
+        conditions.check_read(ctx.headers, manifest)
+    except conditions.NotModified:
+        return empty_response(304, [
+            ("etag", f'"{manifest.etag}"'), ("last-modified", http_date(manifest.last_modified_ms)),
+        ])  # fmt: skip
+    part = _part_range(ctx, manifest)
     wanted = parse_range(ctx.headers.get("range"))
+    if part is not None:
+        if wanted is not None:
+            raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+        wanted = (part[0], part[1], None)
     # A whole-object checksum describes the whole object: a range does not carry it.
     checksums = wanted is None and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-    headers = object_headers(manifest, checksums=checksums)
+    headers = _with_overrides(ctx, object_headers(manifest, checksums=checksums))
+    if part is not None and manifest.part_sizes is not None:
+        headers.append(("x-amz-mp-parts-count", str(len(manifest.part_sizes))))
     first, last, suffix = wanted if wanted is not None else (None, None, None)
     if isinstance(endpoint, HeadObject):
-        start, end = (
-            resolve_range(manifest.size, first, last, suffix) if wanted else (0, manifest.size)
-        )
-        plan_length = end - start
+        start, end = resolve_range(manifest.size, first, last, suffix)
+        plan = None
     else:
         plan = await ctx.engine.plan_read(
-            endpoint.bucket,
-            endpoint.key,
-            first=first,
-            last=last,
-            suffix=suffix,
+            endpoint.bucket, endpoint.key, first=first, last=last, suffix=suffix,
             manifest=manifest,
-        )
-        start, end, plan_length = plan.start, plan.end, plan.length
+        )  # fmt: skip
+        start, end = plan.start, plan.end
     status = 200
-    if wanted is not None:
+    if wanted is not None and (part is None or manifest.part_sizes is not None):
         status = 206
         headers.append(("content-range", f"bytes {start}-{end - 1}/{manifest.size}"))
-    headers.append(("content-length", str(plan_length)))
-    if isinstance(endpoint, HeadObject):
-        return Response(status, headers, b"", content_length=plan_length)
+    headers.append(("content-length", str(end - start)))
+    if plan is None:
+        return Response(status, headers, b"", content_length=end - start)
     body = WriterBody(partial(ctx.engine.write_object, plan))
-    return Response(status, headers, body, content_length=plan_length)
+    return Response(status, headers, body, content_length=end - start)
+
+
+_ATTRIBUTES: Final = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+
+
+async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
+    wanted = {
+        name.strip() for name in ctx.headers.get("x-amz-object-attributes", "").split(",")
+    } - {""}
+    if not wanted or wanted - set(_ATTRIBUTES):
+        raise InvalidArgument("Invalid attribute name specified.")
+    manifest = await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    body = ""
+    if "ETag" in wanted:
+        body += element("ETag", manifest.etag)
+    if "Checksum" in wanted and manifest.checksums:
+        body += "<Checksum>" + "".join(
+            element(f"Checksum{name.upper()}", base64.b64encode(digest).decode("ascii"))
+            for name, digest in manifest.checksums.items()
+        ) + "</Checksum>"  # fmt: skip
+    if "ObjectParts" in wanted and manifest.part_sizes is not None:
+        marker = int(ctx.headers.get("x-amz-part-number-marker", "0") or 0)
+        max_parts = min(int(ctx.headers.get("x-amz-max-parts", "1000") or 1000), 1000)
+        numbered = list(enumerate(manifest.part_sizes, start=1))[marker:]
+        shown, truncated = numbered[:max_parts], len(numbered) > max_parts
+        body += (
+            "<ObjectParts>"
+            + element("PartsCount", len(manifest.part_sizes))
+            + element("PartNumberMarker", marker)
+            + (element("NextPartNumberMarker", shown[-1][0]) if shown else "")
+            + element("MaxParts", max_parts)
+            + element("IsTruncated", "true" if truncated else "false")
+            + "".join(
+                f"<Part>{element('PartNumber', n)}{element('Size', size)}</Part>"
+                for n, size in shown
+            )
+            + "</ObjectParts>"
+        )
+    if "StorageClass" in wanted:
+        body += element("StorageClass", "STANDARD")
+    if "ObjectSize" in wanted:
+        body += element("ObjectSize", manifest.size)
+    return xml_response(
+        200,
+        document("GetObjectAttributesResponse", body),
+        [("last-modified", http_date(manifest.last_modified_ms))],
+    )
 
 
 async def delete_object(ctx: Context, endpoint: DeleteObject) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
     await ctx.engine.delete_object(endpoint.bucket, endpoint.key)
-    return empty_response(204)
+    headers = [("x-amz-version-id", "null")] if "versionId" in ctx.query else []
+    return empty_response(204, headers)
 
 
 async def delete_objects(ctx: Context, endpoint: DeleteObjects) -> Response:
-    await ctx.engine.head_bucket(endpoint.bucket)
+    await owned_bucket(ctx, endpoint.bucket)
     payload = Payload(ctx.body, ctx.auth, ctx.content_length())
     body = await drain(payload, MAX_DELETE_BODY_BYTES)
     content_md5 = ctx.headers.get("content-md5")
     if content_md5 is not None and hashlib.md5(body).digest() != _md5_header(content_md5):
         raise BadDigest()
     request = xml.parse_delete(body)
-    keys = [key for key, _ in request.keys]
+    errors: list[tuple[str, str, str]] = [
+        (key, NoSuchVersion.code, NoSuchVersion.default_message)
+        for key, version in request.keys
+        if version is not None and version != "null"
+    ]
+    keys = [key for key, version in request.keys if version is None or version == "null"]
     results = await ctx.engine.delete_objects(endpoint.bucket, keys)
     deleted: list[str] = []
-    errors: list[tuple[str, str, str]] = []
     for key, result in zip(keys, results, strict=True):
         if result is None:
             deleted.append(key)

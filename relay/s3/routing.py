@@ -128,47 +128,101 @@ class ListParts(ObjectEndpoint):
 
 
 @dataclass(frozen=True, slots=True)
+class CopyObject(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPartCopy(ObjectEndpoint):
+    upload_id: str
+    part_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetObjectAttributes(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetObjectTagging(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutObjectTagging(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteObjectTagging(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetObjectAcl(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutObjectAcl(ObjectEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetBucketAcl(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutBucketAcl(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetBucketVersioning(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutBucketVersioning(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListObjectVersions(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetBucketConfiguration(BucketEndpoint):
+    """A bucket configuration relay never holds: answered with its "no such" error."""
+
+    subresource: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBucketConfiguration(BucketEndpoint):
+    """Deleting a configuration relay never holds: nothing to do, as S3 answers."""
+
+    subresource: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unsupported(Endpoint):
     """An S3 operation relay does not implement (yet): answered 501 NotImplemented."""
 
     operation: str
 
 
-# Bucket sub-resources that name an operation relay does not implement yet.
-_BUCKET_SUBRESOURCES = (
-    "acl",
-    "analytics",
-    "cors",
-    "encryption",
-    "intelligent-tiering",
-    "inventory",
-    "lifecycle",
-    "logging",
-    "metrics",
-    "notification",
-    "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
-    "replication",
-    "requestPayment",
-    "tagging",
-    "versioning",
-    "versions",
-    "website",
-    "accelerate",
-)
-_OBJECT_SUBRESOURCES = (
-    "acl",
-    "attributes",
-    "legal-hold",
-    "restore",
-    "retention",
-    "select",
-    "tagging",
-    "torrent",
-)
+# Bucket configurations relay never holds: GET answers the "no such configuration" error
+# S3 gives for a bucket without one; PUT is not implemented; DELETE has nothing to do.
+BUCKET_CONFIGURATIONS = (
+    "analytics", "cors", "encryption", "intelligent-tiering", "inventory", "lifecycle",
+    "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
+    "policyStatus", "publicAccessBlock", "replication", "requestPayment", "tagging",
+    "website", "accelerate",
+)  # fmt: skip
+_OBJECT_SUBRESOURCES = ("legal-hold", "restore", "retention", "select", "torrent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +268,32 @@ def route(method: str, target: Target, headers: Mapping[str, str]) -> Endpoint:
 
 
 def _route_bucket(method: str, bucket: str, query: Mapping[str, str]) -> Endpoint:
-    for name in _BUCKET_SUBRESOURCES:
+    for name in BUCKET_CONFIGURATIONS:
         if name in query:
+            if method == "GET":
+                return GetBucketConfiguration(bucket, name)
+            if method == "DELETE":
+                return DeleteBucketConfiguration(bucket, name)
             return Unsupported(f"{method} bucket ?{name}")
+    if "acl" in query:
+        if method == "GET":
+            return GetBucketAcl(bucket)
+        if method == "PUT":
+            return PutBucketAcl(bucket)
+        raise MethodNotAllowed()
+    if "versioning" in query:
+        if method == "GET":
+            return GetBucketVersioning(bucket)
+        if method == "PUT":
+            return PutBucketVersioning(bucket)
+        raise MethodNotAllowed()
     if method == "GET":
         if "location" in query:
             return GetBucketLocation(bucket)
         if "uploads" in query:
             return ListMultipartUploads(bucket)
+        if "versions" in query:
+            return ListObjectVersions(bucket)
         if query.get("list-type") == "2":
             return ListObjectsV2(bucket)
         return ListObjects(bucket)
@@ -244,20 +316,41 @@ def _route_object(
     for name in _OBJECT_SUBRESOURCES:
         if name in query:
             return Unsupported(f"{method} object ?{name}")
+    if "tagging" in query:
+        by_method = {
+            "GET": GetObjectTagging,
+            "PUT": PutObjectTagging,
+            "DELETE": DeleteObjectTagging,
+        }
+        if method not in by_method:
+            raise MethodNotAllowed()
+        return by_method[method](bucket, key)
+    if "acl" in query:
+        if method == "GET":
+            return GetObjectAcl(bucket, key)
+        if method == "PUT":
+            return PutObjectAcl(bucket, key)
+        raise MethodNotAllowed()
     upload_id = query.get("uploadId")
     if method == "GET":
+        if "attributes" in query:
+            return GetObjectAttributes(bucket, key)
         if upload_id is not None:
             return ListParts(bucket, key, upload_id)
         return GetObject(bucket, key)
     if method == "HEAD":
         return HeadObject(bucket, key)
     if method == "PUT":
-        if "x-amz-copy-source" in headers:
-            return Unsupported("CopyObject / UploadPartCopy")
+        copying = "x-amz-copy-source" in headers
         if upload_id is not None or "partNumber" in query:
             if upload_id is None or "partNumber" not in query:
                 raise InvalidRequest("UploadPart needs both uploadId and partNumber")
-            return UploadPart(bucket, key, upload_id, _part_number(query["partNumber"]))
+            number = _part_number(query["partNumber"])
+            if copying:
+                return UploadPartCopy(bucket, key, upload_id, number)
+            return UploadPart(bucket, key, upload_id, number)
+        if copying:
+            return CopyObject(bucket, key)
         return PutObject(bucket, key)
     if method == "DELETE":
         if upload_id is not None:

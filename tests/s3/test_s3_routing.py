@@ -29,6 +29,24 @@ CASES = [
     ("GET", "/bkt/k", "uploadId=U", {}, r.ListParts("bkt", "k", "U")),
     ("GET", "/bkt/k/", "", {}, r.GetObject("bkt", "k/")),
     ("GET", "/bkt//double", "", {}, r.GetObject("bkt", "/double")),
+    ("PUT", "/bkt/k", "", {"x-amz-copy-source": "/o/k"}, r.CopyObject("bkt", "k")),
+    (
+        "PUT",
+        "/bkt/k",
+        "partNumber=2&uploadId=U",
+        {"x-amz-copy-source": "o/k"},
+        r.UploadPartCopy("bkt", "k", "U", 2),
+    ),
+    ("GET", "/bkt/k", "attributes", {}, r.GetObjectAttributes("bkt", "k")),
+    ("GET", "/bkt/k", "tagging", {}, r.GetObjectTagging("bkt", "k")),
+    ("PUT", "/bkt/k", "tagging", {}, r.PutObjectTagging("bkt", "k")),
+    ("DELETE", "/bkt/k", "tagging", {}, r.DeleteObjectTagging("bkt", "k")),
+    ("GET", "/bkt/k", "acl", {}, r.GetObjectAcl("bkt", "k")),
+    ("PUT", "/bkt", "acl", {}, r.PutBucketAcl("bkt")),
+    ("GET", "/bkt", "versioning", {}, r.GetBucketVersioning("bkt")),
+    ("GET", "/bkt", "versions", {}, r.ListObjectVersions("bkt")),
+    ("GET", "/bkt", "policy", {}, r.GetBucketConfiguration("bkt", "policy")),
+    ("DELETE", "/bkt", "cors", {}, r.DeleteBucketConfiguration("bkt", "cors")),
 ]
 
 
@@ -43,9 +61,8 @@ def test_routes(
     ("method", "path", "query", "headers"),
     [
         ("PUT", "/bkt", "policy", {}),
-        ("GET", "/bkt", "versioning", {}),
-        ("GET", "/bkt/k", "tagging", {}),
-        ("PUT", "/bkt/k", "", {"x-amz-copy-source": "/o/k"}),
+        ("PUT", "/bkt", "lifecycle", {}),
+        ("GET", "/bkt/k", "retention", {}),
         ("POST", "/bkt", "", {}),
     ],
 )

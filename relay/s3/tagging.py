@@ -1,0 +1,260 @@
+"""Object tagging and the fixed answers for ACLs, versioning and bucket configurations.
+
+Tags live in the object's manifest, so a tag change is a commit of a new manifest that
+points at the same body: no byte is read or written. The commit is conditional on the
+manifest being the one the change was computed from, so a racing PUT is never undone.
+relay keeps every bucket and object private to the credential that created it and every
+bucket single-version: the ACL and versioning operations answer that truthfully, and
+refuse (501) what would need more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from typing import Final
+from urllib.parse import parse_qsl
+
+from relay.bucket import errors as engine_errors
+from relay.bucket.manifest import Manifest
+from relay.http import Response
+from relay.s3 import errors as e
+from relay.s3.buckets import owned_bucket
+from relay.s3.context import Context, drain, empty_response, xml_response
+from relay.s3.payload import Payload
+from relay.s3.routing import (
+    DeleteBucketConfiguration,
+    DeleteObjectTagging,
+    GetBucketAcl,
+    GetBucketConfiguration,
+    GetBucketVersioning,
+    GetObjectAcl,
+    GetObjectTagging,
+    PutBucketAcl,
+    PutBucketVersioning,
+    PutObjectAcl,
+    PutObjectTagging,
+)
+from relay.s3.xml import Owner, document, element
+
+MAX_TAGS: Final = 10
+MAX_TAG_KEY: Final = 128
+MAX_TAG_VALUE: Final = 256
+MAX_CONFIG_BODY_BYTES: Final = 64 << 10
+
+
+def check_tags(tags: list[tuple[str, str]]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise e.InvalidTag("Object tags cannot be greater than 10")
+    result: dict[str, str] = {}
+    for key, value in tags:
+        if not 1 <= len(key) <= MAX_TAG_KEY:
+            raise e.InvalidTag("The TagKey you have provided is invalid")
+        if len(value) > MAX_TAG_VALUE:
+            raise e.InvalidTag("The TagValue you have provided is invalid")
+        if key in result:
+            raise e.InvalidTag("Cannot provide multiple Tags with the same key")
+        result[key] = value
+    return result
+
+
+def tags_from_header(value: str | None) -> dict[str, str]:
+    """``x-amz-tagging: k1=v1&k2=v2`` (URL-encoded, as on PUT and copy)."""
+    if value is None:
+        return {}
+    return check_tags(parse_qsl(value, keep_blank_values=True))
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_tagging(body: bytes) -> dict[str, str]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise e.MalformedXML() from None
+    if _local(root.tag) != "Tagging":
+        raise e.MalformedXML()
+    pairs = []
+    for tag_set in root:
+        if _local(tag_set.tag) != "TagSet":
+            raise e.MalformedXML()
+        for tag in tag_set:
+            fields = {_local(child.tag): child.text or "" for child in tag}
+            if _local(tag.tag) != "Tag" or "Key" not in fields:
+                raise e.MalformedXML()
+            pairs.append((fields["Key"], fields.get("Value", "")))
+    return check_tags(pairs)
+
+
+def render_tagging(tags: dict[str, str]) -> bytes:
+    entries = "".join(
+        f"<Tag>{element('Key', key)}{element('Value', value)}</Tag>" for key, value in tags.items()
+    )
+    return document("Tagging", f"<TagSet>{entries}</TagSet>")
+
+
+def check_version(ctx: Context) -> None:
+    """relay buckets are single-version: the only version id is ``null``."""
+    version = ctx.query.get("versionId")
+    if version is not None and version != "null":
+        raise e.NoSuchVersion(Key=ctx.target.key or "", VersionId=version)
+
+
+async def _replace_tags(ctx: Context, bucket: str, key: str, tags: dict[str, str]) -> None:
+    await owned_bucket(ctx, bucket)
+    check_version(ctx)
+    current = await ctx.engine.head_object(bucket, key)
+    updated = dataclasses.replace(current, tags=tags)
+
+    def unchanged(now: Manifest | None) -> None:
+        if now != current:
+            raise engine_errors.CommitAborted("the object changed while its tags were set; retry")
+
+    await ctx.engine.commit_manifest(bucket, updated, precondition=unchanged)
+
+
+async def get_object_tagging(ctx: Context, endpoint: GetObjectTagging) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
+    manifest = await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    return xml_response(200, render_tagging(manifest.tags))
+
+
+async def put_object_tagging(ctx: Context, endpoint: PutObjectTagging) -> Response:
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    await _replace_tags(ctx, endpoint.bucket, endpoint.key, parse_tagging(body))
+    return empty_response(200)
+
+
+async def delete_object_tagging(ctx: Context, endpoint: DeleteObjectTagging) -> Response:
+    await _replace_tags(ctx, endpoint.bucket, endpoint.key, {})
+    return empty_response(204)
+
+
+# -- ACLs -------------------------------------------------------------------------------
+
+
+def check_canned_acl(ctx: Context) -> None:
+    """Only ``private`` (what every relay bucket and object is) is accepted."""
+    acl = ctx.headers.get("x-amz-acl")
+    if acl is not None and acl.strip() not in ("private", "bucket-owner-full-control"):
+        raise e.NotImplemented_(
+            f"relay keeps buckets and objects private to their owner; the canned ACL"
+            f" {acl.strip()!r} is not supported"
+        )
+    if any(name.startswith("x-amz-grant-") for name in ctx.headers):
+        raise e.NotImplemented_("relay does not support x-amz-grant-* headers")
+
+
+def _acl_document(owner: str) -> bytes:
+    who = Owner(owner, owner)
+    grantee = (
+        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
+        f"{element('ID', owner)}{element('DisplayName', owner)}</Grantee>"
+    )
+    grants = f"<AccessControlList><Grant>{grantee}<Permission>FULL_CONTROL</Permission></Grant>"
+    return document("AccessControlPolicy", who.render() + grants + "</AccessControlList>")
+
+
+async def _put_acl(ctx: Context) -> Response:
+    check_canned_acl(ctx)
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    if body.strip() and "x-amz-acl" not in ctx.headers:
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            raise e.MalformedXML() from None
+        grants = [g for g in root.iter() if _local(g.tag) == "Grant"]
+        for grant in grants:
+            ids = [c.text for c in grant.iter() if _local(c.tag) == "ID"]
+            permission = [c.text for c in grant.iter() if _local(c.tag) == "Permission"]
+            if ids != [ctx.owner] or permission != ["FULL_CONTROL"]:
+                raise e.NotImplemented_(
+                    "relay keeps buckets and objects private: only FULL_CONTROL for the owner"
+                )
+    return empty_response(200)
+
+
+async def get_bucket_acl(ctx: Context, endpoint: GetBucketAcl) -> Response:
+    record = await owned_bucket(ctx, endpoint.bucket)
+    return xml_response(200, _acl_document(record.owner or ctx.owner))
+
+
+async def put_bucket_acl(ctx: Context, endpoint: PutBucketAcl) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    return await _put_acl(ctx)
+
+
+async def get_object_acl(ctx: Context, endpoint: GetObjectAcl) -> Response:
+    record = await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
+    await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    return xml_response(200, _acl_document(record.owner or ctx.owner))
+
+
+async def put_object_acl(ctx: Context, endpoint: PutObjectAcl) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    check_version(ctx)
+    await ctx.engine.head_object(endpoint.bucket, endpoint.key)
+    return await _put_acl(ctx)
+
+
+# -- versioning and bucket configurations ------------------------------------------------
+
+
+async def get_bucket_versioning(ctx: Context, endpoint: GetBucketVersioning) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    # No Status element: versioning was never enabled on this bucket.
+    return xml_response(200, document("VersioningConfiguration", ""))
+
+
+async def put_bucket_versioning(ctx: Context, endpoint: PutBucketVersioning) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise e.MalformedXML() from None
+    status = [c.text for c in root if _local(c.tag) == "Status"]
+    if status == ["Enabled"]:
+        raise e.NotImplemented_("relay buckets are single-version: versioning cannot be enabled")
+    return empty_response(200)
+
+
+_NO_SUCH_CONFIGURATION: Final[dict[str, type[e.S3Error]]] = {
+    "tagging": e.NoSuchTagSet,
+    "policy": e.NoSuchBucketPolicy,
+    "policyStatus": e.NoSuchBucketPolicy,
+    "cors": e.NoSuchCORSConfiguration,
+    "lifecycle": e.NoSuchLifecycleConfiguration,
+    "website": e.NoSuchWebsiteConfiguration,
+    "encryption": e.ServerSideEncryptionConfigurationNotFoundError,
+    "publicAccessBlock": e.NoSuchPublicAccessBlockConfiguration,
+    "ownershipControls": e.OwnershipControlsNotFoundError,
+    "object-lock": e.ObjectLockConfigurationNotFoundError,
+    "replication": e.ReplicationConfigurationNotFoundError,
+}
+# Configurations whose absence S3 reports as an empty document rather than an error.
+_EMPTY_CONFIGURATION: Final[dict[str, bytes]] = {
+    "logging": document("BucketLoggingStatus", ""),
+    "notification": document("NotificationConfiguration", ""),
+    "accelerate": document("AccelerateConfiguration", ""),
+    "requestPayment": document("RequestPaymentConfiguration", element("Payer", "BucketOwner")),
+}
+
+
+async def get_bucket_configuration(ctx: Context, endpoint: GetBucketConfiguration) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    if endpoint.subresource in _EMPTY_CONFIGURATION:
+        return xml_response(200, _EMPTY_CONFIGURATION[endpoint.subresource])
+    error = _NO_SUCH_CONFIGURATION.get(endpoint.subresource, e.NoSuchConfiguration)
+    raise error(BucketName=endpoint.bucket)
+
+
+async def delete_bucket_configuration(
+    ctx: Context, endpoint: DeleteBucketConfiguration
+) -> Response:
+    await owned_bucket(ctx, endpoint.bucket)
+    return empty_response(204)
