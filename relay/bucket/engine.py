@@ -328,12 +328,16 @@ class Engine:
         headers: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         checksums: frozenset[Checksum] = frozenset(),
+        keep_checksums: frozenset[Checksum] | None = None,
         verify: Callable[[ChunkedBody], None] | None = None,
         precondition: Precondition | None = None,
         max_body_bytes: int | None = MAX_SINGLE_PUT_BYTES,
         size_hint: int | None = None,
     ) -> Manifest:
         """Store ``body`` under ``key`` and return its manifest once committed.
+
+        ``checksums`` are computed over the body; the manifest keeps ``keep_checksums`` of
+        them (default: all), so a digest computed only to check a signature is not stored.
 
         ``verify`` sees the digests before anything is committed (Content-MD5, a client's
         checksum); raising there, or in ``precondition``, commits nothing.
@@ -355,7 +359,11 @@ class Engine:
             content_type=content_type or DEFAULT_CONTENT_TYPE,
             metadata=dict(metadata or {}),
             headers=dict(headers or {}),
-            checksums={kind.value: digest for kind, digest in stored.chunked.checksums.items()},
+            checksums={
+                kind.value: digest
+                for kind, digest in stored.chunked.checksums.items()
+                if keep_checksums is None or kind in keep_checksums
+            },
             blake3=stored.chunked.blake3,
             tags=dict(tags or {}),
         )

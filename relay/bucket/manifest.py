@@ -6,11 +6,16 @@ never null, so the encoding of a manifest is unique)::
     {"v": 1, "key": str, "size": int, "body": CID (UnixFS root), "chunk": int,
      "etag": str (unquoted), "mtime": int (ms since the epoch), "type": str,
      "meta": {str: str}, "hdrs": {str: str}, "sums": {str: bytes},
-     "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?, "tags": {str: str}?}
+     "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?, "psums": [{str: bytes}]?,
+     "tags": {str: str}?}
+
+A multipart object's ``sums`` hold S3's *composite* checksums (the checksum of the parts'
+binary checksums, shown with a ``-N`` suffix) and ``psums`` each part's own.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,6 +47,15 @@ class Manifest:
     blake3: bytes | None = None
     part_sizes: tuple[int, ...] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    part_checksums: tuple[dict[str, bytes], ...] | None = None
+
+    def checksum_values(self) -> dict[str, str]:
+        """Each stored checksum as S3 shows it: base64, ``-N`` for a composite one."""
+        suffix = "" if self.part_sizes is None else f"-{len(self.part_sizes)}"
+        return {
+            name: base64.b64encode(digest).decode("ascii") + suffix
+            for name, digest in self.checksums.items()
+        }
 
     @property
     def content_cid(self) -> CID | None:
@@ -70,6 +84,8 @@ class Manifest:
             value["parts"] = list(self.part_sizes)
         if self.tags:
             value["tags"] = dict(self.tags)
+        if self.part_checksums is not None:
+            value["psums"] = [dict(sums) for sums in self.part_checksums]
         return value
 
     def to_block(self) -> Block:
@@ -104,6 +120,9 @@ def manifest_from_ipld(value: object) -> Manifest:
             blake3=value.get("b3"),
             part_sizes=None if parts is None else tuple(parts),
             tags=_str_map(value.get("tags", {}), "tags"),
+            part_checksums=None
+            if value.get("psums") is None
+            else tuple(dict(sums) for sums in value["psums"]),
         )
     except KeyError as exc:
         raise ManifestError(f"manifest lacks field {exc}") from None

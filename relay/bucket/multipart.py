@@ -24,7 +24,7 @@ from relay.bucket.engine import Engine, key_bytes
 from relay.bucket.errors import EngineError
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.writer import Precondition
-from relay.chunker import Checksum, ChunkedBody, Leaf
+from relay.chunker import Checksum, ChunkedBody, Leaf, checksum_of
 from relay.ipld import dagcbor
 from relay.ipld.block import raw_block
 from relay.registry.base import PartRecord, UploadMissing, UploadRecord
@@ -279,6 +279,16 @@ class Multipart:
         size = sum(part.size for part in chosen)
         digest = await self._blake3(non_empty) if size <= self.cid_budget_bytes else None
         request = upload.request
+        checksums: dict[str, bytes] = {}
+        part_checksums: tuple[dict[str, bytes], ...] | None = None
+        if request.checksum is not None and all(request.checksum in p.checksums for p in chosen):
+            # S3's composite checksum: the checksum of the parts' binary checksums.
+            kind = Checksum(request.checksum)
+            joined = b"".join(part.checksums[request.checksum] for part in chosen)
+            checksums[request.checksum] = checksum_of(kind, joined)
+            part_checksums = tuple(
+                {request.checksum: p.checksums[request.checksum]} for p in chosen
+            )
         manifest = Manifest(
             key=upload.key,
             size=size,
@@ -292,6 +302,8 @@ class Multipart:
             blake3=digest,
             part_sizes=tuple(part.size for part in chosen),
             tags=dict(request.tags),
+            checksums=checksums,
+            part_checksums=part_checksums,
         )
         await self.engine.commit_manifest(upload.bucket, manifest, locations, precondition)
         await self.engine.registry.delete_upload(upload.upload_id)

@@ -10,6 +10,7 @@ from relay.chunker.pipeline import (
     ChunkedBody,
     ChunkerConfig,
     Leaf,
+    checksum_of,
     chunk_into_store,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "ChunkedBody",
     "ChunkerConfig",
     "Leaf",
+    "checksum_of",
     "chunk_into_store",
 ]

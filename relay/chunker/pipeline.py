@@ -130,6 +130,13 @@ def _new_checksum(kind: Checksum) -> _Crc | hashlib._Hash:
     return hashlib.sha256()
 
 
+def checksum_of(kind: Checksum, data: bytes) -> bytes:
+    """One checksum over bytes in hand (S3's composite checksums hash part checksums)."""
+    hasher = _new_checksum(kind)
+    hasher.update(data)
+    return hasher.digest()
+
+
 class BodyHasher:
     """The whole-body digests, fed chunk by chunk, in order."""
 

@@ -328,8 +328,11 @@ class SqliteRegistry:
     async def list_uploads(
         self, bucket: str, *, after_key: str = "", after_upload_id: str = "", limit: int = 1000
     ) -> list[UploadRecord]:
-        """Uploads in (key, upload id) order, after the given marker."""
+        """Uploads in (key, upload id) order, after the given marker. A key marker alone
+        skips every upload of that key, as S3's key-marker does."""
         key = after_key.encode("utf-8")
+        if after_key and not after_upload_id:
+            after_upload_id = "\U0010ffff"  # past every upload id of the marker's key
 
         def work(db: sqlite3.Connection) -> list[UploadRecord]:
             rows = db.execute(

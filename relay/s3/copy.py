@@ -8,7 +8,6 @@ chunks the same way and re-chunks only partial chunks at the edges of the range.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import re
 from typing import Final
@@ -92,8 +91,8 @@ async def copy_object(ctx: Context, endpoint: CopyObject) -> Response:
     body = element("LastModified", iso8601(copy.last_modified_ms)) + element(
         "ETag", f'"{copy.etag}"'
     )
-    for name, digest in copy.checksums.items():
-        body += element(f"Checksum{name.upper()}", base64.b64encode(digest).decode())
+    for name, value in copy.checksum_values().items():
+        body += element(f"Checksum{name.upper()}", value)
     headers = [("x-amz-copy-source-version-id", "null")]
     cid = copy.content_cid
     if cid is not None:

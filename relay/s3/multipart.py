@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Final
 
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE
@@ -12,7 +13,12 @@ from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
 from relay.s3.listing import parse_max_keys
-from relay.s3.objects import body_verifier, requested_checksums, stored_headers
+from relay.s3.objects import (
+    body_checksums,
+    body_verifier,
+    requested_checksums,
+    stored_headers,
+)
 from relay.s3.payload import Payload
 from relay.s3.routing import (
     AbortMultipartUpload,
@@ -60,16 +66,23 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
 
 async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
     upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
-    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length(), defer_sha256=True)
     part = await ctx.multipart.upload_part(
         upload,
         endpoint.part_number,
         payload,
-        checksums=requested_checksums(ctx.headers),
+        checksums=body_checksums(ctx, payload),
         verify=body_verifier(ctx, payload),
         size_hint=payload.size_hint,
     )
-    return empty_response(200, [("etag", f'"{part.etag}"')])
+    headers = [("etag", f'"{part.etag}"')]
+    requested = {kind.value for kind in requested_checksums(ctx.headers)}
+    headers.extend(
+        (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
+        for name, digest in part.checksums.items()
+        if name in requested
+    )
+    return empty_response(200, headers)
 
 
 async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:

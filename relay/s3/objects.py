@@ -30,6 +30,7 @@ from relay.s3.errors import (
     InvalidPartNumber,
     InvalidRequest,
     NoSuchVersion,
+    XAmzContentSHA256Mismatch,
     from_exception,
 )
 from relay.s3.payload import Payload
@@ -84,12 +85,26 @@ def requested_checksums(headers: dict[str, str]) -> frozenset[Checksum]:
     return frozenset(kinds)
 
 
+def body_checksums(ctx: Context, payload: Payload) -> frozenset[Checksum]:
+    """What the chunker computes: the client's checksums, and SHA-256 when the signature
+    covers the payload's hash (checked by ``body_verifier`` off the event loop)."""
+    kinds = requested_checksums(ctx.headers)
+    if payload.signed_sha256 is not None:
+        kinds |= {Checksum.SHA256}
+    return kinds
+
+
 def body_verifier(ctx: Context, payload: Payload) -> Callable[[ChunkedBody], None]:
-    """Check Content-MD5 and every x-amz-checksum-* (header or trailer) before commit."""
+    """Check the signed payload hash, Content-MD5 and every x-amz-checksum-* (header or
+    trailer) before commit."""
     content_md5 = ctx.headers.get("content-md5")
     expected_md5 = None if content_md5 is None else _md5_header(content_md5)
 
+    signed_sha256 = payload.signed_sha256
+
     def verify(body: ChunkedBody) -> None:
+        if signed_sha256 is not None and body.checksums[Checksum.SHA256].hex() != signed_sha256:
+            raise XAmzContentSHA256Mismatch()
         if expected_md5 is not None and body.md5 != expected_md5:
             raise BadDigest("The Content-MD5 you specified did not match what we received.")
         given = dict(ctx.headers)
@@ -151,8 +166,7 @@ def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, st
         headers.append(("x-amz-tagging-count", str(len(manifest.tags))))
     if checksums:
         headers.extend(
-            (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
-            for name, digest in manifest.checksums.items()
+            (f"x-amz-checksum-{name}", value) for name, value in manifest.checksum_values().items()
         )
     return headers
 
@@ -162,7 +176,7 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
     tags = tags_from_header(ctx.headers.get("x-amz-tagging"))
     precondition = conditions.write_precondition(ctx.headers, endpoint.bucket, endpoint.key)
     await owned_bucket(ctx, endpoint.bucket)
-    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length(), defer_sha256=True)
     content_type, metadata, content = stored_headers(ctx.headers)
     manifest = await ctx.engine.put_object(
         endpoint.bucket,
@@ -172,7 +186,8 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
         metadata=metadata,
         headers=content,
         tags=tags,
-        checksums=requested_checksums(ctx.headers),
+        checksums=body_checksums(ctx, payload),
+        keep_checksums=requested_checksums(ctx.headers),
         verify=body_verifier(ctx, payload),
         precondition=precondition,
         size_hint=payload.size_hint,
@@ -186,8 +201,7 @@ def _written_headers(manifest: Manifest) -> list[tuple[str, str]]:
     if cid is not None:
         headers.append(("x-cid", str(cid)))
     headers.extend(
-        (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
-        for name, digest in manifest.checksums.items()
+        (f"x-amz-checksum-{name}", value) for name, value in manifest.checksum_values().items()
     )
     return headers
 
@@ -280,8 +294,8 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
         )  # fmt: skip
         start, end = plan.start, plan.end
     status = 200
-    if wanted is not None and (part is None or manifest.part_sizes is not None):
-        status = 206
+    if wanted is not None:
+        status = 206  # also for ?partNumber=1 of a single-part object, as S3 answers
         headers.append(("content-range", f"bytes {start}-{end - 1}/{manifest.size}"))
     headers.append(("content-length", str(end - start)))
     if plan is None:
@@ -291,6 +305,19 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
 
 
 _ATTRIBUTES: Final = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+
+
+def _int_header(ctx: Context, name: str, default: int) -> int:
+    value = ctx.headers.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an integer") from None
+    if number < 0:
+        raise InvalidArgument(f"{name} must not be negative")
+    return number
 
 
 async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> Response:
@@ -306,14 +333,21 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
     if "ETag" in wanted:
         body += element("ETag", manifest.etag)
     if "Checksum" in wanted and manifest.checksums:
-        body += "<Checksum>" + "".join(
-            element(f"Checksum{name.upper()}", base64.b64encode(digest).decode("ascii"))
-            for name, digest in manifest.checksums.items()
-        ) + "</Checksum>"  # fmt: skip
+        kind = "COMPOSITE" if manifest.part_sizes is not None else "FULL_OBJECT"
+        body += (
+            "<Checksum>"
+            + "".join(
+                element(f"Checksum{name.upper()}", value)
+                for name, value in manifest.checksum_values().items()
+            )
+            + element("ChecksumType", kind)
+            + "</Checksum>"
+        )
     if "ObjectParts" in wanted and manifest.part_sizes is not None:
-        marker = int(ctx.headers.get("x-amz-part-number-marker", "0") or 0)
-        max_parts = min(int(ctx.headers.get("x-amz-max-parts", "1000") or 1000), 1000)
-        numbered = list(enumerate(manifest.part_sizes, start=1))[marker:]
+        marker = _int_header(ctx, "x-amz-part-number-marker", 0)
+        max_parts = min(_int_header(ctx, "x-amz-max-parts", 1000), 1000)
+        sums = manifest.part_checksums or tuple({} for _ in manifest.part_sizes)
+        numbered = list(enumerate(zip(manifest.part_sizes, sums, strict=True), start=1))[marker:]
         shown, truncated = numbered[:max_parts], len(numbered) > max_parts
         body += (
             "<ObjectParts>"
@@ -323,8 +357,13 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
             + element("MaxParts", max_parts)
             + element("IsTruncated", "true" if truncated else "false")
             + "".join(
-                f"<Part>{element('PartNumber', n)}{element('Size', size)}</Part>"
-                for n, size in shown
+                f"<Part>{element('PartNumber', n)}{element('Size', size)}"
+                + "".join(
+                    element(f"Checksum{name.upper()}", base64.b64encode(d).decode("ascii"))
+                    for name, d in part_sums.items()
+                )
+                + "</Part>"
+                for n, (size, part_sums) in shown
             )
             + "</ObjectParts>"
         )

@@ -38,12 +38,33 @@ READ_BYTES: Final = 1 << 20
 
 
 class Payload:
-    def __init__(self, body: RequestBody, auth: VerifiedRequest, content_length: int | None):
+    """The object's bytes. With ``defer_sha256`` the signed payload hash is not computed
+    here but left to the caller (``signed_sha256`` says what to compare at the end): the
+    chunker hashes on a worker thread, so a large upload does not spend the event loop's
+    time on SHA-256."""
+
+    def __init__(
+        self,
+        body: RequestBody,
+        auth: VerifiedRequest,
+        content_length: int | None,
+        *,
+        defer_sha256: bool = False,
+    ) -> None:
         self._body = body
         self._auth = auth
         self._content_length = content_length
+        self._defer_sha256 = defer_sha256
         self.trailers: list[tuple[str, str]] = []
         self.received = 0  # object bytes delivered
+
+    @property
+    def signed_sha256(self) -> str | None:
+        """The hex SHA-256 the body must have (a plain signed payload), else None."""
+        payload = self._auth.payload
+        if self._auth.is_streaming or payload == UNSIGNED_PAYLOAD:
+            return None
+        return payload.lower()
 
     @property
     def size_hint(self) -> int | None:
@@ -70,8 +91,8 @@ class Payload:
             async for data in self._decoded():
                 yield data
             return
-        expected = self._auth.payload
-        hasher = None if expected == UNSIGNED_PAYLOAD else hashlib.sha256()
+        expected = self.signed_sha256
+        hasher = None if expected is None or self._defer_sha256 else hashlib.sha256()
         async for piece in self._raw():
             self.received += len(piece)
             if hasher is not None:
@@ -79,7 +100,7 @@ class Payload:
             yield piece
         if self._content_length is not None and self.received != self._content_length:
             raise IncompleteBody()
-        if hasher is not None and hasher.hexdigest() != expected.lower():
+        if hasher is not None and hasher.hexdigest() != expected:
             raise XAmzContentSHA256Mismatch()
 
     async def _decoded(self) -> AsyncIterator[bytes]:
