@@ -83,3 +83,18 @@ def test_bad_part_numbers_and_methods_are_refused() -> None:
         r.route("PATCH", r.split_target("/b/k", ""), {})
     with pytest.raises(InvalidRequest):
         r.split_target("b/k", "")
+
+
+def test_every_routed_operation_has_a_handler() -> None:
+    """A route without a handler would be a 500 for a valid request."""
+    from relay.s3.app import _DISPATCH
+
+    routable = {
+        cls
+        for cls in vars(r).values()
+        if isinstance(cls, type)
+        and issubclass(cls, r.Endpoint)
+        and cls not in (r.Endpoint, r.BucketEndpoint, r.ObjectEndpoint, r.Unsupported)
+        and cls is not r.ListBuckets
+    }
+    assert routable - set(_DISPATCH) == set()
