@@ -3,6 +3,7 @@
 from relay.registry.base import (
     BlockLocation,
     BucketExists,
+    Claim,
     BucketMissing,
     BucketRecord,
     CommitConflict,
@@ -19,6 +20,7 @@ __all__ = [
     "BucketExists",
     "BucketMissing",
     "BucketRecord",
+    "Claim",
     "CommitConflict",
     "CommitRecord",
     "PartRecord",

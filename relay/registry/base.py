@@ -95,3 +95,14 @@ class PartRecord:
     etag: str
     created_ms: int
     data: bytes  # the engine's encoding of the part's leaves and checksums
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A location claim: ``content`` (a multihash) can be fetched at ``url``, either the
+    whole resource or, with ``offset``/``length``, that byte range of it."""
+
+    content: bytes
+    url: str
+    offset: int | None = None
+    length: int | None = None

@@ -24,6 +24,7 @@ import trio
 from relay.ipld.cid import CID
 from relay.registry.base import (
     BlockLocation,
+    Claim,
     BucketExists,
     BucketMissing,
     BucketRecord,
@@ -391,6 +392,47 @@ class SqliteRegistry:
             )
 
         return await self._write(work)
+
+    # -- location claims -----------------------------------------------------------------
+
+    async def add_claims(self, claims: Sequence[Claim]) -> None:
+        """Record claims (idempotent: a claim for the same content and URL is replaced)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO claims (content, url, range_offset, range_length)"
+                " VALUES (?, ?, ?, ?)",
+                [(c.content, c.url, c.offset, c.length) for c in claims],
+            )
+
+        await self._write(work)
+
+    async def claims_for(self, content: bytes) -> list[Claim]:
+        """Every claim for a multihash, in a stable order (by URL)."""
+
+        def work(db: sqlite3.Connection) -> list[Claim]:
+            rows = db.execute(
+                "SELECT url, range_offset, range_length FROM claims WHERE content = ? ORDER BY url",
+                (content,),
+            ).fetchall()
+            return [Claim(content, url, offset, length) for url, offset, length in rows]
+
+        return await self._read(work)
+
+    async def all_claims(
+        self, *, after: tuple[bytes, str] = (b"", ""), limit: int = 10_000
+    ) -> list[Claim]:
+        """Claims in (content, url) order after ``after``: page through them all."""
+
+        def work(db: sqlite3.Connection) -> list[Claim]:
+            rows = db.execute(
+                "SELECT content, url, range_offset, range_length FROM claims"
+                " WHERE content > ? OR (content = ? AND url > ?) ORDER BY content, url LIMIT ?",
+                (after[0], after[0], after[1], limit),
+            ).fetchall()
+            return [Claim(content, url, offset, length) for content, url, offset, length in rows]
+
+        return await self._read(work)
 
     async def aclose(self) -> None:
         def close() -> None:

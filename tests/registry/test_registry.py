@@ -242,3 +242,20 @@ async def test_data_survives_closing_and_reopening(tmp_path: Path) -> None:
         assert (await registry.get_bucket("b"), await registry.commit_log("b")) == before
         assert await registry.find_block(location("kept").block) == location("kept")
         assert await commit(registry, "b", 1, root("v2")) == 2
+
+
+async def test_claims_are_recorded_idempotently_and_listed_in_order(tmp_path: Path) -> None:
+    from relay.registry import Claim
+
+    async with open_sqlite_registry(tmp_path / "r.sqlite") as registry:
+        first = Claim(b"\x12\x20" + b"a" * 32, "https://b.example/x", None, None)
+        ranged = Claim(b"\x12\x20" + b"a" * 32, "https://a.example/pack", 100, 50)
+        other = Claim(b"\x12\x20" + b"b" * 32, "s3://bucket/key")
+        await registry.add_claims([first, ranged, other])
+        await registry.add_claims([first])
+        assert await registry.claims_for(first.content) == [ranged, first]
+        assert await registry.claims_for(b"\x12\x20" + b"c" * 32) == []
+        page = await registry.all_claims(limit=2)
+        assert page == [ranged, first]
+        rest = await registry.all_claims(after=(page[-1].content, page[-1].url))
+        assert rest == [other]
