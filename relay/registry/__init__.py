@@ -3,9 +3,9 @@
 from relay.registry.base import (
     BlockLocation,
     BucketExists,
-    Claim,
     BucketMissing,
     BucketRecord,
+    Claim,
     CommitConflict,
     CommitRecord,
     PartRecord,

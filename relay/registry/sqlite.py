@@ -24,10 +24,10 @@ import trio
 from relay.ipld.cid import CID
 from relay.registry.base import (
     BlockLocation,
-    Claim,
     BucketExists,
     BucketMissing,
     BucketRecord,
+    Claim,
     CommitConflict,
     CommitRecord,
     PartRecord,
