@@ -81,17 +81,24 @@ def client_env(home: Path) -> dict[str, str]:
     return env
 
 
-def start_relay(base: Path) -> RelayProcess:
+# How boto3 sends checksums: by default over plain http (a CRC32 header), the way it does
+# over TLS (an aws-chunked body with a CRC32 trailer), and only when required.
+CHECKSUM_MODES = ("when_supported", "trailer", "when_required")
+
+
+def start_relay(base: Path, *, config: Path | None = None) -> RelayProcess:
+    """``relay serve`` on a free loopback port with a fresh data dir under ``base``.
+
+    Credentials are test/test from the environment, or only those in ``config``."""
     data_dir = base / "data"
     log_path = base / "relay.log"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
-    env.update(
-        RELAY_ACCESS_KEY_ID=ACCESS_KEY,
-        RELAY_SECRET_ACCESS_KEY=SECRET_KEY,
-        RELAY_REGION=REGION,
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(RELAY_REGION=REGION, PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "relay", "serve", "--data", str(data_dir)]
+    if config is None:
+        env.update(RELAY_ACCESS_KEY_ID=ACCESS_KEY, RELAY_SECRET_ACCESS_KEY=SECRET_KEY)
+    else:
+        command += ["--config", str(config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [*command, "--listen", "127.0.0.1:0"],

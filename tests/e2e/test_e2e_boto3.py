@@ -24,12 +24,11 @@ from urllib.parse import unquote_plus
 import blake3
 import pytest
 from botocore.exceptions import ClientError
-from e2e_helpers import RelayProcess, boto_client
+from e2e_helpers import CHECKSUM_MODES, RelayProcess, boto_client
 
 MiB = 1 << 20
 # botocore's default over http (CRC32 header), its default over TLS (CRC32 trailer on an
 # aws-chunked body), and checksums only when an operation requires them.
-CHECKSUM_MODES = ("when_supported", "trailer", "when_required")
 
 
 def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:

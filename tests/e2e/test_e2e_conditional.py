@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from e2e_helpers import RelayProcess, boto_client
+from e2e_helpers import RelayProcess
 from test_e2e_boto3 import (
-    CHECKSUM_MODES,
     MiB,
     error_of,
     multipart_etag,
@@ -30,30 +29,6 @@ from test_e2e_boto3 import (
 from test_e2e_errors import Reply, signed
 
 RACERS = 8
-
-
-@pytest.fixture(scope="module", params=CHECKSUM_MODES)
-def s3(request: pytest.FixtureRequest, relay_server: RelayProcess) -> Any:
-    mode: str = request.param
-    calculation = "when_required" if mode == "when_required" else "when_supported"
-    return boto_client(
-        relay_server,
-        trailer_checksums=mode == "trailer",
-        request_checksum_calculation=calculation,
-        response_checksum_validation=calculation,
-    )
-
-
-@pytest.fixture(scope="module")
-def client(relay_server: RelayProcess) -> Any:
-    """botocore's defaults, one client per module (a new client costs ~0.2 s)."""
-    return boto_client(relay_server)
-
-
-@pytest.fixture
-def bucket(client: Any, bucket_name: str) -> str:
-    client.create_bucket(Bucket=bucket_name)
-    return bucket_name
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
-from e2e_helpers import RelayProcess, boto_client
+from e2e_helpers import RelayProcess
 from test_e2e_boto3 import (
-    CHECKSUM_MODES,
     MiB,
     blake3_raw_cid,
     error_of,
@@ -32,30 +31,6 @@ from test_e2e_errors import S3_NAMESPACE, signed
 
 # Copying by reference writes a manifest, a few tree nodes and a commit: kilobytes.
 STORE_GROWTH_LIMIT_BYTES = MiB
-
-
-@pytest.fixture(scope="module", params=CHECKSUM_MODES)
-def s3(request: pytest.FixtureRequest, relay_server: RelayProcess) -> Any:
-    mode: str = request.param
-    calculation = "when_required" if mode == "when_required" else "when_supported"
-    return boto_client(
-        relay_server,
-        trailer_checksums=mode == "trailer",
-        request_checksum_calculation=calculation,
-        response_checksum_validation=calculation,
-    )
-
-
-@pytest.fixture(scope="module")
-def client(relay_server: RelayProcess) -> Any:
-    """botocore's defaults, one client per module (a new client costs ~0.2 s)."""
-    return boto_client(relay_server)
-
-
-@pytest.fixture
-def bucket(client: Any, bucket_name: str) -> str:
-    client.create_bucket(Bucket=bucket_name)
-    return bucket_name
 
 
 @pytest.fixture

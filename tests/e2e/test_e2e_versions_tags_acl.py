@@ -8,9 +8,6 @@ a config file holding two ``[[credentials]]`` tables (``relay serve --config``).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,42 +20,16 @@ from botocore.exceptions import ClientError
 from e2e_helpers import (
     REGION,
     RelayProcess,
-    _wait_for_endpoint,
-    boto_client,
-    client_env,
+    start_relay,
     stop_relay,
 )
-from test_e2e_boto3 import CHECKSUM_MODES, MiB, blake3_raw_cid, error_of, pattern, quoted_md5
+from test_e2e_boto3 import MiB, blake3_raw_cid, error_of, pattern, quoted_md5
 from test_e2e_errors import signed
 
 # A version id of the shape S3 hands out; no object here ever has it.
 SOME_VERSION_ID = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
 # Tag limits from the PutObjectTagging reference: 10 tags, keys 128 and values 256 characters.
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 10, 128, 256
-
-
-@pytest.fixture(scope="module", params=CHECKSUM_MODES)
-def s3(request: pytest.FixtureRequest, relay_server: RelayProcess) -> Any:
-    mode: str = request.param
-    calculation = "when_required" if mode == "when_required" else "when_supported"
-    return boto_client(
-        relay_server,
-        trailer_checksums=mode == "trailer",
-        request_checksum_calculation=calculation,
-        response_checksum_validation=calculation,
-    )
-
-
-@pytest.fixture(scope="module")
-def client(relay_server: RelayProcess) -> Any:
-    """botocore's defaults, one client per module (a new client costs ~0.2 s)."""
-    return boto_client(relay_server)
-
-
-@pytest.fixture
-def bucket(client: Any, bucket_name: str) -> str:
-    client.create_bucket(Bucket=bucket_name)
-    return bucket_name
 
 
 def packs_size(relay: RelayProcess) -> int:
@@ -434,39 +405,6 @@ ALICE = ("ALICEKEYID0000000001", "alice-secret-access-key")
 BOB = ("BOBKEYID000000000002", "bob-secret-access-key")
 
 
-def start_relay_with_config(base: Path, config: Path) -> RelayProcess:
-    """As e2e_helpers.start_relay, but the credentials come from ``--config`` only."""
-    data_dir = base / "data"
-    log_path = base / "relay.log"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
-    env.update(RELAY_REGION=REGION, PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "relay", "serve", "--config", str(config)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*command, "--data", str(data_dir), "--listen", "127.0.0.1:0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=base,
-        )
-    try:
-        endpoint = _wait_for_endpoint(process, log_path)
-    except BaseException:
-        stop_relay(process)
-        raise
-    host, _, port = endpoint.removeprefix("http://").rpartition(":")
-    return RelayProcess(
-        process=process,
-        endpoint=endpoint,
-        host=host,
-        port=int(port),
-        data_dir=data_dir,
-        log_path=log_path,
-        client_env=client_env(base / "home"),
-        home=base / "home",
-    )
-
-
 @pytest.fixture(scope="module")
 def two_key_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     base = tmp_path_factory.mktemp("relay-two-keys")
@@ -477,7 +415,7 @@ def two_key_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayPro
             for key, secret in (ALICE, BOB)
         )
     )
-    relay = start_relay_with_config(base, config)
+    relay = start_relay(base, config=config)
     try:
         yield relay
     finally:
