@@ -1,4 +1,5 @@
-"""The ``relay`` command: ``relay serve``, ``relay cid``, ``relay export``, ``relay log``.
+"""The ``relay`` command: ``relay serve``, ``relay cid``, ``relay export``, ``relay log``,
+``relay claims import|export``.
 
 Every command that touches stored data takes ``--config FILE`` and ``--data DIR`` and
 otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
@@ -20,10 +21,11 @@ from relay.bucket.engine import Engine
 from relay.bucket.errors import EngineError
 from relay.bucket.export import export_bucket
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, load_config
 from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
 from relay.server import serve
-from relay.storage import open_storage
+from relay.storage import open_registry, open_storage
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 
 
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve S3 on the configured store")
     _storage_options(serve)
     serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:9000)")
+    serve.add_argument(
+        "--roundabout",
+        metavar="HOST:PORT",
+        help="also serve roundabout (CID → 302 to a presigned URL) here (default: off)",
+    )
 
     cid = commands.add_parser("cid", help="print a file's UnixFS root CID without storing anything")
     cid.add_argument("file", type=Path)
@@ -58,18 +65,50 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("bucket")
     log.add_argument("-n", "--limit", type=int, default=20)
     _storage_options(log)
+
+    claims = commands.add_parser("claims", help="import or export location claims (JSON lines)")
+    claim_commands = claims.add_subparsers(dest="claims_command", required=True)
+    claims_import = claim_commands.add_parser(
+        "import", help="add the claims in FILE (all or nothing)"
+    )
+    claims_import.add_argument("file", help='a JSON-lines file, or "-" for stdin')
+    _storage_options(claims_import)
+    claims_export = claim_commands.add_parser("export", help="write every claim as JSON lines")
+    claims_export.add_argument("-o", "--output", type=Path, help="the file (default stdout)")
+    _storage_options(claims_export)
     return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config, data_dir=args.data, listen=getattr(args, "listen", None))
+    return load_config(
+        args.config,
+        data_dir=args.data,
+        listen=getattr(args, "listen", None),
+        roundabout=getattr(args, "roundabout", None),
+    )
 
 
-def _announce(config: Config, credentials: Credentials, bound: tuple[str, int]) -> None:
+def _http_endpoint(bound: tuple[str, int]) -> str:
     host, port = bound
     shown = f"[{host}]" if ":" in host else host
-    endpoint = f"http://{shown}:{port}"
+    return f"http://{shown}:{port}"
+
+
+def _announce(
+    config: Config,
+    credentials: Credentials,
+    bound: tuple[str, int],
+    roundabout: tuple[str, int] | None = None,
+) -> None:
+    endpoint = _http_endpoint(bound)
     print(f"relay: serving S3 at {endpoint} (data in {config.data_dir.resolve()})", flush=True)
+    if roundabout is not None:
+        print(
+            f"relay: serving roundabout at {_http_endpoint(roundabout)}"
+            f" ({len(config.roundabout.buckets)} signing buckets,"
+            f" auth {'required' if config.roundabout.require_auth else 'off'})",
+            flush=True,
+        )
     if credentials.generated is not None:
         key_id, secret = credentials.generated
         print(
@@ -106,10 +145,17 @@ async def _serve(config: Config) -> None:
 
         nursery.start_soon(on_signals)
         async with trio.open_nursery() as server:
+            roundabout: list[tuple[str, int]] = []
             bound = await server.start(
-                partial(serve, config, credentials=credentials, shutdown=shutdown)
+                partial(
+                    serve,
+                    config,
+                    credentials=credentials,
+                    shutdown=shutdown,
+                    roundabout_started=roundabout.append,
+                )
             )
-            _announce(config, credentials, bound)
+            _announce(config, credentials, bound, roundabout[0] if roundabout else None)
         # serve() returned: the shutdown finished (requests in flight got their grace).
         nursery.cancel_scope.cancel()
     print("relay: stopped", flush=True)
@@ -139,6 +185,48 @@ async def _log(config: Config, args: argparse.Namespace) -> None:
             )
 
 
+# Claims exported per registry read: bounds memory however many claims there are.
+_EXPORT_PAGE = 10_000
+
+
+async def _claims_import(config: Config, args: argparse.Namespace) -> None:
+    if args.file == "-":
+        text = await trio.to_thread.run_sync(sys.stdin.read)
+    else:
+        text = await trio.Path(args.file).read_text(encoding="utf-8")
+    claims = parse_claims(text.splitlines())  # every line checked before anything is added
+    async with open_registry(config) as registry:
+        await registry.add_claims(claims)  # one transaction
+    print(f"relay: imported {len(claims)} claims", file=sys.stderr)
+
+
+async def _claims_export(config: Config, args: argparse.Namespace) -> None:
+    target = args.output.with_name(args.output.name + ".partial") if args.output else None
+    out = await trio.open_file(target, "w", encoding="utf-8") if target else None
+    count = 0
+    try:
+        async with open_registry(config) as registry:
+            after = (b"", "")
+            while page := await registry.all_claims(after=after, limit=_EXPORT_PAGE):
+                # A content's claims may straddle pages; format_claims then starts a new
+                # line for the rest, which imports to the same claims.
+                text = "".join(line + "\n" for line in format_claims(page))
+                if out is not None:
+                    await out.write(text)
+                else:
+                    sys.stdout.write(text)
+                count += len(page)
+                after = (page[-1].content, page[-1].url)
+    finally:
+        if out is not None:
+            await out.aclose()
+    if target is not None:
+        await trio.Path(target).rename(args.output)
+        print(f"{args.output}: {count} claims", file=sys.stderr)
+    else:
+        sys.stdout.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -156,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(_export, _config(args), args)
         elif args.command == "log":
             trio.run(_log, _config(args), args)
-    except (ConfigError, CredentialsError, EngineError, OSError) as exc:
+        elif args.command == "claims" and args.claims_command == "import":
+            trio.run(_claims_import, _config(args), args)
+        elif args.command == "claims":
+            trio.run(_claims_export, _config(args), args)
+    except (ConfigError, CredentialsError, EngineError, ClaimSyntaxError, OSError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -16,8 +16,16 @@ options (``--data``) override both. Units are in the names.
     multipart_cid_budget_bytes = 1073741824  # RELAY_MULTIPART_CID_BUDGET_BYTES
 
     [store]
-    kind = "disk"                  # RELAY_STORE: "disk" (default) or "memory"
+    kind = "disk"                  # RELAY_STORE: "disk" (default), "memory" or "s3"
     pack_size_limit_bytes = 1073741824   # RELAY_PACK_SIZE_LIMIT_BYTES
+
+    [store.s3]                     # kind = "s3": each blob one object in an upstream bucket
+    endpoint = "https://<account>.r2.cloudflarestorage.com"  # RELAY_S3_ENDPOINT (required)
+    region = "auto"                # RELAY_S3_REGION (default us-east-1)
+    bucket = "relay-blobs"         # RELAY_S3_BUCKET (required)
+    prefix = ""                    # RELAY_S3_PREFIX (key prefix)
+    access_key_id = "..."          # RELAY_S3_ACCESS_KEY_ID (required)
+    secret_access_key = "..."      # RELAY_S3_SECRET_ACCESS_KEY (required)
 
     listen = "127.0.0.1:9000"      # RELAY_LISTEN
     region = "us-east-1"           # RELAY_REGION (what SigV4 scopes and GetBucketLocation say)
@@ -33,6 +41,12 @@ options (``--data``) override both. Units are in the names.
     [[credentials]]                # any number; RELAY_ACCESS_KEY_ID / RELAY_SECRET_ACCESS_KEY
     access_key_id = "..."          # add one; with none, a pair is generated on first start
     secret_access_key = "..."
+
+    [roundabout]                   # off unless listen is set; see relay.roundabout.config
+    listen = "10.0.0.5:9100"       # RELAY_ROUNDABOUT_LISTEN (relay serve --roundabout)
+    require_auth = false           # RELAY_ROUNDABOUT_REQUIRE_AUTH
+    [[roundabout.buckets]]         # endpoint, bucket, region, access_key_id,
+    [[roundabout.domains]]         # secret_access_key...; domain, endpoint, bucket, prefix
 """
 
 from __future__ import annotations
@@ -48,10 +62,12 @@ from typing import Any, Final
 from relay.bucket.engine import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
+from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
+from relay.store.s3 import S3StoreConfig
 
 DEFAULT_DATA_DIR: Final = Path("relay-data")
 DEFAULT_LISTEN: Final = "127.0.0.1:9000"
-STORE_KINDS: Final = ("disk", "memory")
+STORE_KINDS: Final = ("disk", "memory", "s3")
 
 
 class ConfigError(ValueError):
@@ -62,6 +78,7 @@ class ConfigError(ValueError):
 class StoreConfig:
     kind: str = "disk"
     pack_size_limit_bytes: int = 1 << 30
+    s3: S3StoreConfig | None = None  # set exactly when kind == "s3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,7 @@ class Config:
     region: str = "us-east-1"
     http: HttpConfig = field(default_factory=HttpConfig)
     credentials: list[dict[str, str]] = field(default_factory=list, repr=False)
+    roundabout: RoundaboutConfig = field(default_factory=RoundaboutConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -114,6 +132,16 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
     "shutdown_grace_seconds": ("RELAY_HTTP_SHUTDOWN_GRACE_SECONDS", "http", float),
 }
+# [store.s3] setting -> environment variable (all strings); required ones have no default.
+_S3_SETTINGS: Final[dict[str, str]] = {
+    "endpoint": "RELAY_S3_ENDPOINT",
+    "region": "RELAY_S3_REGION",
+    "bucket": "RELAY_S3_BUCKET",
+    "prefix": "RELAY_S3_PREFIX",
+    "access_key_id": "RELAY_S3_ACCESS_KEY_ID",
+    "secret_access_key": "RELAY_S3_SECRET_ACCESS_KEY",
+}
+_S3_DEFAULTS: Final[dict[str, str]] = {"region": "us-east-1", "prefix": ""}
 _HTTP_SETTINGS: Final = (
     "header_timeout_seconds",
     "body_stall_timeout_seconds",
@@ -152,14 +180,52 @@ def _check_known(document: dict[str, Any]) -> None:
     for name, (_variable, section, _kind) in _SETTINGS.items():
         known.setdefault(section, set()).add(name)
     for key, value in document.items():
-        if key == "credentials":
+        if key in ("credentials", "roundabout"):  # checked by their own parsers
             continue
         if key in known and isinstance(value, dict):
             for inner in value:
+                if key == "store" and inner == "s3":
+                    continue  # checked by _s3_config
                 if inner not in known[key]:
                     raise ConfigError(f"unknown setting {key}.{inner}")
         elif key not in known[""]:
             raise ConfigError(f"unknown setting {key}")
+
+
+def _s3_table(document: dict[str, Any]) -> dict[str, Any]:
+    table = _table(_table(document, "store"), "s3")
+    if not isinstance(table, dict):
+        raise ConfigError("[store.s3] must be a table")
+    for name in table:
+        if name not in _S3_SETTINGS:
+            raise ConfigError(f"unknown setting store.s3.{name}")
+    return table
+
+
+def _s3_config(document: dict[str, Any], environ: Mapping[str, str]) -> S3StoreConfig:
+    """The ``[store.s3]`` table and ``RELAY_S3_*``: every setting a string, the environment
+    winning; a missing required one is named with both spellings."""
+    table = _s3_table(document)
+    values = dict(_S3_DEFAULTS)
+    for name, variable in _S3_SETTINGS.items():
+        if name in table:
+            values[name] = _typed(f"store.s3.{name}", table[name], str)
+        if variable in environ:
+            values[name] = environ[variable]
+    for name, variable in _S3_SETTINGS.items():
+        if name not in values or (not values[name] and name not in _S3_DEFAULTS):
+            raise ConfigError(f"store kind s3 needs store.s3.{name} ({variable})")
+    try:
+        return S3StoreConfig(
+            endpoint=values["endpoint"],
+            bucket=values["bucket"],
+            access_key_id=values["access_key_id"],
+            secret_access_key=values["secret_access_key"],
+            region=values["region"],
+            prefix=values["prefix"],
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[store.s3]: {exc}") from None
 
 
 def load_config(
@@ -168,9 +234,11 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
     data_dir: Path | None = None,
     listen: str | None = None,
+    roundabout: str | None = None,
 ) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``RELAY_*`` variables, then
-    ``data_dir`` and ``listen`` (the ``--data`` and ``--listen`` options)."""
+    ``data_dir``, ``listen`` and ``roundabout`` (the ``--data``, ``--listen`` and
+    ``--roundabout`` options)."""
     document: dict[str, Any] = {}
     if path is not None:
         try:
@@ -185,6 +253,7 @@ def load_config(
         if variable in environ:
             values[name] = _typed(variable, environ[variable], kind)
     _check_known(document)
+    _s3_table(document)
     if data_dir is not None:
         values["data_dir"] = str(data_dir)
     if listen is not None:
@@ -220,9 +289,11 @@ def load_config(
         raise ConfigError("read_prefetch must be at least 1")
     if engine.multipart_cid_budget_bytes < 0:
         raise ConfigError("multipart_cid_budget_bytes must not be negative")
+    kind = setting("kind", DEFAULT_STORE.kind)
     store = StoreConfig(
-        kind=setting("kind", DEFAULT_STORE.kind),
+        kind=kind,
         pack_size_limit_bytes=setting("pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes),
+        s3=_s3_config(document, environ) if kind == "s3" else None,
     )
     if store.kind not in STORE_KINDS:
         raise ConfigError(f"store kind must be one of {', '.join(STORE_KINDS)}")
@@ -235,6 +306,10 @@ def load_config(
     credentials = document.get("credentials", [])
     if not isinstance(credentials, list):
         raise ConfigError("[[credentials]] must be an array of tables")
+    try:
+        roundabout_config = parse_roundabout(document.get("roundabout"), environ, listen=roundabout)
+    except RoundaboutConfigError as exc:
+        raise ConfigError(str(exc)) from None
     config = Config(
         Path(setting("data_dir", DEFAULT_DATA_DIR)),
         engine,
@@ -243,6 +318,9 @@ def load_config(
         region=setting("region", "us-east-1"),
         http=http,
         credentials=credentials,
+        roundabout=roundabout_config,
     )
     parse_listen(config.listen)
+    if roundabout_config.listen is not None:
+        parse_listen(roundabout_config.listen)
     return config

@@ -4,16 +4,23 @@
 ``await nursery.start(serve, config)``, which returns the bound ``(host, port)`` once
 relay accepts connections; setting the ``shutdown`` event (or cancelling) stops it
 gracefully: no new connections, requests in flight get ``shutdown_grace_seconds``.
+
+With ``[roundabout] listen`` set, the roundabout listener runs beside S3 over the same
+registry, in the same nursery, stopped by the same ``shutdown`` event; it is accepting
+before ``serve`` reports readiness, and ``roundabout_started`` gets its bound address.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from relay.bucket.multipart import Multipart
-from relay.config import Config
+from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
 from relay.http import serve_http
+from relay.roundabout.app import RoundaboutApp
 from relay.s3.app import S3App
 from relay.storage import open_storage
 
@@ -23,6 +30,7 @@ async def serve(
     *,
     credentials: Credentials | None = None,
     shutdown: trio.Event | None = None,
+    roundabout_started: Callable[[tuple[str, int]], object] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     if credentials is None:
@@ -35,6 +43,21 @@ async def serve(
             engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
         )
         async with trio.open_nursery() as nursery:
+            if config.roundabout.listen is not None:
+                roundabout_host, roundabout_port = parse_listen(config.roundabout.listen)
+                roundabout = RoundaboutApp(engine.registry, config.roundabout, credentials.keys)
+                roundabout_bound = await nursery.start(
+                    lambda task_status: serve_http(
+                        roundabout.handle,
+                        roundabout_host,
+                        roundabout_port,
+                        config.http,
+                        shutdown=shutdown,
+                        task_status=task_status,
+                    )
+                )
+                if roundabout_started is not None:
+                    roundabout_started(roundabout_bound)
             bound = await nursery.start(
                 lambda task_status: serve_http(
                     app.handle, host, port, config.http, shutdown=shutdown, task_status=task_status

@@ -18,6 +18,8 @@ import pytest
 
 RELAY = Path(__file__).resolve().parent.parent / "relay"
 PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4"]
+# Pure modules inside packages that also hold a trio shell.
+PURE_MODULES = ["relay.roundabout.matching", "relay.roundabout.signing", "relay.roundabout.config"]
 
 
 def module_file(module: str) -> Path | None:
@@ -103,7 +105,7 @@ def test_the_import_walker_sees_through_relay_modules() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [m for core in PURE_CORES for m in modules_in(core)], ids=lambda m: m
+    "module", [m for core in PURE_CORES for m in modules_in(core)] + PURE_MODULES, ids=lambda m: m
 )
 def test_pure_cores_never_import_trio(module: str) -> None:
     assert offending(module, ["trio"]) == []
@@ -128,3 +130,13 @@ def test_importing_a_pure_core_does_not_load_trio(core: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "False"
+
+
+@pytest.mark.parametrize("module", modules_in("relay.http"), ids=lambda m: m)
+def test_the_http_server_knows_no_s3(module: str) -> None:
+    assert offending(module, ["relay.s3", "relay.bucket", "relay.sigv4", "relay.store"]) == []
+
+
+@pytest.mark.parametrize("module", modules_in("relay.bucket"), ids=lambda m: m)
+def test_the_engine_knows_no_http_or_s3(module: str) -> None:
+    assert offending(module, ["relay.s3", "relay.http", "relay.roundabout"]) == []
