@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, help="export this version of the bucket")
     _storage_options(export)
 
+    ls = commands.add_parser("ls", help="list a bucket's objects (and their CIDs)")
+    ls.add_argument("bucket")
+    ls.add_argument("--prefix", default="")
+    ls.add_argument(
+        "--cids",
+        action="store_true",
+        help="also print each object's UnixFS root and the CIDs of its chunks",
+    )
+    _storage_options(ls)
+
     log = commands.add_parser("log", help="list a bucket's commits, newest first")
     log.add_argument("bucket")
     log.add_argument("-n", "--limit", type=int, default=20)
@@ -174,6 +184,26 @@ async def _export(config: Config, args: argparse.Namespace) -> None:
     )
 
 
+async def _ls(config: Config, args: argparse.Namespace) -> None:
+    async with open_storage(config) as engine:
+        start_after = ""
+        while True:
+            page = await engine.list_objects(
+                args.bucket, prefix=args.prefix, start_after=start_after, limit=1000
+            )
+            for entry in page.entries:
+                manifest = entry.manifest
+                print(f"{manifest.size:>14}  {manifest.etag}  {entry.key}")
+                if args.cids:
+                    plan = await engine.plan_read(args.bucket, entry.key, manifest=manifest)
+                    print(f"{'':>14}  root   {manifest.body}")
+                    for span in plan.spans:
+                        print(f"{'':>14}  chunk  {span.cid}  {span.size}")
+            if not page.is_truncated:
+                return
+            start_after = page.entries[-1].key
+
+
 async def _log(config: Config, args: argparse.Namespace) -> None:
     engine: Engine
     async with open_storage(config) as engine:
@@ -242,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(file_cid(args.file, args.chunk_size, args.width))
         elif args.command == "export":
             trio.run(_export, _config(args), args)
+        elif args.command == "ls":
+            trio.run(_ls, _config(args), args)
         elif args.command == "log":
             trio.run(_log, _config(args), args)
         elif args.command == "claims" and args.claims_command == "import":

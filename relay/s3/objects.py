@@ -162,6 +162,9 @@ def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, st
     cid = manifest.content_cid
     if cid is not None:
         headers.append(("x-cid", str(cid)))
+    # The body's UnixFS root: a raw chunk CID for objects of one chunk (roundabout answers
+    # for those); `relay ls --cids` lists every chunk of larger ones.
+    headers.append(("x-unixfs-cid", str(manifest.body)))
     if manifest.tags:
         headers.append(("x-amz-tagging-count", str(len(manifest.tags))))
     if checksums:
