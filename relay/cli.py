@@ -17,8 +17,7 @@ from pathlib import Path
 
 import trio
 
-from relay.bucket.engine import Engine
-from relay.bucket.errors import EngineError
+from relay.bucket.errors import EngineError, NoSuchBucket
 from relay.bucket.export import export_bucket
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
@@ -205,9 +204,12 @@ async def _ls(config: Config, args: argparse.Namespace) -> None:
 
 
 async def _log(config: Config, args: argparse.Namespace) -> None:
-    engine: Engine
-    async with open_storage(config) as engine:
-        for record in await engine.bucket_log(args.bucket, limit=args.limit):
+    # The log is the registry's alone: no blob store is opened, so this also works beside
+    # a running server (SQLite WAL readers never wait for the writer).
+    async with open_registry(config) as registry:
+        if await registry.get_bucket(args.bucket) is None:
+            raise NoSuchBucket(args.bucket)
+        for record in await registry.commit_log(args.bucket, limit=args.limit):
             when = datetime.datetime.fromtimestamp(record.time_ms / 1000, datetime.UTC)
             print(
                 f"{record.version:>8}  {when:%Y-%m-%d %H:%M:%S.%f}"[:-3]

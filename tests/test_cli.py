@@ -152,3 +152,27 @@ def test_log_lists_commits_newest_first(tmp_path: Path) -> None:
     missing = relay("log", "nope", "--data", str(data_dir))
     assert missing.returncode == 1
     assert "nope" in missing.stderr
+
+
+def test_log_works_beside_a_running_server(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    trio.run(fill_bucket, data_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(RELAY_ACCESS_KEY_ID="k", RELAY_SECRET_ACCESS_KEY="s")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--data", str(data_dir), "--listen",
+         "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert "serving S3" in server.stdout.readline()
+        result = relay("log", "photos", "--data", str(data_dir))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1].split()[0] == "0"
+    finally:
+        server.terminate()
+        assert server.stdout is not None
+        server.stdout.read()
+        server.stdout.close()
+        server.wait(timeout=30)
