@@ -4,6 +4,7 @@ and the two listings."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from relay.http import Response
@@ -95,41 +96,57 @@ async def get_bucket_location(ctx: Context, endpoint: GetBucketLocation) -> Resp
     return xml_response(200, xml.location_constraint(ctx.region))
 
 
-async def _page(
-    ctx: Context, bucket: str, prefix: str, delimiter: str, cursor: bytes, max_keys: int
-) -> Page:
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The query parameters every listing shares."""
+
+    prefix: str
+    delimiter: str
+    max_keys: int
+    encoding_type: str | None
+
+
+async def _listing(ctx: Context, bucket: str) -> _Listing:
+    await owned_bucket(ctx, bucket)
+    query = ctx.query
+    return _Listing(
+        query.get("prefix", ""),
+        query.get("delimiter", ""),
+        parse_max_keys(query.get("max-keys")),
+        query.get("encoding-type"),
+    )
+
+
+async def _page(ctx: Context, bucket: str, listing: _Listing, cursor: bytes) -> Page:
     async def keys(prefix: str, after: bytes, limit: int) -> tuple[list[tuple[str, CID]], bool]:
         return await ctx.engine.list_keys(bucket, prefix=prefix, start_after=after, limit=limit)
 
     return await list_page(
         keys,
         ctx.engine.manifests,
-        prefix=prefix,
-        delimiter=delimiter,
+        prefix=listing.prefix,
+        delimiter=listing.delimiter,
         cursor=cursor,
-        max_keys=max_keys,
+        max_keys=listing.max_keys,
     )
 
 
 async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:
-    await owned_bucket(ctx, endpoint.bucket)
+    listing = await _listing(ctx, endpoint.bucket)
     query = ctx.query
-    prefix = query.get("prefix", "")
-    delimiter = query.get("delimiter", "")
-    max_keys = parse_max_keys(query.get("max-keys"))
     token = query.get("continuation-token")
     start_after = query.get("start-after")
     # The walk starts at the prefix anyway; a cursor only ever moves it further on.
     cursor = decode_token(token) if token is not None else (start_after or "").encode()
-    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
+    page = await _page(ctx, endpoint.bucket, listing, cursor)
     fetch_owner = query.get("fetch-owner", "").lower() == "true"
     body = render_v2(
         endpoint.bucket,
         page,
-        prefix=prefix,
-        delimiter=delimiter,
-        max_keys=max_keys,
-        encoding_type=query.get("encoding-type"),
+        prefix=listing.prefix,
+        delimiter=listing.delimiter,
+        max_keys=listing.max_keys,
+        encoding_type=listing.encoding_type,
         start_after=start_after,
         continuation_token=token,
         owner=ctx.owner if fetch_owner else None,
@@ -138,21 +155,18 @@ async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:
 
 
 async def list_objects_v1(ctx: Context, endpoint: ListObjects) -> Response:
-    await owned_bucket(ctx, endpoint.bucket)
+    listing = await _listing(ctx, endpoint.bucket)
     query = ctx.query
-    prefix = query.get("prefix", "")
-    delimiter = query.get("delimiter", "")
-    max_keys = parse_max_keys(query.get("max-keys"))
     marker = query.get("marker", "")
-    cursor = resume_after(marker, prefix, delimiter) if marker else b""
-    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
+    cursor = resume_after(marker, listing.prefix, listing.delimiter) if marker else b""
+    page = await _page(ctx, endpoint.bucket, listing, cursor)
     body = render_v1(
         endpoint.bucket,
         page,
-        prefix=prefix,
-        delimiter=delimiter,
-        max_keys=max_keys,
-        encoding_type=query.get("encoding-type"),
+        prefix=listing.prefix,
+        delimiter=listing.delimiter,
+        max_keys=listing.max_keys,
+        encoding_type=listing.encoding_type,
         marker=marker,
         owner=ctx.owner,
     )
@@ -161,26 +175,22 @@ async def list_objects_v1(ctx: Context, endpoint: ListObjects) -> Response:
 
 async def list_object_versions(ctx: Context, endpoint: ListObjectVersions) -> Response:
     """Every object as its one version, ``null`` (single-version buckets)."""
-    await owned_bucket(ctx, endpoint.bucket)
+    listing = await _listing(ctx, endpoint.bucket)
     query = ctx.query
-    prefix = query.get("prefix", "")
-    delimiter = query.get("delimiter", "")
-    max_keys = parse_max_keys(query.get("max-keys"))
     key_marker = query.get("key-marker", "")
-    encoding_type = query.get("encoding-type")
-    cursor = resume_after(key_marker, prefix, delimiter) if key_marker else b""
-    page = await _page(ctx, endpoint.bucket, prefix, delimiter, cursor, max_keys)
-    encode = encoder(encoding_type)
+    cursor = resume_after(key_marker, listing.prefix, listing.delimiter) if key_marker else b""
+    page = await _page(ctx, endpoint.bucket, listing, cursor)
+    encode = encoder(listing.encoding_type)
     owner = Owner(ctx.owner, ctx.owner).render()
     body = (
         element("Name", endpoint.bucket)
-        + element("Prefix", encode(prefix))
+        + element("Prefix", encode(listing.prefix))
         + element("KeyMarker", encode(key_marker))
         + element("VersionIdMarker", query.get("version-id-marker", ""))
-        + element("MaxKeys", max_keys)
-        + (element("Delimiter", encode(delimiter)) if delimiter else "")
+        + element("MaxKeys", listing.max_keys)
+        + (element("Delimiter", encode(listing.delimiter)) if listing.delimiter else "")
         + element("IsTruncated", "true" if page.is_truncated else "false")
-        + (element("EncodingType", encoding_type) if encoding_type else "")
+        + (element("EncodingType", listing.encoding_type) if listing.encoding_type else "")
     )
     if page.is_truncated and page.last_entry is not None:
         body += element("NextKeyMarker", encode(page.last_entry))
