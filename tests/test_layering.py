@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 RELAY = Path(__file__).resolve().parent.parent / "relay"
-PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4"]
+PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4", "relay.ucan"]
 # Pure modules inside packages that also hold a trio shell.
 PURE_MODULES = ["relay.roundabout.matching", "relay.roundabout.signing", "relay.roundabout.config"]
 
