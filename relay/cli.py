@@ -1,5 +1,5 @@
 """The ``relay`` command: ``relay serve``, ``relay cid``, ``relay export``, ``relay log``,
-``relay claims import|export``.
+``relay claims import|export``, ``relay did``.
 
 Every command that touches stored data takes ``--config FILE`` and ``--data DIR`` and
 otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
@@ -23,8 +23,9 @@ from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, load_config
 from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
+from relay.errorgroups import single_error
 from relay.server import serve
-from relay.storage import open_registry, open_storage
+from relay.storage import key_path, open_registry, open_storage, relay_signer
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 
 
@@ -85,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     claims_export = claim_commands.add_parser("export", help="write every claim as JSON lines")
     claims_export.add_argument("-o", "--output", type=Path, help="the file (default stdout)")
     _storage_options(claims_export)
+
+    did = commands.add_parser(
+        "did",
+        help="print relay's DID (its key is generated on first use), for piri delegations",
+    )
+    _storage_options(did)
     return parser
 
 
@@ -263,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            trio.run(_serve, _config(args))
+            with single_error():  # a store that cannot open fails inside serve's nurseries
+                trio.run(_serve, _config(args))
         elif args.command == "cid":
             if not MIN_CHUNK_SIZE <= args.chunk_size <= MAX_CHUNK_SIZE:
                 raise ConfigError(
@@ -282,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(_claims_import, _config(args), args)
         elif args.command == "claims":
             trio.run(_claims_export, _config(args), args)
+        elif args.command == "did":
+            config = _config(args)
+            print(relay_signer(config).did)
+            print(f"relay: key in {key_path(config)}", file=sys.stderr)
     except (ConfigError, CredentialsError, EngineError, ClaimSyntaxError, OSError) as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1

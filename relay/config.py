@@ -16,7 +16,7 @@ options (``--data``) override both. Units are in the names.
     multipart_cid_budget_bytes = 1073741824  # RELAY_MULTIPART_CID_BUDGET_BYTES
 
     [store]
-    kind = "disk"                  # RELAY_STORE: "disk" (default), "memory" or "s3"
+    kind = "disk"                  # RELAY_STORE: "disk" (default), "memory", "s3" or "piri"
     pack_size_limit_bytes = 1073741824   # RELAY_PACK_SIZE_LIMIT_BYTES
 
     [store.s3]                     # kind = "s3": each blob one object in an upstream bucket
@@ -26,6 +26,14 @@ options (``--data``) override both. Units are in the names.
     prefix = ""                    # RELAY_S3_PREFIX (key prefix)
     access_key_id = "..."          # RELAY_S3_ACCESS_KEY_ID (required)
     secret_access_key = "..."      # RELAY_S3_SECRET_ACCESS_KEY (required)
+
+    [store.piri]                   # kind = "piri": each blob stored on a piri node
+    endpoint = "http://127.0.0.1:3000"  # RELAY_PIRI_ENDPOINT (required)
+    did = "did:key:z6Mk..."        # RELAY_PIRI_DID (required: the piri node's DID)
+    delegation = "m..."            # RELAY_PIRI_DELEGATION (what `piri delegate generate
+    delegation_file = "path"       # RELAY_PIRI_DELEGATION_FILE   --client-did` printed)
+    key_file = "relay.pem"         # RELAY_PIRI_KEY_FILE (relay's key; in data_dir if relative)
+    space = "did:key:..."          # RELAY_PIRI_SPACE (default: relay's own DID)
 
     listen = "127.0.0.1:9000"      # RELAY_LISTEN
     region = "us-east-1"           # RELAY_REGION (what SigV4 scopes and GetBucketLocation say)
@@ -63,11 +71,12 @@ from relay.bucket.engine import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
+from relay.store.piri import PiriStoreConfig
 from relay.store.s3 import S3StoreConfig
 
 DEFAULT_DATA_DIR: Final = Path("relay-data")
 DEFAULT_LISTEN: Final = "127.0.0.1:9000"
-STORE_KINDS: Final = ("disk", "memory", "s3")
+STORE_KINDS: Final = ("disk", "memory", "s3", "piri")
 
 
 class ConfigError(ValueError):
@@ -79,6 +88,7 @@ class StoreConfig:
     kind: str = "disk"
     pack_size_limit_bytes: int = 1 << 30
     s3: S3StoreConfig | None = None  # set exactly when kind == "s3"
+    piri: PiriStoreConfig | None = None  # set exactly when kind == "piri"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,15 @@ _S3_SETTINGS: Final[dict[str, str]] = {
     "secret_access_key": "RELAY_S3_SECRET_ACCESS_KEY",
 }
 _S3_DEFAULTS: Final[dict[str, str]] = {"region": "us-east-1", "prefix": ""}
+# [store.piri] setting -> environment variable (all strings).
+_PIRI_SETTINGS: Final[dict[str, str]] = {
+    "endpoint": "RELAY_PIRI_ENDPOINT",
+    "did": "RELAY_PIRI_DID",
+    "delegation": "RELAY_PIRI_DELEGATION",
+    "delegation_file": "RELAY_PIRI_DELEGATION_FILE",
+    "key_file": "RELAY_PIRI_KEY_FILE",
+    "space": "RELAY_PIRI_SPACE",
+}
 _HTTP_SETTINGS: Final = (
     "header_timeout_seconds",
     "body_stall_timeout_seconds",
@@ -184,8 +203,8 @@ def _check_known(document: dict[str, Any]) -> None:
             continue
         if key in known and isinstance(value, dict):
             for inner in value:
-                if key == "store" and inner == "s3":
-                    continue  # checked by _s3_config
+                if key == "store" and inner in ("s3", "piri"):
+                    continue  # checked by _s3_table and _piri_table
                 if inner not in known[key]:
                     raise ConfigError(f"unknown setting {key}.{inner}")
         elif key not in known[""]:
@@ -228,6 +247,43 @@ def _s3_config(document: dict[str, Any], environ: Mapping[str, str]) -> S3StoreC
         raise ConfigError(f"[store.s3]: {exc}") from None
 
 
+def _piri_table(document: dict[str, Any]) -> dict[str, Any]:
+    table = _table(_table(document, "store"), "piri")
+    for name in table:
+        if name not in _PIRI_SETTINGS:
+            raise ConfigError(f"unknown setting store.piri.{name}")
+    return table
+
+
+def _piri_config(document: dict[str, Any], environ: Mapping[str, str]) -> PiriStoreConfig:
+    """The ``[store.piri]`` table and ``RELAY_PIRI_*``, the environment winning. The
+    delegation (text or file) may be missing here: ``relay did`` runs before there is one;
+    opening the store demands it."""
+    table = _piri_table(document)
+    values: dict[str, str] = {}
+    for name, variable in _PIRI_SETTINGS.items():
+        if name in table:
+            values[name] = _typed(f"store.piri.{name}", table[name], str)
+        if variable in environ:
+            values[name] = environ[variable]
+    for name in ("endpoint", "did"):
+        if not values.get(name):
+            raise ConfigError(f"store kind piri needs store.piri.{name} ({_PIRI_SETTINGS[name]})")
+    if values.get("delegation") and values.get("delegation_file"):
+        raise ConfigError("store.piri: give delegation or delegation_file, not both")
+    try:
+        return PiriStoreConfig(
+            endpoint=values["endpoint"],
+            did=values["did"],
+            delegation=values.get("delegation") or None,
+            delegation_file=values.get("delegation_file") or None,
+            key_file=values.get("key_file") or "relay.pem",
+            space=values.get("space") or None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[store.piri]: {exc}") from None
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -254,6 +310,7 @@ def load_config(
             values[name] = _typed(variable, environ[variable], kind)
     _check_known(document)
     _s3_table(document)
+    _piri_table(document)
     if data_dir is not None:
         values["data_dir"] = str(data_dir)
     if listen is not None:
@@ -294,6 +351,7 @@ def load_config(
         kind=kind,
         pack_size_limit_bytes=setting("pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes),
         s3=_s3_config(document, environ) if kind == "s3" else None,
+        piri=_piri_config(document, environ) if kind == "piri" else None,
     )
     if store.kind not in STORE_KINDS:
         raise ConfigError(f"store kind must be one of {', '.join(STORE_KINDS)}")

@@ -1,22 +1,79 @@
 """Open relay's storage from a ``Config``: the blob store, the registry and the engine.
 
-The registry opens first: the ``s3`` blob store records a location claim in it for every
-blob it uploads (``on_stored``), so the registry must outlive the store.
+The registry opens first: the ``s3`` and ``piri`` blob stores record a location claim in it
+for every blob they store (``on_stored``), so the registry must outlive the store.
+
+relay's own identity (an ed25519 key, its did:key is what piri delegates to) lives in
+``key_file`` (``relay.pem`` in the data directory unless configured): PKCS#8 PEM, mode
+0600, generated on first use. Creation is atomic (written aside, then hard-linked into
+place), so two processes starting together agree on one key.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Final
+
+import trio
 
 from relay.bucket.engine import Engine, open_engine
-from relay.config import Config
+from relay.config import Config, ConfigError
 from relay.registry import open_sqlite_registry
 from relay.registry.base import Claim
 from relay.registry.sqlite import SqliteRegistry
 from relay.store import BlobStore, MemoryBlobStore
 from relay.store.disk import open_disk_store
+from relay.store.piri import open_piri_store
 from relay.store.s3 import open_s3_store
+from relay.ucan import ByteRange, MalformedUcan, Signer
+
+RELAY_KEY_FILE: Final = "relay.pem"
+
+
+def key_path(config: Config) -> Path:
+    """Where relay's key is: ``store.piri.key_file``, inside ``data_dir`` if relative."""
+    name = Path(config.store.piri.key_file if config.store.piri else RELAY_KEY_FILE)
+    return name if name.is_absolute() else config.data_dir / name
+
+
+def load_or_create_key(path: Path) -> Signer:
+    """The ed25519 key in ``path``, generated there (mode 0600) when absent."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(Signer.generate().to_pem())
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        aside.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> Signer:
+    data = path.read_bytes()
+    try:
+        return Signer.from_pem(data)
+    except MalformedUcan as exc:
+        raise ConfigError(f"relay's key file {path} is not an ed25519 PEM key: {exc}") from None
+
+
+def relay_signer(config: Config) -> Signer:
+    """relay's own signer (see the module docstring)."""
+    return load_or_create_key(key_path(config))
 
 
 @asynccontextmanager
@@ -48,10 +105,48 @@ async def open_blob_store(
         async with open_s3_store(config.store.s3, on_stored=on_stored) as s3:
             yield s3
         return
+    if config.store.kind == "piri":
+        async with AsyncExitStack() as stack:
+            yield await _open_piri(config, registry, stack)
+        return
     async with open_disk_store(
         config.data_dir / "blobs", pack_size_limit_bytes=config.store.pack_size_limit_bytes
     ) as disk:
         yield disk
+
+
+async def _open_piri(
+    config: Config, registry: SqliteRegistry | None, stack: AsyncExitStack
+) -> BlobStore:
+    piri = config.store.piri
+    assert piri is not None  # load_config sets it for kind "piri"
+    signer = await trio.to_thread.run_sync(relay_signer, config)
+    delegation = piri.delegation
+    if piri.delegation_file is not None:
+        try:
+            delegation = await trio.Path(piri.delegation_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read store.piri.delegation_file: {exc}") from None
+    if not delegation:
+        raise ConfigError(
+            "store kind piri needs store.piri.delegation or delegation_file"
+            " (RELAY_PIRI_DELEGATION, RELAY_PIRI_DELEGATION_FILE): on the piri node run"
+            f" `piri delegate generate --client-did {signer.did}`"
+        )
+
+    async def record_claim(mh: bytes, urls: Sequence[str], span: ByteRange | None) -> None:
+        assert registry is not None
+        offset, length = (span.offset, span.length) if span is not None else (None, None)
+        await registry.add_claims([Claim(mh, url, offset, length) for url in urls])
+
+    on_stored = record_claim if registry is not None else None
+    opened = open_piri_store(
+        replace(piri, delegation=delegation), signer=signer, on_stored=on_stored
+    )
+    try:
+        return await stack.enter_async_context(opened)
+    except ValueError as exc:  # a malformed delegation (MalformedUcan) too
+        raise ConfigError(f"[store.piri]: {exc}") from None
 
 
 @asynccontextmanager

@@ -147,6 +147,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.chunker import BodyTooLarge
     from relay.sigv4 import SigV4Error
     from relay.store.base import StoreError
+    from relay.store.piri import PiriRefused
 
     if isinstance(exc, S3Error):
         return exc
@@ -165,6 +166,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
         (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
         (BodyTooLarge, lambda e: EntityTooLarge()),
+        # piri's refusal (a configuration matter: the delegation) is named, not hidden.
+        (PiriRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
         (StoreError, lambda e: S3Error()),
     ]
     for kind, convert in table:

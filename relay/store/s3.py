@@ -36,13 +36,12 @@ after an ambiguous failure is safe.
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final
 from urllib.parse import urlsplit
 
 import trio
@@ -54,14 +53,13 @@ from relay.sigv4.sign import signed_host
 from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatistics
 from relay.store.httpclient import ConnectionFailed, HttpPool, PoolStatistics, Response
 from relay.store.memory import check_read
+from relay.store.retry import in_thread_if_large as _in_thread_if_large
+from relay.store.retry import pause_before_retry
 
-T = TypeVar("T")
 OnStored = Callable[[bytes, str], Awaitable[None]]
 
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _SHA2_256_PREFIX: Final = b"\x12\x20"
-# Below this, hashing in place is cheaper than a worker-thread hop.
-_THREAD_HASH_THRESHOLD: Final = 64 << 10
 _CONTENT_RANGE: Final = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
 _XML_FIELD: Final = {
     name: re.compile(rf"<{name}>([^<]{{0,200}})</{name}>".encode()) for name in ("Code", "Message")
@@ -323,8 +321,9 @@ class S3BlobStore:
         for attempt in range(config.max_attempts):
             if attempt:
                 self._retries += 1
-                ceiling = min(config.retry_max_seconds, config.retry_base_seconds * 2**attempt)
-                await trio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+                await pause_before_retry(
+                    attempt, config.retry_base_seconds, config.retry_max_seconds
+                )
             signed = [("Host", self._host_header), *headers]
             signed += sign_headers(
                 method,
@@ -375,13 +374,6 @@ def _describe(response: Response) -> str:
     if "Message" in found:
         text += f": {found['Message']}"
     return text
-
-
-async def _in_thread_if_large(work: Callable[[], T], size: int) -> T:
-    if size < _THREAD_HASH_THRESHOLD:
-        await trio.lowlevel.checkpoint()
-        return work()
-    return await trio.to_thread.run_sync(work)
 
 
 @asynccontextmanager

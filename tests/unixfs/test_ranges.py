@@ -65,6 +65,8 @@ def read(stored: StoredFile, spans: list[LeafSpan]) -> bytes:
 
 def overlapping_nodes(node: RefNode, start: int, end: int) -> Iterator[CID]:
     """The interior nodes (with repeats, as identical subtrees share a CID) over [start, end)."""
+    if start >= end:
+        return  # an empty range overlaps nothing
     if node.data is not None and node.start < end and start < node.start + node.size:
         yield node.cid
         for child in node.children:
