@@ -32,10 +32,7 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,21 +42,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bench import peers
+from bench.clients import AwsCli, ClientEnvironment
 from bench.common import save
-
-KIB: Final = 1024
-MIB: Final = 1024 * KIB
-GIB: Final = 1024 * MIB
-CLOCK_TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK")
-# A cold Python server imports its framework in ~1-3 s; 60 s only matters on a sick host.
-SERVER_START_TIMEOUT_SECONDS: Final = 60.0
-# Neither server has requests in flight when it is stopped, so a clean stop takes well
-# under a second; waiting longer per signal would only pad the run.
-SERVER_STOP_TIMEOUT_SECONDS: Final = 3.0
-ACCESS_KEY: Final = "test"
-SECRET_KEY: Final = "test"
-REGION: Final = "us-east-1"
-BIN: Final = Path(sys.executable).parent
+from bench.peers import (
+    GIB,
+    KIB,
+    MIB,
+    PEERS,
+    Server,
+    distribution_version,
+    moto_unavailable_reason,
+    sha256_file,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,204 +88,33 @@ class Step:
         return self.units / scale / self.wall_seconds
 
 
-# ----------------------------------------------------------------------------- the server
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
-
-
-def _status_kib(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{name} missing from /proc/{pid}/status")
-
-
-def _reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0, own processes); False if refused."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-class Server:
-    """A server subprocess on 127.0.0.1 with its log in a file (so a full pipe never stalls it)."""
-
-    def __init__(self, kind: str, workdir: Path) -> None:
-        self.kind = kind
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{kind}-{self.port}.log"
-        self.data_dir = workdir / f"{kind}-{self.port}-data"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "AWS_"))}
-        if kind == "relay":
-            environ |= {"RELAY_ACCESS_KEY_ID": ACCESS_KEY, "RELAY_SECRET_ACCESS_KEY": SECRET_KEY}
-            command = [*_relay_command(), "serve", "--data", str(self.data_dir)]
-            command += ["--listen", f"127.0.0.1:{self.port}"]
-        else:
-            command = [*_moto_command(), "-H", "127.0.0.1", "-p", str(self.port)]
-            environ["TMPDIR"] = str(workdir)  # moto spools large objects to temporary files
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=workdir
-            )
-        self.pid = self.process.pid
-        self.stop_signals = 0
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited at start:\n{self.log_tail()}")
-            if self.kind == "relay":
-                if "relay: serving S3 at" in self.log_path.read_text(errors="replace"):
-                    return
-            else:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.kind} not ready in {SERVER_START_TIMEOUT_SECONDS} s")
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.pid)
-
-    def peak_rss_mib(self) -> float:
-        return _status_kib(self.pid, "VmHWM") / KIB
-
-    def reset_peak_rss(self) -> bool:
-        return _reset_peak_rss(self.pid)
-
-    def stop(self) -> None:
-        """SIGTERM; if the server is still up after a grace, SIGTERM again, then SIGKILL.
-
-        relay documents a second signal as "stop now"; ``stop_signals`` records how many
-        it took, because a server that ignores the first one is worth knowing about.
-        """
-        for _ in range(2):
-            if self.process.poll() is not None:
-                break
-            self.process.send_signal(signal.SIGTERM)
-            self.stop_signals += 1
-            try:
-                self.process.wait(SERVER_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                continue
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-            self.stop_signals += 1
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def _relay_command() -> list[str]:
-    script = BIN / "relay"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "relay"]
-
-
-def _moto_command() -> list[str]:
-    script = BIN / "moto_server"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-
-
-def moto_unavailable_reason() -> str | None:
-    """Why moto's server cannot run here, or None when it can."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import moto.server, flask, werkzeug; print(moto.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        return f"moto[server] is not importable ({last}); pip install 'moto[server]'"
-    return None
-
-
-def _version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return "absent"
+# ----------------------------------------------------------------------------- server, client
 
 
 @contextmanager
 def running(kind: str, workdir: Path, notes: list[str]) -> Iterator[Server]:
     """A fresh server for one scenario; how it stopped is added to ``notes`` if unclean."""
-    server = Server(kind, workdir)
-    try:
+    before = len(notes)
+    with peers.running(PEERS[kind], workdir, notes) as server:
         yield server
-    finally:
-        server.stop()
-        if server.stop_signals > 1:
-            note = (
-                f"{kind} did not exit within {SERVER_STOP_TIMEOUT_SECONDS:.0f} s of SIGTERM;"
-                f" stopped after {server.stop_signals} signals"
-            )
-            print(f"note: {note}")
-            notes.append(note)
-
-
-# ----------------------------------------------------------------------------- the client
+    for note in notes[before:]:
+        print(f"note: {note}")
 
 
 class Client:
-    """The aws CLI with private config and credential files, one endpoint at a time."""
+    """The aws CLI (bench.clients: private config, the server's own keys); raises on failure."""
 
     def __init__(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "config"
-        credentials = home / "credentials"
-        config.write_text(f"[default]\nregion = {REGION}\n")
-        credentials.write_text(
-            f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
-        )
-        self.home = home
-        self.environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.environ |= {
-            "AWS_CONFIG_FILE": str(config),
-            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_PAGER": "",
-        }
+        self.aws = AwsCli(ClientEnvironment(home))
 
-    def run(self, endpoint: str, *arguments: str) -> tuple[str, float]:
+    def run(self, server: Server, *arguments: str) -> tuple[str, float]:
         """Run ``aws``; return its output and its own CPU seconds (rusage from wait4)."""
-        output_path = self.home / "output.txt"
-        command = [str(BIN / "aws"), "--endpoint-url", endpoint, *arguments]
-        with output_path.open("wb") as output:
-            process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, env=self.environ
+        result = self.aws.run(server.endpoint, server.peer, *arguments)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"aws {' '.join(arguments)} exited {result.returncode}:\n{result.output}"
             )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        text = output_path.read_text(errors="replace")
-        if process.returncode != 0:
-            raise RuntimeError(f"aws {' '.join(arguments)} exited {process.returncode}:\n{text}")
-        return text, usage.ru_utime + usage.ru_stime
+        return result.output, result.cpu_seconds
 
 
 # ----------------------------------------------------------------------------- the data
@@ -318,14 +142,6 @@ def make_big_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(16 * MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------------- the steps
 
 
@@ -343,7 +159,7 @@ def timed_step(
     per_step = server.reset_peak_rss()
     cpu_before = server.cpu_seconds()
     start = time.perf_counter()
-    output, client_cpu = client.run(server.endpoint, *arguments)
+    output, client_cpu = client.run(server, *arguments)
     wall = time.perf_counter() - start
     cpu = server.cpu_seconds() - cpu_before
     peak = server.peak_rss_mib()
@@ -387,7 +203,7 @@ def run_sync(
 ) -> list[Step]:
     with running(kind, workdir, notes) as server:
         bucket = f"sync-{round_number}"
-        client.run(server.endpoint, "s3", "mb", f"s3://{bucket}")
+        client.run(server, "s3", "mb", f"s3://{bucket}")
         sync = ["s3", "sync", str(tree), f"s3://{bucket}/tree", "--no-progress"]
         steps = [
             timed_step(
@@ -414,7 +230,7 @@ def run_sync(
             ),
         ]
         listing, _ = client.run(
-            server.endpoint, "s3", "ls", f"s3://{bucket}/tree/", "--recursive", "--summarize"
+            server, "s3", "ls", f"s3://{bucket}/tree/", "--recursive", "--summarize"
         )
         if f"Total Objects: {count}" not in listing:
             raise RuntimeError(f"{kind}: bucket does not list {count} objects:\n{listing[-500:]}")
@@ -434,7 +250,7 @@ def run_big(
     with running(kind, workdir, notes) as server:
         bucket = f"big-{round_number}"
         down = workdir / f"download-{kind}.bin"
-        client.run(server.endpoint, "s3", "mb", f"s3://{bucket}")
+        client.run(server, "s3", "mb", f"s3://{bucket}")
         up = ["s3", "cp", str(big), f"s3://{bucket}/big.bin", "--no-progress"]
         get = ["s3", "cp", f"s3://{bucket}/big.bin", str(down), "--no-progress"]
         try:
@@ -664,10 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "relay": _version("relay"),
-            "moto": _version("moto"),
-            "awscli": _version("awscli"),
-            "botocore": _version("botocore"),
+            "relay": distribution_version("relay"),
+            "moto": distribution_version("moto"),
+            "awscli": distribution_version("awscli"),
+            "botocore": distribution_version("botocore"),
         },
         "notes": sorted(set(notes)),
         "summary": summarize(steps, servers),
