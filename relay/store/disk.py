@@ -69,6 +69,7 @@ from relay.store.packs import (
     existing_pack_numbers,
     fsync_directory,
 )
+from relay.store.shared import SingleFlight, StoreCounters, check_range_arguments
 
 # A pack this large holds ~1000 default (1 MiB) chunks: few enough files to keep open,
 # small enough that a future compaction can rewrite one at a time.
@@ -122,46 +123,36 @@ class DiskBlobStore:
         self._pending: dict[bytes, Location] = {}
         # The same entries in put order, for the next sync (minus those deleted since).
         self._unsynced: list[tuple[bytes, Location]] = []
-        # Puts being written right now: a second put of the same blob waits for the first.
-        self._writing: dict[bytes, trio.Event] = {}
+        # Puts being written right now: a second put of the same blob shares the first.
+        self._puts = SingleFlight()
         self._sync_failure: BaseException | None = None
         self._threads_admitted = 0
         self._all_threads_done: trio.Event | None = None
         self._closed = False
-        self._written = 0
-        self._bytes = 0
-        self._deduplicated = 0
-        self._syncs = 0
-        self._reads = 0
+        self._counters = StoreCounters()
         self._file_syncs = 0
         self._index_commits = 0
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        await trio.lowlevel.checkpoint()
         self._check_open()
-        while True:
-            if mh in self._pending:
-                self._deduplicated += 1
-                return
-            other = self._writing.get(mh)
-            if other is None:
-                break
-            await other.wait()  # then look again: that put may have failed
-        done = self._writing[mh] = trio.Event()
-        try:
-            location = await self._in_thread(self._write_if_absent, mh, data)
-        finally:
-            del self._writing[mh]
-            done.set()
-        if location is None:
-            self._deduplicated += 1
+        if mh in self._pending:
+            await trio.lowlevel.checkpoint()
+            self._counters.deduplicated += 1
             return
-        # From here on nothing awaits: the blob is pending and queued for the next sync
-        # in the same step in which the put completes.
-        self._pending[mh] = location
-        self._unsynced.append((mh, location))
-        self._written += 1
-        self._bytes += len(data)
+
+        async def write() -> bool:
+            location = await self._in_thread(self._write_if_absent, mh, data)
+            if location is None:
+                return False
+            # From here on nothing awaits: the blob is pending and queued for the next
+            # sync in the same step in which the put completes.
+            self._pending[mh] = location
+            self._unsynced.append((mh, location))
+            self._counters.stored(len(data))
+            return True
+
+        if not await self._puts.run(mh, write):
+            self._counters.deduplicated += 1
 
     def _write_if_absent(self, mh: bytes, data: bytes) -> Location | None:
         if self._index.lookup(mh) is not None:
@@ -171,10 +162,9 @@ class DiskBlobStore:
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("negative offset or length")
+        check_range_arguments(offset, length)
         self._check_open()
-        self._reads += 1
+        self._counters.reads += 1
         location = self._pending.get(mh)
         return await self._in_thread(self._read_verified, mh, location, offset, length, expect)
 
@@ -260,7 +250,7 @@ class DiskBlobStore:
                         del self._pending[mh]
             else:
                 await trio.lowlevel.checkpoint()
-            self._syncs += 1
+            self._counters.syncs += 1
 
     def _make_durable(self, batch: list[tuple[bytes, Location]]) -> int:
         file_syncs = self._writer.sync()  # the bytes first ...
@@ -268,9 +258,7 @@ class DiskBlobStore:
         return file_syncs
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(
-            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
-        )
+        return self._counters.snapshot()
 
     def disk_statistics(self) -> DiskStoreStatistics:
         return DiskStoreStatistics(

@@ -6,31 +6,27 @@ import trio
 
 from relay.ipld import multihash
 from relay.store.base import BlobNotFound, CorruptBlob, StoreStatistics
+from relay.store.shared import StoreCounters, check_range_arguments
 
 
 class MemoryBlobStore:
     def __init__(self) -> None:
         self.blobs: dict[bytes, bytes] = {}
-        self._written = 0
-        self._bytes = 0
-        self._deduplicated = 0
-        self._syncs = 0
-        self._reads = 0
+        self._counters = StoreCounters()
 
     async def put(self, mh: bytes, data: bytes) -> None:
         await trio.lowlevel.checkpoint()
         if mh in self.blobs:
-            self._deduplicated += 1
+            self._counters.deduplicated += 1
             return
         self.blobs[mh] = bytes(data)
-        self._written += 1
-        self._bytes += len(data)
+        self._counters.stored(len(data))
 
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes:
         await trio.lowlevel.checkpoint()
-        self._reads += 1
+        self._counters.reads += 1
         try:
             blob = self.blobs[mh]
         except KeyError:
@@ -47,12 +43,10 @@ class MemoryBlobStore:
 
     async def sync(self) -> None:
         await trio.lowlevel.checkpoint()
-        self._syncs += 1
+        self._counters.syncs += 1
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(
-            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
-        )
+        return self._counters.snapshot()
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -65,8 +59,7 @@ def check_read(
 
     Shared by backends that hold the whole blob in hand when they answer.
     """
-    if offset < 0 or (length is not None and length < 0):
-        raise ValueError("negative offset or length")
+    check_range_arguments(offset, length)
     end = len(blob) if length is None else offset + length
     if end > len(blob):
         raise CorruptBlob(mh, f"range {offset}+{length} beyond the blob's {len(blob)} bytes")

@@ -65,6 +65,12 @@ from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatist
 from relay.store.httpclient import ConnectionFailed, HttpPool, Response
 from relay.store.memory import check_read
 from relay.store.retry import in_thread_if_large, pause_before_retry
+from relay.store.shared import (
+    SingleFlight,
+    StoreCounters,
+    check_partial_read,
+    check_range_arguments,
+)
 from relay.ucan import (
     REQUEST_HEADERS,
     ByteRange,
@@ -197,10 +203,10 @@ class PiriBlobStore:
         self._pools: dict[tuple[str, str, int | None], HttpPool] = {}
         self._present: set[bytes] = set()
         self._forgotten: set[bytes] = set()
-        self._putting: dict[bytes, trio.Event] = {}
+        self._puts = SingleFlight()
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_bytes = 0
-        self._written = self._bytes = self._deduplicated = self._syncs = self._reads = 0
+        self._counters = StoreCounters()
         self._invocations = self._uploads = self._uploads_skipped = self._retries = 0
 
     def blob_url(self, mh: bytes) -> str:
@@ -210,31 +216,28 @@ class PiriBlobStore:
     # -- the contract --------------------------------------------------------------------
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        while (pending := self._putting.get(mh)) is not None:
-            await pending.wait()  # a concurrent put of the same blob: share its outcome
         if mh in self._present:
             await trio.lowlevel.checkpoint()
-            self._deduplicated += 1
+            self._counters.deduplicated += 1
             return
-        done = self._putting[mh] = trio.Event()
-        try:
-            await self._store(mh, bytes(data))
-            self._forgotten.discard(mh)
-            self._present.add(mh)
-            self._written += 1
-            self._bytes += len(data)
-        finally:
-            del self._putting[mh]
-            done.set()
+        if not await self._puts.run(mh, lambda: self._put_once(mh, data)):
+            self._counters.deduplicated += 1
+
+    async def _put_once(self, mh: bytes, data: bytes) -> bool:
+        if mh in self._present:  # a put that failed, retried after another one succeeded
+            return False
+        await self._store(mh, bytes(data))
+        self._forgotten.discard(mh)
+        self._present.add(mh)
+        self._counters.stored(len(data))
+        return True
 
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("negative offset or length")
-        if offset > 0 and expect is None:
-            raise ValueError("a partial read must name the multihash of the block it holds")
-        self._reads += 1
+        check_range_arguments(offset, length)
+        check_partial_read(offset, expect)
+        self._counters.reads += 1
         whole = offset == 0 and length is None
         blob = None if whole else self._cached(mh)
         if blob is None:
@@ -260,12 +263,10 @@ class PiriBlobStore:
     async def sync(self) -> None:
         """Nothing to wait for: a put returns after piri accepted the blob."""
         await trio.lowlevel.checkpoint()
-        self._syncs += 1
+        self._counters.syncs += 1
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(
-            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
-        )
+        return self._counters.snapshot()
 
     def piri_statistics(self) -> PiriStoreStatistics:
         pools = [pool.statistics() for pool in self._pools.values()]

@@ -55,6 +55,12 @@ from relay.store.httpclient import ConnectionFailed, HttpPool, PoolStatistics, R
 from relay.store.memory import check_read
 from relay.store.retry import in_thread_if_large as _in_thread_if_large
 from relay.store.retry import pause_before_retry
+from relay.store.shared import (
+    SingleFlight,
+    StoreCounters,
+    check_partial_read,
+    check_range_arguments,
+)
 
 OnStored = Callable[[bytes, str], Awaitable[None]]
 
@@ -133,12 +139,8 @@ class S3BlobStore:
             idle_connection_seconds=config.idle_connection_seconds,
         )
         self._present: set[bytes] = set()
-        self._putting: dict[bytes, trio.Event] = {}
-        self._written = 0
-        self._bytes = 0
-        self._deduplicated = 0
-        self._syncs = 0
-        self._reads = 0
+        self._puts = SingleFlight()
+        self._counters = StoreCounters()
         self._retries = 0
 
     # -- naming --------------------------------------------------------------------------
@@ -157,42 +159,39 @@ class S3BlobStore:
     # -- the contract --------------------------------------------------------------------
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        while (pending := self._putting.get(mh)) is not None:
-            await pending.wait()  # a concurrent put of the same blob: share its upload
         if mh in self._present:
             await trio.lowlevel.checkpoint()
-            self._deduplicated += 1
+            self._counters.deduplicated += 1
             return
-        done = self._putting[mh] = trio.Event()
-        try:
-            if mh[:2] == _SHA2_256_PREFIX and len(mh) == 34:
-                payload_hash = mh[2:].hex()  # the upstream checks the body against it
-            else:
-                payload_hash = await _in_thread_if_large(
-                    lambda: hashlib.sha256(data).hexdigest(), len(data)
-                )
-            headers = [
-                ("Content-Type", "application/octet-stream"),
-                ("Content-Length", str(len(data))),
-            ]
-            await self._request("PUT", mh, headers, bytes(data), payload_hash=payload_hash)
-            if self._on_stored is not None:
-                await self._on_stored(mh, self.object_url(mh))
-            self._present.add(mh)
-            self._written += 1
-            self._bytes += len(data)
-        finally:
-            del self._putting[mh]
-            done.set()
+        if not await self._puts.run(mh, lambda: self._upload(mh, data)):
+            self._counters.deduplicated += 1
+
+    async def _upload(self, mh: bytes, data: bytes) -> bool:
+        if mh in self._present:  # a put that failed, retried after another one succeeded
+            return False
+        if mh[:2] == _SHA2_256_PREFIX and len(mh) == 34:
+            payload_hash = mh[2:].hex()  # the upstream checks the body against it
+        else:
+            payload_hash = await _in_thread_if_large(
+                lambda: hashlib.sha256(data).hexdigest(), len(data)
+            )
+        headers = [
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", str(len(data))),
+        ]
+        await self._request("PUT", mh, headers, bytes(data), payload_hash=payload_hash)
+        if self._on_stored is not None:
+            await self._on_stored(mh, self.object_url(mh))
+        self._present.add(mh)
+        self._counters.stored(len(data))
+        return True
 
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError("negative offset or length")
-        if offset > 0 and expect is None:
-            raise ValueError("a partial read must name the multihash of the block it holds")
-        self._reads += 1
+        check_range_arguments(offset, length)
+        check_partial_read(offset, expect)
+        self._counters.reads += 1
         if offset == 0 and (expect is None or length is None):
             # A whole-blob read (or a prefix we must read whole to tell): one plain GET.
             response = await self._request("GET", mh, [], b"", ok=(200,))
@@ -244,12 +243,10 @@ class S3BlobStore:
     async def sync(self) -> None:
         """Nothing to wait for: every put that returned was acknowledged durable by S3."""
         await trio.lowlevel.checkpoint()
-        self._syncs += 1
+        self._counters.syncs += 1
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(
-            self._written, self._bytes, self._deduplicated, self._syncs, self._reads
-        )
+        return self._counters.snapshot()
 
     def s3_statistics(self) -> S3StoreStatistics:
         pool: PoolStatistics = self._pool.statistics()

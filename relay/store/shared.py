@@ -1,0 +1,84 @@
+"""What every backend does the same way: shared puts, argument checks, statistics.
+
+Single flight. Two requests that carry the same chunk (a file synced twice, empty files,
+a copy made while the original uploads) put the same multihash at once. The first put
+does the work; the others wait for it and take its outcome. If it stored the blob they
+are done (counted as deduplicated); if it failed, they try again themselves, one at a time.
+A waiter never re-checks a cache that a sync may have emptied in the meantime, so N
+identical puts cost one write and N wake-ups, not N writes or N² wake-ups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from relay.store.base import StoreStatistics
+
+
+class _Flight:
+    __slots__ = ("done", "succeeded")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.succeeded = False
+
+
+class SingleFlight:
+    """At most one write in progress per multihash; concurrent callers share it."""
+
+    def __init__(self) -> None:
+        self._flights: dict[bytes, _Flight] = {}
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    async def run(self, mh: bytes, write: Callable[[], Awaitable[bool]]) -> bool:
+        """Run ``write`` unless a write of ``mh`` is in progress; then share its outcome.
+
+        ``write`` returns True when it stored the blob, False when it found it present.
+        The result is True only for the caller whose own ``write`` stored the blob.
+        """
+        while (flight := self._flights.get(mh)) is not None:
+            await flight.done.wait()
+            if flight.succeeded:
+                return False
+        flight = self._flights[mh] = _Flight()
+        try:
+            stored = await write()
+            flight.succeeded = True
+            return stored
+        finally:
+            del self._flights[mh]
+            flight.done.set()
+
+
+def check_range_arguments(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("negative offset or length")
+
+
+def check_partial_read(offset: int, expect: bytes | None) -> None:
+    """A read that starts inside a blob can only be verified against the block it holds."""
+    if offset > 0 and expect is None:
+        raise ValueError("a partial read must name the multihash of the block it holds")
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """The running totals behind ``BlobStore.statistics()``."""
+
+    written: int = 0
+    bytes: int = 0
+    deduplicated: int = 0
+    syncs: int = 0
+    reads: int = 0
+
+    def stored(self, size: int) -> None:
+        self.written += 1
+        self.bytes += size
+
+    def snapshot(self) -> StoreStatistics:
+        return StoreStatistics(self.written, self.bytes, self.deduplicated, self.syncs, self.reads)
