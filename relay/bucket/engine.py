@@ -542,7 +542,7 @@ class Engine:
                 found.append((raw_key, value))
                 cursor, exclusive = raw_key, True
 
-        await self.blocks.run_with_nodes(collect)
+        await self.blocks.run_with_nodes(collect, walk=(root, lambda: cursor))
         return [(k.decode("utf-8"), v) for k, v in found], more
 
     async def list_objects(
@@ -556,21 +556,7 @@ class Engine:
         return ListPage(entries, more)
 
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
-        results: list[Manifest | None] = [None] * len(cids)
-        limiter = trio.CapacityLimiter(16)
-
-        async def load(index: int, cid: CID) -> None:
-            async with limiter:
-                results[index] = await self.blocks.manifest(cid)
-
-        async with trio.open_nursery() as nursery:
-            for index, cid in enumerate(cids):
-                cached = self.blocks.cached_manifest(cid)
-                if cached is not None:
-                    results[index] = cached
-                else:
-                    nursery.start_soon(load, index, cid)
-        return [m for m in results if m is not None]
+        return await self.blocks.manifests(cids)
 
     def statistics(self) -> EngineStatistics:
         writers = {

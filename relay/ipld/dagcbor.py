@@ -175,7 +175,10 @@ def _decode(data: bytes, position: int, depth: int) -> tuple[Any, int]:
                 raise DagCborError("DAG-CBOR forbids NaN and infinities")
             return number, position + 8
         raise DagCborError("only 64-bit floats, true, false and null are DAG-CBOR simple values")
-    value, position = _argument(data, position, info)
+    if info < 24:  # the argument is in the initial byte: most lengths and small ints
+        value = info
+    else:
+        value, position = _argument(data, position, info)
     if major == 0:
         return value, position
     if major == 1:
@@ -205,12 +208,17 @@ def _decode(data: bytes, position: int, depth: int) -> tuple[Any, int]:
             if data[position] >> 5 != 3:
                 raise DagCborError("DAG-CBOR map keys are strings")
             length, key_start = _argument(data, position + 1, data[position] & 0x1F)
-            key_end = key_start + length
-            raw_key = data[key_start:key_end]
+            position = key_start + length
+            if position > len(data):
+                raise DagCborError("truncated")
+            raw_key = data[key_start:position]
             if index and (len(raw_key), raw_key) <= (len(previous), previous):
                 raise DagCborError("map keys not in canonical order (or duplicated)")
             previous = raw_key
-            key, position = _decode(data, position, depth + 1)
+            try:
+                key = raw_key.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DagCborError("invalid UTF-8 in a text string") from exc
             result[key], position = _decode(data, position, depth + 1)
         return result, position
     # major == 6: a tag; DAG-CBOR allows only 42 (a CID)

@@ -9,6 +9,7 @@ Python 3.11 refuses entity-expansion bombs, and no external entity is ever resol
 from __future__ import annotations
 
 import datetime
+import functools
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ def text(value: object) -> str:
 
 def iso8601(ms: int) -> str:
     """S3's timestamp form in XML: 2026-11-21T08:38:54.123Z."""
-    moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # A listing page holds objects written in the same few seconds: format each once.
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def document(root: str, body: str, *, namespace: bool = True) -> bytes:

@@ -14,6 +14,9 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
   partial range must name the multihash of the block it holds (``expect``, e.g. an MST
   node inside a commit CAR) and is checked against that. A mismatch raises
   ``CorruptBlob``; a missing blob raises ``BlobNotFound``.
+- ``get_many(reads)``: several such reads at once, each checked the same way, answered in
+  order. Listing a page needs a thousand small blocks from a few CARs; a backend batches
+  them where it can (the disk store reads them all in one worker-thread hop).
 - ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op).
 - ``aclose()``: release files and connections.
 
@@ -23,6 +26,7 @@ the write atomic or relies on the verification above to refuse it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -54,6 +58,16 @@ class StoreStatistics:
     reads: int
 
 
+@dataclass(frozen=True, slots=True)
+class BlobRead:
+    """One read for ``get_many``: the same arguments as ``get``."""
+
+    blob: bytes
+    offset: int = 0
+    length: int | None = None
+    expect: bytes | None = None
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     async def put(self, mh: bytes, data: bytes) -> None: ...
@@ -61,6 +75,8 @@ class BlobStore(Protocol):
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes: ...
+
+    async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]: ...
 
     async def has(self, mh: bytes) -> bool: ...
 

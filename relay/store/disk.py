@@ -51,7 +51,8 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,8 @@ from typing import TypeVar, TypeVarTuple
 import trio
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
+from relay.store.memory import check_read
 from relay.store.packs import (
     Location,
     PackIndex,
@@ -70,6 +72,9 @@ from relay.store.packs import (
     fsync_directory,
 )
 from relay.store.shared import SingleFlight, StoreCounters, check_range_arguments
+
+# A blob read in several places by one get_many is read whole if it is at most this large.
+WHOLE_READ_LIMIT_BYTES = 4 << 20
 
 # A pack this large holds ~1000 default (1 MiB) chunks: few enough files to keep open,
 # small enough that a future compaction can rewrite one at a time.
@@ -199,6 +204,44 @@ class DiskBlobStore:
                 mh, f"range {offset}+{length} does not match the block it should hold"
             )
         return part
+
+    async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]:
+        for read in reads:
+            check_range_arguments(read.offset, read.length)
+        self._check_open()
+        self._counters.reads += len(reads)
+        if not reads:
+            await trio.lowlevel.checkpoint()
+            return []
+        located = [(read, self._pending.get(read.blob)) for read in reads]
+        return await self._in_thread(self._read_many_verified, located)
+
+    def _read_many_verified(self, located: list[tuple[BlobRead, Location | None]]) -> list[bytes]:
+        # Many reads name the same blob (a page's manifests sit in a few commit CARs):
+        # each blob is looked up in the index once, and a small blob read in several places
+        # is read whole, once, and sliced; every slice is still checked against its block.
+        partial_reads = Counter(read.blob for read, _ in located if read.offset or read.length)
+        found: dict[bytes, Location | None] = {}
+        whole: dict[bytes, bytes] = {}
+        results = []
+        for read, location in located:
+            mh = read.blob
+            if location is None:
+                if mh not in found:
+                    found[mh] = self._index.lookup(mh)
+                location = found[mh]
+                if location is None:
+                    raise BlobNotFound(mh)
+            if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
+                blob = whole.get(mh)
+                if blob is None:
+                    blob = whole[mh] = self._reader.read(mh, location, 0, location.length)
+                results.append(check_read(mh, blob, read.offset, read.length, read.expect))
+            else:
+                results.append(
+                    self._read_verified(mh, location, read.offset, read.length, read.expect)
+                )
+        return results
 
     async def has(self, mh: bytes) -> bool:
         self._check_open()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, CorruptBlob, StoreStatistics
-from relay.store.shared import StoreCounters, check_range_arguments
+from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreStatistics
+from relay.store.shared import StoreCounters, check_range_arguments, get_each
 
 
 class MemoryBlobStore:
@@ -32,6 +34,9 @@ class MemoryBlobStore:
         except KeyError:
             raise BlobNotFound(mh) from None
         return check_read(mh, blob, offset, length, expect)
+
+    async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]:
+        return await get_each(self.get, reads)
 
     async def has(self, mh: bytes) -> bool:
         await trio.lowlevel.checkpoint()

@@ -61,7 +61,7 @@ import trio
 from relay.ipld import multihash
 from relay.ipld.block import Block
 from relay.ipld.cid import blob_key
-from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
 from relay.store.httpclient import ConnectionFailed, HttpPool, Response
 from relay.store.memory import check_read
 from relay.store.retry import in_thread_if_large, pause_before_retry
@@ -70,6 +70,7 @@ from relay.store.shared import (
     StoreCounters,
     check_partial_read,
     check_range_arguments,
+    get_each,
 )
 from relay.ucan import (
     REQUEST_HEADERS,
@@ -245,6 +246,9 @@ class PiriBlobStore:
             if not whole:
                 self._remember(mh, blob)
         return check_read(mh, blob, offset, length, expect) if not whole else blob
+
+    async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]:
+        return await get_each(self.get, reads)
 
     async def has(self, mh: bytes) -> bool:
         try:

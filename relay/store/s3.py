@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
@@ -50,7 +50,7 @@ from relay.ipld import multihash
 from relay.ipld.cid import blob_key
 from relay.sigv4 import UNSIGNED_PAYLOAD, quote_path, sign_headers
 from relay.sigv4.sign import signed_host
-from relay.store.base import BlobNotFound, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
 from relay.store.httpclient import ConnectionFailed, HttpPool, PoolStatistics, Response
 from relay.store.memory import check_read
 from relay.store.retry import in_thread_if_large as _in_thread_if_large
@@ -60,6 +60,7 @@ from relay.store.shared import (
     StoreCounters,
     check_partial_read,
     check_range_arguments,
+    get_each,
 )
 
 OnStored = Callable[[bytes, str], Awaitable[None]]
@@ -226,6 +227,9 @@ class S3BlobStore:
         if length is not None and len(part) != length:
             raise CorruptBlob(mh, f"range {offset}+{length} beyond the blob's {size} bytes")
         return await self._checked_part(mh, part, offset, length, size, expect)
+
+    async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]:
+        return await get_each(self.get, reads)
 
     async def has(self, mh: bytes) -> bool:
         response = await self._request("HEAD", mh, [], b"", ok=(200, 404))

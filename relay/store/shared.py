@@ -10,12 +10,17 @@ identical puts cost one write and N wake-ups, not N writes or N² wake-ups.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
 
-from relay.store.base import StoreStatistics
+from relay.store.base import BlobRead, StoreStatistics
+
+# Reads one ``get_each`` keeps in flight: enough to hide an upstream's latency.
+GET_EACH_CONCURRENCY = 16
+
+Get = Callable[..., Awaitable[bytes]]
 
 
 class _Flight:
@@ -53,6 +58,31 @@ class SingleFlight:
         finally:
             del self._flights[mh]
             flight.done.set()
+
+
+async def get_each(get: Get, reads: Sequence[BlobRead]) -> list[bytes]:
+    """``get_many`` for a backend with nothing to batch: the reads run concurrently.
+
+    The first read that fails cancels the others and is raised as itself.
+    """
+    results: list[bytes] = [b""] * len(reads)
+    limiter = trio.CapacityLimiter(GET_EACH_CONCURRENCY)
+    failures: list[Exception] = []
+
+    async def one(index: int, read: BlobRead, cancel_scope: trio.CancelScope) -> None:
+        try:
+            async with limiter:
+                results[index] = await get(read.blob, read.offset, read.length, expect=read.expect)
+        except Exception as exc:
+            failures.append(exc)
+            cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for index, read in enumerate(reads):
+            nursery.start_soon(one, index, read, nursery.cancel_scope)
+    if failures:
+        raise failures[0]
+    return results
 
 
 def check_range_arguments(offset: int, length: int | None) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, BlobStore, CorruptBlob
+from relay.store.base import BlobNotFound, BlobRead, BlobStore, CorruptBlob
 from relay.store.disk import open_disk_store
 from relay.store.memory import MemoryBlobStore
 
@@ -76,6 +76,37 @@ async def test_ranged_get_returns_the_range_checked_against_expect(any_store: Bl
     await any_store.put(BLOB_MH, BLOB)
     part = BLOB[1000:1500]
     assert await any_store.get(BLOB_MH, 1000, 500, expect=sha256_multihash(part)) == part
+
+
+def slice_of(start: int, length: int | None) -> bytes:
+    return BLOB[start:] if length is None else BLOB[start : start + length]
+
+
+async def test_get_many_answers_each_read_in_order(any_store: BlobStore) -> None:
+    other = b"another blob"
+    await any_store.put(BLOB_MH, BLOB)
+    await any_store.put(sha256_multihash(other), other)
+    await any_store.sync()
+    ranges = [(5000, 300), (0, 10), (9000, None), (1000, 0)]
+    reads = [
+        BlobRead(BLOB_MH, start, length, sha256_multihash(slice_of(start, length)))
+        for start, length in ranges
+    ]
+    reads.insert(2, BlobRead(sha256_multihash(other)))
+    answers = await any_store.get_many(reads)
+    expected = [slice_of(start, length) for start, length in ranges]
+    expected.insert(2, other)
+    assert answers == expected
+    assert await any_store.get_many([]) == []
+
+
+async def test_get_many_checks_every_read(any_store: BlobStore) -> None:
+    await any_store.put(BLOB_MH, BLOB)
+    good = BlobRead(BLOB_MH, 10, 20, sha256_multihash(BLOB[10:30]))
+    with pytest.raises(CorruptBlob):
+        await any_store.get_many([good, BlobRead(BLOB_MH, 10, 20, sha256_multihash(b"x"))])
+    with pytest.raises(BlobNotFound):
+        await any_store.get_many([good, BlobRead(sha256_multihash(b"never stored"))])
 
 
 async def test_ranged_get_to_the_end_of_the_blob(any_store: BlobStore) -> None:
