@@ -8,12 +8,15 @@ otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime
 import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import trio
 
@@ -266,11 +269,32 @@ async def _claims_export(config: Config, args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
+# glibc's mallopt parameter number for the arena limit (malloc.h: M_ARENA_MAX).
+_M_ARENA_MAX: Final = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for the server process (a no-op elsewhere).
+
+    glibc gives each thread that allocates its own arena, up to eight per core, and an
+    arena keeps what was freed in it. relay's worker threads (hashing, pack reads and
+    writes, SQLite) allocate chunk-sized buffers, so ten concurrent 1 GiB uploads grew
+    the process by some 20 MiB of arenas holding freed chunks; two arenas measured the
+    same throughput.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             with single_error():  # a store that cannot open fails inside serve's nurseries
+                limit_malloc_arenas()
                 trio.run(_serve, _config(args))
         elif args.command == "cid":
             if not MIN_CHUNK_SIZE <= args.chunk_size <= MAX_CHUNK_SIZE:

@@ -10,6 +10,7 @@ options (``--data``) override both. Units are in the names.
     chunk_size_bytes = 1048576     # RELAY_CHUNK_SIZE_BYTES (16 KiB .. 16 MiB)
     unixfs_width = 1024            # RELAY_UNIXFS_WIDTH
     max_puts_in_flight = 4         # RELAY_MAX_PUTS_IN_FLIGHT (per upload)
+    upload_memory_bytes = 16777216 # RELAY_UPLOAD_MEMORY_BYTES (all uploads' chunks in flight)
     max_batch = 1000               # RELAY_MAX_BATCH (mutations per commit)
     writer_idle_seconds = 30       # RELAY_WRITER_IDLE_SECONDS
     read_prefetch = 4              # RELAY_READ_PREFETCH (chunks ahead per download)
@@ -127,6 +128,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "chunk_size_bytes": ("RELAY_CHUNK_SIZE_BYTES", "engine", int),
     "unixfs_width": ("RELAY_UNIXFS_WIDTH", "engine", int),
     "max_puts_in_flight": ("RELAY_MAX_PUTS_IN_FLIGHT", "engine", int),
+    "upload_memory_bytes": ("RELAY_UPLOAD_MEMORY_BYTES", "engine", int),
     "max_batch": ("RELAY_MAX_BATCH", "engine", int),
     "writer_idle_seconds": ("RELAY_WRITER_IDLE_SECONDS", "engine", float),
     "read_prefetch": ("RELAY_READ_PREFETCH", "engine", int),
@@ -325,9 +327,16 @@ def load_config(
     puts_in_flight = setting("max_puts_in_flight", DEFAULT_CHUNKER.max_puts_in_flight)
     if puts_in_flight < 1:
         raise ConfigError("max_puts_in_flight must be at least 1")
+    upload_memory = setting("upload_memory_bytes", DEFAULT_CHUNKER.upload_memory_bytes)
+    if upload_memory < chunk_size:
+        raise ConfigError("upload_memory_bytes must hold at least one chunk (chunk_size_bytes)")
     defaults = EngineConfig()
     engine = EngineConfig(
-        chunker=ChunkerConfig(chunk_size_bytes=chunk_size, max_puts_in_flight=puts_in_flight),
+        chunker=ChunkerConfig(
+            chunk_size_bytes=chunk_size,
+            max_puts_in_flight=puts_in_flight,
+            upload_memory_bytes=upload_memory,
+        ),
         unixfs_width=setting("unixfs_width", defaults.unixfs_width),
         max_batch=setting("max_batch", defaults.max_batch),
         writer_idle_seconds=setting("writer_idle_seconds", defaults.writer_idle_seconds),

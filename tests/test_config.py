@@ -138,6 +138,7 @@ RANGE_ERRORS = [
         "0",
         id="max_puts_in_flight",
     ),
+    pytest.param("upload_memory_bytes", "65536", id="upload_memory_bytes-below-a-chunk"),
     pytest.param(
         "writer_idle_seconds",
         "-1",
@@ -194,3 +195,10 @@ def test_unreadable_or_malformed_file_is_a_config_error(tmp_path: Path) -> None:
 def test_section_that_is_not_a_table_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="engine"):
         load_config(write(tmp_path, "engine = 5\n"), environ={})
+
+
+def test_upload_memory_sets_the_size_of_the_shared_buffer_pool() -> None:
+    config = load_config(environ={"RELAY_UPLOAD_MEMORY_BYTES": str(24 << 20)})
+    assert config.engine.chunker.upload_memory_bytes == 24 << 20
+    assert config.engine.chunker.pooled_buffers == 24
+    assert load_config(environ={}).engine.chunker.pooled_buffers == 16

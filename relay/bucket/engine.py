@@ -38,7 +38,14 @@ from relay.bucket.writer import (
     Precondition,
     WriterStatistics,
 )
-from relay.chunker import Checksum, ChunkedBody, ChunkerConfig, Leaf, chunk_into_store
+from relay.chunker import (
+    Checksum,
+    ChunkBuffers,
+    ChunkedBody,
+    ChunkerConfig,
+    Leaf,
+    chunk_into_store,
+)
 from relay.errorgroups import single_error
 from relay.ipld import multihash
 from relay.ipld.car import CarBuilder
@@ -150,6 +157,8 @@ class Engine:
         self.store = store
         self.registry = registry
         self.config = config
+        # The memory budget every upload through this engine shares.
+        self.buffers = ChunkBuffers(config.chunker.chunk_size_bytes, config.chunker.pooled_buffers)
         self._nursery = nursery
         self.blocks = BlockReader(
             store,
@@ -288,6 +297,7 @@ class Engine:
             checksums=checksums,
             max_body_bytes=max_body_bytes,
             expected_size=size_hint,
+            buffers=self.buffers,
         )
         if not build_index:
             return StoredBody(chunked.leaves[0].cid, chunked.size, chunked, ())

@@ -1,5 +1,6 @@
 """The fixed-size chunk relay and its hashing pipeline."""
 
+from relay.chunker.buffers import ChunkBuffers
 from relay.chunker.pipeline import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -21,6 +22,7 @@ __all__ = [
     "BodyHasher",
     "BodyTooLarge",
     "Checksum",
+    "ChunkBuffers",
     "ChunkedBody",
     "ChunkerConfig",
     "Leaf",

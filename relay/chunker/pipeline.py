@@ -1,20 +1,23 @@
 """The fixed-size chunk relay: an async byte stream in, content-addressed chunks out.
 
-Theory of operation. A body arrives as pieces of any size. The reader copies them into ONE
-reusable buffer of ``chunk_size`` bytes; each time it fills, the chunk is copied out once
-(``bytes(buffer)``, the copy the store needs anyway) and handed over a channel of one slot
-to the hashing stage, and the reader goes straight back to the socket. The hashing stage
-runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
+Theory of operation. A body arrives as pieces of any size. The reader copies them into a
+chunk-sized buffer taken from the server's pool (``relay.chunker.buffers``); when it is
+full, the buffer itself (no copy) goes over a channel of one slot to the hashing stage,
+and the reader takes the next buffer and goes straight back to the socket. The hashing
+stage runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
 CRC32 / CRC32C / SHA1 / SHA256) and the chunk's own sha2-256 in worker threads — MD5, the
 slowest, on one thread while the others run on a second, so two cores overlap them;
 hashlib and blake3 release the GIL on large buffers — then starts the chunk's blob put
-and goes back for the next chunk. At most ``max_puts_in_flight`` puts run at once; the
-hashing stage waits for a free slot before it starts another, which stalls the channel,
-which stalls the reader, which stops reading the socket: backpressure all the way to TCP.
+(on a read-only view of the buffer; a store copies what it keeps) and goes back for the
+next chunk. The buffer returns to the pool when its put is done. At most
+``max_puts_in_flight`` puts run at once; the hashing stage waits for a free slot before it
+starts another, which stalls the channel, which stalls the reader, which stops reading the
+socket: backpressure all the way to TCP. The pool adds the same backpressure across
+uploads.
 
-Peak memory is about ``chunk_size × (max_puts_in_flight + 3)``: the buffer being filled,
-the chunk in the channel, the chunk being hashed, and the chunks being stored. It does
-not depend on the body's size.
+One upload holds at most ``max_puts_in_flight + 3`` buffers: the one being filled, the
+one in the channel, the one being hashed, and those being stored. It does not depend on
+the body's size; all uploads together hold at most the pool's capacity.
 
 A body of at most one chunk becomes one leaf (an empty body the leaf of ``b""``), so its
 UnixFS root is that raw leaf, as in IPFS. If anything fails (the source, a hash, a put)
@@ -35,6 +38,7 @@ import blake3
 import google_crc32c
 import trio
 
+from relay.chunker.buffers import ChunkBuffers
 from relay.errorgroups import single_error
 from relay.ipld.cid import CID
 from relay.ipld.multihash import wrap_sha2_256
@@ -46,6 +50,13 @@ DEFAULT_CHUNK_SIZE: Final = 1 << 20
 # Four puts in flight keep a disk or a nearby upstream busy while the next chunk hashes,
 # and bound the memory to a few chunks per upload.
 DEFAULT_MAX_PUTS_IN_FLIGHT: Final = 4
+# 16 chunk buffers: two uploads at full speed (one uses up to seven), and more share them;
+# the hashing threads, not the buffers, are what limits throughput on a few cores. This is
+# what keeps fifty concurrent part uploads inside a ~100 MiB process.
+DEFAULT_UPLOAD_MEMORY_BYTES: Final = 16 << 20
+# A body announced at most this large gets a buffer of its own size instead of a pooled
+# chunk: many small objects in flight cost little, and they never wait for the pool.
+_PRIVATE_BUFFER_LIMIT: Final = 64 << 10
 # Below this, handing a chunk to a worker thread costs more than hashing it in place.
 _THREAD_HASH_THRESHOLD: Final = 64 << 10
 
@@ -88,6 +99,12 @@ class ChunkedBody:
 class ChunkerConfig:
     chunk_size_bytes: int = DEFAULT_CHUNK_SIZE
     max_puts_in_flight: int = DEFAULT_MAX_PUTS_IN_FLIGHT
+    # The server-wide budget for chunks in flight (see relay.chunker.buffers).
+    upload_memory_bytes: int = DEFAULT_UPLOAD_MEMORY_BYTES
+
+    @property
+    def pooled_buffers(self) -> int:
+        return max(1, self.upload_memory_bytes // self.chunk_size_bytes)
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_SIZE <= self.chunk_size_bytes <= MAX_CHUNK_SIZE:
@@ -117,7 +134,8 @@ def _crc32_extend(value: int, data: bytes) -> int:
 
 
 def _crc32c_extend(value: int, data: bytes) -> int:
-    return int(google_crc32c.extend(value, data))
+    # google_crc32c takes only bytes; a chunk is a view of a pooled buffer.
+    return int(google_crc32c.extend(value, data if type(data) is bytes else bytes(data)))
 
 
 def _new_checksum(kind: Checksum) -> _Crc | hashlib._Hash:
@@ -183,64 +201,96 @@ async def chunk_into_store(
     checksums: frozenset[Checksum] = frozenset(),
     max_body_bytes: int | None = None,
     expected_size: int | None = None,
+    buffers: ChunkBuffers | None = None,
 ) -> ChunkedBody:
     """Stream ``source`` into ``store`` as fixed-size raw chunks; see the module docstring.
 
-    ``expected_size`` (a Content-Length) sizes the buffer for bodies smaller than a chunk:
-    a 4 KiB object should not cost a zeroed 1 MiB allocation. A wrong hint is harmless:
-    the buffer grows to the chunk size when more bytes arrive.
+    ``buffers`` is the server's pool (the memory budget shared by every upload); without
+    it each chunk gets a buffer of its own. ``expected_size`` (a Content-Length) sizes a
+    private buffer for a small body: a 4 KiB object should neither cost a zeroed 1 MiB
+    allocation nor wait for a pooled one. A wrong hint is harmless: the body moves to a
+    full-size buffer when more bytes arrive.
     """
     chunk_size = config.chunk_size_bytes
+    pool = buffers if buffers is not None and buffers.chunk_size == chunk_size else None
     hasher = BodyHasher(checksums)
     leaves: list[Leaf] = []
     put_slots = trio.Semaphore(config.max_puts_in_flight)
-    send_chunk, receive_chunk = trio.open_memory_channel[bytes](1)
+    send_chunk, receive_chunk = trio.open_memory_channel[tuple[bytearray, int]](1)
+    # Pool buffers this upload holds, by identity: whatever is still here when the upload
+    # ends (it failed or was cancelled mid-way) goes back to the pool.
+    held: dict[int, bytearray] = {}
 
-    async def put_chunk(mh: bytes, chunk: bytes) -> None:
+    async def take_buffer(size: int) -> bytearray:
+        if pool is None or size < chunk_size:
+            return bytearray(size)
+        buffer = await pool.acquire()
+        held[id(buffer)] = buffer
+        return buffer
+
+    def give_back(buffer: bytearray) -> None:
+        if held.pop(id(buffer), None) is not None:
+            assert pool is not None
+            pool.release(buffer)
+
+    async def put_chunk(mh: bytes, chunk: memoryview, buffer: bytearray) -> None:
         try:
-            await store.put(mh, chunk)
+            await store.put(mh, chunk)  # type: ignore[arg-type]  # a read-only bytes-like
         finally:
+            chunk.release()
+            give_back(buffer)
             put_slots.release()
 
     async def hash_and_store(nursery: trio.Nursery) -> None:
         async with receive_chunk:
-            async for chunk in receive_chunk:
-                digest = await hasher.update(chunk)
-                leaves.append(Leaf(CID.raw_sha256(digest), len(chunk)))
-                await put_slots.acquire()
-                nursery.start_soon(put_chunk, wrap_sha2_256(digest), chunk)
+            async for buffer, filled in receive_chunk:
+                chunk = memoryview(buffer)[:filled].toreadonly()
+                try:
+                    digest = await hasher.update(chunk)  # type: ignore[arg-type]
+                    leaves.append(Leaf(CID.raw_sha256(digest), filled))
+                    await put_slots.acquire()
+                except BaseException:
+                    chunk.release()
+                    raise
+                nursery.start_soon(put_chunk, wrap_sha2_256(digest), chunk, buffer)
 
     size = 0
-    with single_error():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(hash_and_store, nursery)
-            async with send_chunk:
-                capacity = chunk_size
-                if expected_size is not None:
-                    capacity = max(1, min(chunk_size, expected_size))
-                buffer = bytearray(capacity)
-                view = memoryview(buffer)
-                filled = 0
-                async for piece in source:
-                    size += len(piece)
-                    if max_body_bytes is not None and size > max_body_bytes:
-                        raise BodyTooLarge(max_body_bytes)
-                    taken = 0
-                    while taken < len(piece):
-                        if filled == capacity:  # the size hint was short: grow once
-                            view.release()
-                            buffer.extend(bytes(chunk_size - capacity))
-                            view = memoryview(buffer)
-                            capacity = chunk_size
-                        n = min(capacity - filled, len(piece) - taken)
-                        view[filled : filled + n] = piece[taken : taken + n]
-                        filled += n
-                        taken += n
-                        if filled == chunk_size:
-                            await send_chunk.send(bytes(buffer))
-                            filled = 0
-                if filled or size == 0:
-                    await send_chunk.send(bytes(view[:filled]))
-                view.release()
+    try:
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hash_and_store, nursery)
+                async with send_chunk:
+                    first_size = chunk_size
+                    if expected_size is not None and expected_size <= _PRIVATE_BUFFER_LIMIT:
+                        first_size = max(1, min(chunk_size, expected_size))
+                    buffer: bytearray | None = None
+                    filled = 0
+                    async for piece in source:
+                        size += len(piece)
+                        if max_body_bytes is not None and size > max_body_bytes:
+                            raise BodyTooLarge(max_body_bytes)
+                        taken = 0
+                        while taken < len(piece):
+                            if buffer is None:
+                                buffer = await take_buffer(first_size)
+                                first_size = chunk_size
+                            elif filled == len(buffer):  # the size hint was short
+                                larger = await take_buffer(chunk_size)
+                                larger[:filled] = buffer
+                                buffer = larger
+                            n = min(len(buffer) - filled, len(piece) - taken)
+                            buffer[filled : filled + n] = piece[taken : taken + n]
+                            filled += n
+                            taken += n
+                            if filled == chunk_size:
+                                await send_chunk.send((buffer, filled))
+                                buffer, filled = None, 0
+                    if buffer is not None:
+                        await send_chunk.send((buffer, filled))
+                    elif size == 0:
+                        await send_chunk.send((bytearray(), 0))
+    finally:
+        for buffer in list(held.values()):
+            give_back(buffer)
 
     return ChunkedBody(tuple(leaves), size, hasher.md5(), hasher.blake3(), hasher.checksums())

@@ -5,7 +5,9 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
 
 - ``put(mh, data)``: store ``data`` under ``mh``. The caller guarantees ``mh`` is the
   multihash of ``data`` (the chunker computed it); putting bytes already present is a
-  no-op. A put that returned is *readable* but not necessarily *durable*.
+  no-op. A put that returned is *readable* but not necessarily *durable*. ``data`` may be
+  a read-only view of a buffer the caller reuses once the put returns: a backend that
+  keeps the bytes beyond the call copies them.
 - ``sync()``: every put that returned before ``sync()`` was called is durable when it
   returns. Durability is paid once per commit batch, not once per blob: the bucket writer
   calls ``sync()`` once before it commits a root.
