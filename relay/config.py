@@ -72,7 +72,7 @@ from relay.bucket.engine import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
-from relay.store.piri import PiriStoreConfig
+from relay.store.piri_config import PiriStoreConfig
 from relay.store.s3 import S3StoreConfig
 
 DEFAULT_DATA_DIR: Final = Path("relay-data")

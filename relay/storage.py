@@ -7,6 +7,9 @@ relay's own identity (an ed25519 key, its did:key is what piri delegates to) liv
 ``key_file`` (``relay.pem`` in the data directory unless configured): PKCS#8 PEM, mode
 0600, generated on first use. Creation is atomic (written aside, then hard-linked into
 place), so two processes starting together agree on one key.
+
+The piri store and the UCAN stack (with ``cryptography``) are imported only when a piri
+store or relay's key is asked for: a disk-store server does not carry them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -27,9 +30,10 @@ from relay.registry.base import Claim
 from relay.registry.sqlite import SqliteRegistry
 from relay.store import BlobStore, MemoryBlobStore
 from relay.store.disk import open_disk_store
-from relay.store.piri import open_piri_store
 from relay.store.s3 import open_s3_store
-from relay.ucan import ByteRange, MalformedUcan, Signer
+
+if TYPE_CHECKING:
+    from relay.ucan import ByteRange, Signer
 
 RELAY_KEY_FILE: Final = "relay.pem"
 
@@ -42,6 +46,8 @@ def key_path(config: Config) -> Path:
 
 def load_or_create_key(path: Path) -> Signer:
     """The ed25519 key in ``path``, generated there (mode 0600) when absent."""
+    from relay.ucan import Signer
+
     try:
         return _read_key(path)
     except FileNotFoundError:
@@ -64,6 +70,8 @@ def load_or_create_key(path: Path) -> Signer:
 
 
 def _read_key(path: Path) -> Signer:
+    from relay.ucan import MalformedUcan, Signer
+
     data = path.read_bytes()
     try:
         return Signer.from_pem(data)
@@ -118,6 +126,8 @@ async def open_blob_store(
 async def _open_piri(
     config: Config, registry: SqliteRegistry | None, stack: AsyncExitStack
 ) -> BlobStore:
+    from relay.store.piri import open_piri_store
+
     piri = config.store.piri
     assert piri is not None  # load_config sets it for kind "piri"
     signer = await trio.to_thread.run_sync(relay_signer, config)

@@ -140,3 +140,17 @@ def test_the_http_server_knows_no_s3(module: str) -> None:
 @pytest.mark.parametrize("module", modules_in("relay.bucket"), ids=lambda m: m)
 def test_the_engine_knows_no_http_or_s3(module: str) -> None:
     assert offending(module, ["relay.s3", "relay.http", "relay.roundabout"]) == []
+
+
+def test_a_disk_store_server_does_not_load_the_piri_stack() -> None:
+    # The UCAN stack brings cryptography (~10 MiB resident); only a piri store needs it.
+    probe = (
+        "import sys, relay.cli, relay.server, relay.storage, relay.s3.app, relay.config;"
+        " relay.config.load_config(environ={});"
+        " print(sorted(m for m in ('cryptography', 'relay.ucan', 'relay.store.piri')"
+        " if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"

@@ -146,8 +146,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.bucket import multipart
     from relay.chunker import BodyTooLarge
     from relay.sigv4 import SigV4Error
-    from relay.store.base import StoreError
-    from relay.store.piri import PiriRefused
+    from relay.store.base import StoreError, StoreRefused
 
     if isinstance(exc, S3Error):
         return exc
@@ -166,8 +165,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
         (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
         (BodyTooLarge, lambda e: EntityTooLarge()),
-        # piri's refusal (a configuration matter: the delegation) is named, not hidden.
-        (PiriRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
+        # A storage node's refusal (piri: the delegation) is a configuration matter: named.
+        (StoreRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
         (StoreError, lambda e: S3Error()),
     ]
     for kind, convert in table:

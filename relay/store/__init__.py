@@ -1,9 +1,20 @@
-"""Blob stores: where chunk and CAR bytes live, behind one small contract (see ``base``)."""
+"""Blob stores: where chunk and CAR bytes live, behind one small contract (see ``base``).
 
-from relay.store.base import BlobNotFound, BlobStore, CorruptBlob, StoreError, StoreStatistics
+The piri store is not imported here: it loads the UCAN stack, which only a piri-backed
+server needs (``relay.storage`` imports it when it opens one).
+"""
+
+from relay.store.base import (
+    BlobNotFound,
+    BlobStore,
+    CorruptBlob,
+    StoreError,
+    StoreRefused,
+    StoreStatistics,
+)
 from relay.store.disk import DiskBlobStore, DiskStoreStatistics, open_disk_store
 from relay.store.memory import MemoryBlobStore
-from relay.store.piri import PiriBlobStore, PiriRefused, PiriStoreConfig, open_piri_store
+from relay.store.piri_config import PiriStoreConfig
 from relay.store.s3 import S3BlobStore, S3StoreConfig, open_s3_store
 
 __all__ = [
@@ -13,14 +24,12 @@ __all__ = [
     "DiskBlobStore",
     "DiskStoreStatistics",
     "MemoryBlobStore",
-    "PiriBlobStore",
-    "PiriRefused",
     "PiriStoreConfig",
     "S3BlobStore",
     "S3StoreConfig",
     "StoreError",
+    "StoreRefused",
     "StoreStatistics",
     "open_disk_store",
-    "open_piri_store",
     "open_s3_store",
 ]

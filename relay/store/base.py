@@ -51,6 +51,16 @@ class CorruptBlob(StoreError):
         self.multihash = mh
 
 
+class StoreRefused(StoreError):
+    """The storage node refused the request for a reason the operator must fix (piri: a
+    missing or wrong delegation). ``summary`` names the cause and no secret; the S3 front
+    door answers 503 with it rather than hiding it behind InternalError."""
+
+    def __init__(self, summary: str, detail: str) -> None:
+        super().__init__(detail)
+        self.summary = summary
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStatistics:
     blobs_written: int

@@ -52,7 +52,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -61,9 +61,17 @@ import trio
 from relay.ipld import multihash
 from relay.ipld.block import Block
 from relay.ipld.cid import blob_key
-from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import (
+    BlobNotFound,
+    BlobRead,
+    CorruptBlob,
+    StoreError,
+    StoreRefused,
+    StoreStatistics,
+)
 from relay.store.httpclient import ConnectionFailed, HttpPool, Response
 from relay.store.memory import check_read
+from relay.store.piri_config import PiriStoreConfig
 from relay.store.retry import in_thread_if_large, pause_before_retry
 from relay.store.shared import (
     SingleFlight,
@@ -92,7 +100,6 @@ from relay.ucan import (
     http_put,
     invocation,
     parse_delegation,
-    parse_did_key,
     read_receipt,
 )
 
@@ -103,49 +110,6 @@ T = TypeVar("T")
 OnClaimed = Callable[[bytes, Sequence[str], ByteRange | None], Awaitable[None]]
 
 _SHA2_256_PREFIX: Final = b"\x12\x20"
-
-
-@dataclass(frozen=True, slots=True)
-class PiriStoreConfig:
-    """Which piri node, with what authority, and how hard to try. Times are per attempt.
-
-    ``delegation`` is piri's printed form (``m…``); ``None`` until the operator has one
-    (``relay did`` works without it; opening the store does not). ``key_file`` is where
-    relay's key lives (relative: inside the data directory). ``space`` defaults to
-    relay's own DID.
-    """
-
-    endpoint: str  # http://127.0.0.1:3000
-    did: str  # the piri node's did:key
-    delegation: str | None = field(default=None, repr=False)
-    delegation_file: str | None = None
-    key_file: str = "relay.pem"
-    space: str | None = None
-    max_connections: int = 16
-    max_attempts: int = 4
-    connect_timeout_seconds: float = 10.0
-    attempt_timeout_seconds: float = 60.0
-    retry_base_seconds: float = 0.2
-    retry_max_seconds: float = 5.0
-    idle_connection_seconds: float = 15.0
-    # Generous against clock skew between relay and piri, short enough to be useless later.
-    invocation_lifetime_seconds: int = 900
-    read_cache_bytes: int = 64 << 20
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL, not {self.endpoint!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("endpoint must not carry a query or fragment")
-        try:
-            parse_did_key(self.did)
-        except MalformedUcan as exc:
-            raise ValueError(f"did must be the piri node's ed25519 did:key: {exc}") from None
-        if self.space is not None and not self.space.startswith("did:"):
-            raise ValueError(f"space must be a DID, not {self.space!r}")
-        if self.max_connections < 1 or self.max_attempts < 1:
-            raise ValueError("max_connections and max_attempts must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +126,7 @@ class PiriStoreStatistics:
     bytes_received: int
 
 
-class PiriRefused(StoreError):
+class PiriRefused(StoreRefused):
     """piri answered an invocation with an error receipt (``Unauthorized``, ``Expired``…).
 
     ``name`` and ``message`` are piri's; ``ability`` is what relay invoked. The text names
@@ -174,10 +138,10 @@ class PiriRefused(StoreError):
         self.ability = ability
         self.name = error.name
         self.message = first_line
-        self.summary = f"the piri node refused {ability}: {error.name}" + (
+        summary = f"the piri node refused {ability}: {error.name}" + (
             f": {first_line}" if first_line else ""
         )
-        super().__init__(f"{self.summary} (blob {blob_key(mh)})")
+        super().__init__(summary, f"{summary} (blob {blob_key(mh)})")
 
 
 class PiriBlobStore:
