@@ -64,6 +64,10 @@ DEFAULT_UNIXFS_WIDTH: Final = 1024
 MAX_SINGLE_PUT_BYTES: Final = 5 << 30
 
 
+# A listing request waits at most this long for the read-ahead of its own page.
+READ_AHEAD_WAIT_SECONDS: Final = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
@@ -168,6 +172,8 @@ class Engine:
         )
         self._buckets: dict[str, _BucketState] = {}
         self._loading: dict[str, trio.Event] = {}
+        # bucket -> (the cursor of the page being read ahead, set when it is warm)
+        self._read_aheads: dict[str, tuple[bytes, trio.Event]] = {}
 
     # -- buckets -------------------------------------------------------------------------
 
@@ -567,6 +573,40 @@ class Engine:
 
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
         return await self.blocks.manifests(cids)
+
+    def read_ahead(self, bucket: str, prefix: str, after: bytes, limit: int) -> None:
+        """Warm the caches for the listing page after ``after``, in the background.
+
+        A client paging through a bucket asks for that page next; its nodes and manifests
+        are fetched while the client reads this one (one read-ahead per bucket at a time;
+        a failure is left for the real request to meet).
+        """
+        if bucket in self._read_aheads:
+            return
+        done = trio.Event()
+        self._read_aheads[bucket] = (after, done)
+
+        async def warm() -> None:
+            try:
+                keys, _ = await self.list_keys(
+                    bucket, prefix=prefix, start_after=after, limit=limit
+                )
+                await self.manifests([cid for _, cid in keys])
+            except Exception:
+                pass
+            finally:
+                del self._read_aheads[bucket]
+                done.set()
+
+        self._nursery.start_soon(warm)
+
+    async def wait_for_read_ahead(self, bucket: str, after: bytes) -> None:
+        """If the page after ``after`` is being read ahead, wait for it rather than fetch
+        the same blocks twice."""
+        reading = self._read_aheads.get(bucket)
+        if reading is not None and reading[0] == after:
+            with trio.move_on_after(READ_AHEAD_WAIT_SECONDS):
+                await reading[1].wait()
 
     def statistics(self) -> EngineStatistics:
         writers = {

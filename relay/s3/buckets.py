@@ -121,7 +121,9 @@ async def _page(ctx: Context, bucket: str, listing: _Listing, cursor: bytes) -> 
     async def keys(prefix: str, after: bytes, limit: int) -> tuple[list[tuple[str, CID]], bool]:
         return await ctx.engine.list_keys(bucket, prefix=prefix, start_after=after, limit=limit)
 
-    return await list_page(
+    if not listing.delimiter:
+        await ctx.engine.wait_for_read_ahead(bucket, cursor)
+    page = await list_page(
         keys,
         ctx.engine.manifests,
         prefix=listing.prefix,
@@ -129,6 +131,10 @@ async def _page(ctx: Context, bucket: str, listing: _Listing, cursor: bytes) -> 
         cursor=cursor,
         max_keys=listing.max_keys,
     )
+    if page.is_truncated and not listing.delimiter:
+        # A client paging through the bucket (sync, ls --recursive) asks for this next.
+        ctx.engine.read_ahead(bucket, listing.prefix, page.cursor, listing.max_keys)
+    return page
 
 
 async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:

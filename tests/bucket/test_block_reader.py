@@ -81,3 +81,33 @@ async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: P
     # 3,000 manifests); batched, each page costs a few waves of nodes and one of manifests.
     assert fetched > 3000
     assert lookups < 60, lookups
+
+
+async def test_a_read_ahead_warms_the_next_page(tmp_path: Path) -> None:
+    keys = [f"k{n:04d}" for n in range(300)]
+    async with (
+        open_disk_store(tmp_path / "blobs") as store,
+        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
+        open_engine(store, registry) as engine,
+    ):
+        await engine.create_bucket("b")
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(engine.put_object, "b", key, body_of(b"v"))
+    async with (
+        open_disk_store(tmp_path / "blobs") as store,
+        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
+        open_engine(store, registry) as engine,
+    ):
+        first = await engine.list_objects("b", limit=100)
+        cursor = first.entries[-1].key.encode()
+        engine.read_ahead("b", "", cursor, 100)
+        engine.read_ahead("b", "", cursor, 100)  # one per bucket: a second is a no-op
+        await engine.wait_for_read_ahead("b", cursor)
+        fetched = engine.blocks.statistics().block_fetches
+        second = await engine.list_objects("b", start_after=cursor.decode(), limit=100)
+        assert [e.key for e in second.entries] == keys[100:200]
+        assert engine.blocks.statistics().block_fetches == fetched  # all from the caches
+        later = await engine.list_objects("b", start_after=keys[199], limit=100)
+        assert engine.blocks.statistics().block_fetches > fetched  # (the check can fail)
+        assert [e.key for e in later.entries] == keys[200:]
