@@ -303,3 +303,57 @@ async def test_aclose_waits_for_puts_already_under_way(tmp_path: Path) -> None:
     async with open_disk_store(tmp_path) as reopened:
         await reopened.put(*blobs[0])  # forgotten (never synced), so written again
         assert reopened.statistics().blobs_written == 1
+
+
+def direct_io_works_in(directory: Path) -> bool:
+    probe = directory / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_DIRECT))
+    except (OSError, AttributeError):
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+async def test_large_records_go_direct_aligned_and_read_back(tmp_path: Path) -> None:
+    if not direct_io_works_in(tmp_path):
+        pytest.skip(f"{tmp_path} does not support O_DIRECT (tmpfs?): the buffered path is used")
+    sizes = [1 << 20, 100, (1 << 20) + 7, 4096, 200_000, 0, 3 << 20]
+    blobs = [make_blob(n, size) for n, size in enumerate(sizes)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, blobs)
+        await store.sync()
+        writer = store._writer
+        assert writer.direct_writes == 4  # the records of at least 128 KiB
+        for mh, data in blobs:
+            location = store._index.lookup(mh)
+            assert location is not None
+            if len(data) >= 128 << 10:
+                assert location.offset % 4096 == 0
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+
+
+async def test_a_refused_direct_write_is_written_buffered_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import relay.store.packs as packs
+
+    def refuse(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(packs.os, "pwrite", refuse)  # only the direct path uses pwrite
+    blobs = [make_blob(n, 1 << 20) for n in range(3)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, blobs)
+        await store.sync()
+        assert store._writer.direct_writes == 0
+    monkeypatch.undo()
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.get(mh) == data
