@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import zlib
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -212,6 +212,17 @@ async def chunk_into_store(
     full-size buffer when more bytes arrive.
     """
     chunk_size = config.chunk_size_bytes
+    small_limit = min(chunk_size, _PRIVATE_BUFFER_LIMIT)
+    if expected_size is not None and expected_size <= small_limit:
+        # A small body (most of a sync) skips the pipeline's tasks and channel: read it
+        # whole, hash it here, put it. Longer than announced, it carries on below.
+        pieces, rest = await _read_at_most(source, small_limit)
+        body = b"".join(pieces)
+        if max_body_bytes is not None and len(body) > max_body_bytes:
+            raise BodyTooLarge(max_body_bytes)
+        if rest is None:
+            return await _store_small_body(body, store, checksums)
+        source = _chained(pieces, rest)
     pool = buffers if buffers is not None and buffers.chunk_size == chunk_size else None
     hasher = BodyHasher(checksums)
     leaves: list[Leaf] = []
@@ -294,3 +305,35 @@ async def chunk_into_store(
             give_back(buffer)
 
     return ChunkedBody(tuple(leaves), size, hasher.md5(), hasher.blake3(), hasher.checksums())
+
+
+async def _read_at_most(
+    source: AsyncIterable[bytes], limit: int
+) -> tuple[list[bytes], AsyncIterator[bytes] | None]:
+    """The pieces of ``source`` up to ``limit`` bytes, and the iterator if more follow."""
+    iterator = aiter(source)
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in iterator:
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            return pieces, iterator
+    return pieces, None
+
+
+async def _chained(pieces: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+    async for piece in rest:
+        yield piece
+
+
+async def _store_small_body(
+    body: bytes, store: BlobStore, checksums: frozenset[Checksum]
+) -> ChunkedBody:
+    hasher = BodyHasher(checksums)
+    digest = hasher.update_nowait(body)
+    await store.put(wrap_sha2_256(digest), body)
+    leaf = Leaf(CID.raw_sha256(digest), len(body))
+    return ChunkedBody((leaf,), len(body), hasher.md5(), hasher.blake3(), hasher.checksums())

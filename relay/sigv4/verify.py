@@ -45,7 +45,7 @@ MAX_CLOCK_SKEW_SECONDS: Final = 15 * 60
 MAX_PRESIGNED_EXPIRES_SECONDS: Final = 7 * 24 * 3600
 
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
-_AMZ_DATE: Final = re.compile(r"\d{8}T\d{6}Z")
+_AMZ_DATE: Final = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _PAYLOAD_MODES: Final = frozenset({c.UNSIGNED_PAYLOAD, *c.STREAMING_MODES})
 _PRESIGN_PARAMS: Final = (
     "X-Amz-Algorithm",
@@ -154,11 +154,20 @@ def _epoch_seconds(now: datetime | float) -> float:
 
 
 def parse_amz_date(value: str) -> datetime | None:
+    # By hand: strptime cost ~10 us a request, a few percent of a small PUT.
     if not _AMZ_DATE.fullmatch(value):
         return None
     try:
-        return datetime.strptime(value, c.AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
+        )
+    except ValueError:  # a month 13, a February 30th
         return None
 
 
@@ -177,6 +186,8 @@ def _request_time(headers: dict[str, list[str]]) -> tuple[str, float]:
         raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
     if parsed is None:
         raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+    if "x-amz-date" in headers:  # parsed from exactly this form: use it as sent
+        return headers["x-amz-date"][0].strip(), parsed.timestamp()
     return parsed.astimezone(UTC).strftime(c.AMZ_DATE_FORMAT), parsed.timestamp()
 
 

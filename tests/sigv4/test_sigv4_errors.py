@@ -29,6 +29,7 @@ from relay.sigv4 import (
     verify,
 )
 from relay.sigv4.canonical import signing_key
+from relay.sigv4.verify import parse_amz_date
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET = "s3cr3t/Do+Not~Leak%20me"
@@ -427,3 +428,20 @@ def test_headers_as_bytes_verify_like_text_even_when_not_ascii() -> None:
     changed = [(n, v.replace("café".encode(), b"cafe")) for n, v in as_bytes]
     with pytest.raises(SignatureDoesNotMatch):
         check(changed)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20261121T130512Z", datetime(2026, 11, 21, 13, 5, 12, tzinfo=UTC)),
+        ("20240229T235959Z", datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)),
+        ("20261321T130512Z", None),  # month 13
+        ("20230229T000000Z", None),  # not a leap year
+        ("20261121T250000Z", None),  # hour 25
+        ("20261121T130512", None),
+        ("2026-11-21T13:05:12Z", None),
+        ("٢٠٢٦١١٢١T130512Z", None),  # digits, but not ASCII ones
+    ],
+)
+def test_amz_dates_parse_exactly(value: str, expected: datetime | None) -> None:
+    assert parse_amz_date(value) == expected
