@@ -10,7 +10,7 @@ options (``--data``) override both. Units are in the names.
     chunk_size_bytes = 1048576     # RELAY_CHUNK_SIZE_BYTES (16 KiB .. 16 MiB)
     unixfs_width = 1024            # RELAY_UNIXFS_WIDTH
     max_puts_in_flight = 4         # RELAY_MAX_PUTS_IN_FLIGHT (per upload)
-    upload_memory_bytes = 16777216 # RELAY_UPLOAD_MEMORY_BYTES (all uploads' chunks in flight)
+    upload_memory_bytes = 12582912 # RELAY_UPLOAD_MEMORY_BYTES (all uploads' chunks in flight)
     max_batch = 1000               # RELAY_MAX_BATCH (mutations per commit)
     writer_idle_seconds = 30       # RELAY_WRITER_IDLE_SECONDS
     read_prefetch = 4              # RELAY_READ_PREFETCH (chunks ahead per download)
@@ -327,7 +327,10 @@ def load_config(
     puts_in_flight = setting("max_puts_in_flight", DEFAULT_CHUNKER.max_puts_in_flight)
     if puts_in_flight < 1:
         raise ConfigError("max_puts_in_flight must be at least 1")
-    upload_memory = setting("upload_memory_bytes", DEFAULT_CHUNKER.upload_memory_bytes)
+    # The default holds at least one chunk whatever the chunk size; a set value must.
+    upload_memory = setting(
+        "upload_memory_bytes", max(DEFAULT_CHUNKER.upload_memory_bytes, chunk_size)
+    )
     if upload_memory < chunk_size:
         raise ConfigError("upload_memory_bytes must hold at least one chunk (chunk_size_bytes)")
     defaults = EngineConfig()

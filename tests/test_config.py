@@ -201,4 +201,4 @@ def test_upload_memory_sets_the_size_of_the_shared_buffer_pool() -> None:
     config = load_config(environ={"RELAY_UPLOAD_MEMORY_BYTES": str(24 << 20)})
     assert config.engine.chunker.upload_memory_bytes == 24 << 20
     assert config.engine.chunker.pooled_buffers == 24
-    assert load_config(environ={}).engine.chunker.pooled_buffers == 16
+    assert load_config(environ={}).engine.chunker.pooled_buffers == 12

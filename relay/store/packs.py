@@ -56,7 +56,7 @@ DIRECT_WRITE_MIN_BYTES = 128 << 10
 # device's logical block size; 4 KiB covers every block size in use.
 DIRECT_ALIGNMENT = 4096
 # Aligned staging buffers for direct writes; a writer thread waits for a free one.
-DIRECT_STAGING_BUFFERS = 4
+DIRECT_STAGING_BUFFERS = 2
 
 
 def _align_up(value: int) -> int:
