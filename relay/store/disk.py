@@ -180,9 +180,11 @@ class DiskBlobStore:
         offset: int,
         length: int | None,
         expect: bytes | None,
+        read_record: Callable[[bytes, Location, int, int], bytes] | None = None,
     ) -> bytes:
         # Same checks, in the same order, as ``relay.store.memory.check_read``; only the
         # bytes it needs are read (a block inside a large CAR costs one small pread).
+        read = read_record or self._reader.read
         if location is None:
             location = self._index.lookup(mh)
             if location is None:
@@ -192,13 +194,13 @@ class DiskBlobStore:
         if end > size:
             raise CorruptBlob(mh, f"range {offset}+{length} beyond the blob's {size} bytes")
         if offset == 0 and end == size:
-            data = self._reader.read(mh, location, 0, size)
+            data = read(mh, location, 0, size)
             if not multihash.matches(mh, data):
                 raise CorruptBlob(mh)
             return data
         if expect is None:
             raise ValueError("a partial read must name the multihash of the block it holds")
-        part = self._reader.read(mh, location, offset, end)
+        part = read(mh, location, offset, end)
         if not multihash.matches(expect, part):
             raise CorruptBlob(
                 mh, f"range {offset}+{length} does not match the block it should hold"
@@ -217,30 +219,31 @@ class DiskBlobStore:
         return await self._in_thread(self._read_many_verified, located)
 
     def _read_many_verified(self, located: list[tuple[BlobRead, Location | None]]) -> list[bytes]:
-        # Many reads name the same blob (a page's manifests sit in a few commit CARs):
-        # each blob is looked up in the index once, and a small blob read in several places
-        # is read whole, once, and sliced; every slice is still checked against its block.
+        # Many reads name the same blob (a page's manifests sit in a few commit CARs), or
+        # many blobs in few packs: the index answers for all of them in one query, each
+        # pack is borrowed once, and a small blob read in several places is read whole,
+        # once, and sliced. Every slice is still checked against its own block.
         partial_reads = Counter(read.blob for read, _ in located if read.offset or read.length)
-        found: dict[bytes, Location | None] = {}
+        found = self._index.lookup_many({read.blob for read, loc in located if loc is None})
         whole: dict[bytes, bytes] = {}
         results = []
-        for read, location in located:
-            mh = read.blob
-            if location is None:
-                if mh not in found:
-                    found[mh] = self._index.lookup(mh)
-                location = found[mh]
+        with self._reader.batch() as read_record:
+            for read, location in located:
+                mh = read.blob
+                location = location or found.get(mh)
                 if location is None:
                     raise BlobNotFound(mh)
-            if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
-                blob = whole.get(mh)
-                if blob is None:
-                    blob = whole[mh] = self._reader.read(mh, location, 0, location.length)
-                results.append(check_read(mh, blob, read.offset, read.length, read.expect))
-            else:
-                results.append(
-                    self._read_verified(mh, location, read.offset, read.length, read.expect)
-                )
+                if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
+                    blob = whole.get(mh)
+                    if blob is None:
+                        blob = whole[mh] = read_record(mh, location, 0, location.length)
+                    results.append(check_read(mh, blob, read.offset, read.length, read.expect))
+                else:
+                    results.append(
+                        self._read_verified(
+                            mh, location, read.offset, read.length, read.expect, read_record
+                        )
+                    )
         return results
 
     async def has(self, mh: bytes) -> bool:

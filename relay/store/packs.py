@@ -30,6 +30,7 @@ fsynced, in one transaction per ``sync`` (see ``relay.store.disk`` for the order
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -38,7 +39,7 @@ import sqlite3
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,26 @@ def _datasync(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover - macOS
         os.fsync(fd)
+
+
+def _read_record(fd: int, mh: bytes, location: Location, start: int, end: int) -> bytes:
+    header_size = header_length(mh)
+    if start == 0:  # header and data in one read
+        raw = os.pread(fd, header_size + end, location.offset)
+        header, data = raw[:header_size], raw[header_size:]
+    else:
+        header = os.pread(fd, header_size, location.offset)
+        data = b""
+        if end > start:
+            data = os.pread(fd, end - start, location.offset + header_size + start)
+    if header != encode_header(mh, location.length):
+        raise CorruptBlob(
+            mh,
+            f"no intact record header at {pack_name(location.pack)}:{location.offset}",
+        )
+    if len(data) != max(end - start, 0):
+        raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is truncated")
+    return data
 
 
 def _write_fully(fd: int, parts: list[bytes], offset: int) -> None:
@@ -345,28 +366,32 @@ class PackReader:
         NOT verified against a hash here (the caller does that, knowing what to expect).
         A missing or short pack, or a header that is not the expected one, is CorruptBlob.
         """
-        header_size = header_length(mh)
-        whole = start == 0
         try:
             with self._borrow(location.pack) as fd:
-                if whole:  # header and data in one read
-                    raw = os.pread(fd, header_size + end, location.offset)
-                    header, data = raw[:header_size], raw[header_size:]
-                else:
-                    header = os.pread(fd, header_size, location.offset)
-                    data = b""
-                    if end > start:
-                        data = os.pread(fd, end - start, location.offset + header_size + start)
+                return _read_record(fd, mh, location, start, end)
         except FileNotFoundError:
             raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is missing") from None
-        if header != encode_header(mh, location.length):
-            raise CorruptBlob(
-                mh,
-                f"no intact record header at {pack_name(location.pack)}:{location.offset}",
-            )
-        if len(data) != max(end - start, 0):
-            raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is truncated")
-        return data
+
+    @contextmanager
+    def batch(self) -> Iterator[Callable[[bytes, Location, int, int], bytes]]:
+        """``read`` for many records at once: each pack is borrowed once for the batch."""
+        borrowed: dict[int, int] = {}
+        with contextlib.ExitStack() as stack:
+
+            def read(mh: bytes, location: Location, start: int, end: int) -> bytes:
+                fd = borrowed.get(location.pack)
+                if fd is None:
+                    try:
+                        fd = borrowed[location.pack] = stack.enter_context(
+                            self._borrow(location.pack)
+                        )
+                    except FileNotFoundError:
+                        raise CorruptBlob(
+                            mh, f"pack {pack_name(location.pack)} is missing"
+                        ) from None
+                return _read_record(fd, mh, location, start, end)
+
+            yield read
 
     @contextmanager
     def _borrow(self, pack: int) -> Iterator[int]:
@@ -466,6 +491,20 @@ class PackIndex:
                 "SELECT pack, offset, length FROM blobs WHERE mh = ?", (mh,)
             ).fetchone()
         return None if row is None else Location(row[0], row[1], row[2])
+
+    def lookup_many(self, mhs: Iterable[bytes]) -> dict[bytes, Location]:
+        """The locations of those of ``mhs`` that are indexed, in one query per 500."""
+        wanted = list(mhs)
+        found: dict[bytes, Location] = {}
+        with self._reader() as connection:
+            for first in range(0, len(wanted), 500):
+                batch = wanted[first : first + 500]
+                marks = ",".join("?" * len(batch))
+                for mh, pack, offset, length in connection.execute(
+                    f"SELECT mh, pack, offset, length FROM blobs WHERE mh IN ({marks})", batch
+                ):
+                    found[mh] = Location(pack, offset, length)
+        return found
 
     def highest_pack(self) -> int:
         with self._write_lock:
