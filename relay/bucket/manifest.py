@@ -22,7 +22,7 @@ from typing import Any, Final
 from relay.ipld import multihash
 from relay.ipld.block import Block, cbor_block
 from relay.ipld.cid import CID, RAW
-from relay.ipld.dagcbor import decode
+from relay.ipld.dagcbor import decode_verified
 
 FORMAT_VERSION: Final = 1
 DEFAULT_CONTENT_TYPE: Final = "binary/octet-stream"
@@ -132,4 +132,5 @@ def manifest_from_ipld(value: object) -> Manifest:
 
 
 def decode_manifest(data: bytes) -> Manifest:
-    return manifest_from_ipld(decode(data))
+    """A manifest from its block's bytes, already checked against the manifest's CID."""
+    return manifest_from_ipld(decode_verified(data))

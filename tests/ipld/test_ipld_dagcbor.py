@@ -233,3 +233,23 @@ def test_deep_nesting_is_refused_rather_than_exhausting_the_stack() -> None:
     with pytest.raises(DagCborError, match="deeper"):
         dagcbor.decode(b"\x81" * 10_000 + b"\x00")
     assert dagcbor.decode(b"\x81" * 200 + b"\x00") is not None
+
+
+@given(ipld_values)
+def test_the_verified_block_decoder_agrees_with_the_strict_one(value: Any) -> None:
+    encoded = dagcbor.encode(value)
+    assert_same(dagcbor.decode_verified(encoded), dagcbor.decode(encoded))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes.fromhex("d863") + b"\x01",  # tag 99, not a link
+        bytes.fromhex("d82a") + b"\x43\x01\x02\x03",  # tag 42 without the 0x00 prefix
+        bytes.fromhex("d82a") + b"\x01",  # tag 42 holding an integer
+        b"\x82\x01",  # truncated
+    ],
+)
+def test_the_verified_block_decoder_still_refuses_what_is_not_dag_cbor(data: bytes) -> None:
+    with pytest.raises(DagCborError):
+        dagcbor.decode_verified(data)
