@@ -8,7 +8,8 @@ carry. So the settings live here and the store is imported only when it is opene
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+from relay.store.shared import check_upstream_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,10 @@ class PiriStoreConfig:
     def __post_init__(self) -> None:
         from relay.ucan import MalformedUcan, parse_did_key  # only a piri config loads it
 
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL, not {self.endpoint!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("endpoint must not carry a query or fragment")
+        check_upstream_settings(self.endpoint, self.max_connections, self.max_attempts)
         try:
             parse_did_key(self.did)
         except MalformedUcan as exc:
             raise ValueError(f"did must be the piri node's ed25519 did:key: {exc}") from None
         if self.space is not None and not self.space.startswith("did:"):
             raise ValueError(f"space must be a DID, not {self.space!r}")
-        if self.max_connections < 1 or self.max_attempts < 1:
-            raise ValueError("max_connections and max_attempts must be at least 1")

@@ -60,6 +60,7 @@ from relay.store.shared import (
     StoreCounters,
     check_partial_read,
     check_range_arguments,
+    check_upstream_settings,
     get_each,
 )
 
@@ -95,15 +96,9 @@ class S3StoreConfig:
     idle_connection_seconds: float = 15.0
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL, not {self.endpoint!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("endpoint must not carry a query or fragment")
+        check_upstream_settings(self.endpoint, self.max_connections, self.max_attempts)
         if not self.bucket or "/" in self.bucket:
             raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
-        if self.max_connections < 1 or self.max_attempts < 1:
-            raise ValueError("max_connections and max_attempts must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import trio
 
@@ -83,6 +84,17 @@ async def get_each(get: Get, reads: Sequence[BlobRead]) -> list[bytes]:
     if failures:
         raise failures[0]
     return results
+
+
+def check_upstream_settings(endpoint: str, max_connections: int, max_attempts: int) -> None:
+    """What the s3 and piri stores' settings share: an http(s) endpoint, sane limits."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint must be an http(s) URL, not {endpoint!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("endpoint must not carry a query or fragment")
+    if max_connections < 1 or max_attempts < 1:
+        raise ValueError("max_connections and max_attempts must be at least 1")
 
 
 def check_range_arguments(offset: int, length: int | None) -> None:

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 from bucket_helpers import body_of
 
 from relay.bucket.blocks import subtrees_reaching
-from relay.bucket.engine import open_engine
+from relay.bucket.engine import Engine, open_engine
 from relay.ipld.cid import CID
 from relay.mst import Entry, Node
 from relay.registry import open_sqlite_registry
 from relay.store.disk import open_disk_store
+
+
+@asynccontextmanager
+async def disk_engine(directory: Path) -> AsyncIterator[Engine]:
+    """An engine over a disk store in ``directory``: reopened, its caches start empty."""
+    async with (
+        open_disk_store(directory / "blobs") as store,
+        open_sqlite_registry(directory / "r.sqlite") as registry,
+        open_engine(store, registry) as engine,
+    ):
+        yield engine
+
+
+async def fill(directory: Path, keys: list[str]) -> None:
+    async with disk_engine(directory) as engine:
+        await engine.create_bucket("b")
+        limiter = trio.CapacityLimiter(500)
+
+        async def put(key: str) -> None:
+            async with limiter:
+                await engine.put_object("b", key, body_of(key.encode()))
+
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(put, key)
 
 
 def link(n: int) -> CID:
@@ -35,28 +62,10 @@ def test_subtrees_reaching_keeps_those_that_can_hold_keys_at_or_after_the_cursor
 
 async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: Path) -> None:
     keys = [f"dir/{n:05d}" for n in range(3000)]
-    async with (
-        open_disk_store(tmp_path / "blobs") as store,
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(store, registry) as engine,
-    ):
-        await engine.create_bucket("b")
-        limiter = trio.CapacityLimiter(500)
-
-        async def put(key: str) -> None:
-            async with limiter:
-                await engine.put_object("b", key, body_of(key.encode()))
-
-        async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(put, key)
-
+    await fill(tmp_path, keys)
     # A fresh engine: nothing cached. Count the registry's lookups.
-    async with (
-        open_disk_store(tmp_path / "blobs") as store,
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(store, registry) as engine,
-    ):
+    async with disk_engine(tmp_path) as engine:
+        registry = engine.registry
         lookups = 0
         find_blocks = registry.find_blocks
 
@@ -71,7 +80,7 @@ async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: P
         while True:
             page = await engine.list_objects("b", start_after=after, limit=1000)
             listed += [entry.key for entry in page.entries]
-            assert all(entry.manifest.size == 9 for entry in page.entries)
+            assert all(entry.manifest.size == len(entry.key) for entry in page.entries)
             if not page.is_truncated:
                 break
             after = listed[-1]
@@ -85,20 +94,8 @@ async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: P
 
 async def test_a_read_ahead_warms_the_next_page(tmp_path: Path) -> None:
     keys = [f"k{n:04d}" for n in range(300)]
-    async with (
-        open_disk_store(tmp_path / "blobs") as store,
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(store, registry) as engine,
-    ):
-        await engine.create_bucket("b")
-        async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(engine.put_object, "b", key, body_of(b"v"))
-    async with (
-        open_disk_store(tmp_path / "blobs") as store,
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(store, registry) as engine,
-    ):
+    await fill(tmp_path, keys)
+    async with disk_engine(tmp_path) as engine:
         first = await engine.list_objects("b", limit=100)
         cursor = first.entries[-1].key.encode()
         engine.read_ahead("b", "", cursor, 100)
