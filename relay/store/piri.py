@@ -74,8 +74,8 @@ from relay.store.memory import check_read
 from relay.store.piri_config import PiriStoreConfig
 from relay.store.retry import in_thread_if_large, pause_before_retry
 from relay.store.shared import (
-    SingleFlight,
     StoreCounters,
+    UpstreamPuts,
     check_partial_read,
     check_range_arguments,
     get_each,
@@ -166,12 +166,11 @@ class PiriBlobStore:
         parts = urlsplit(config.endpoint)
         self._base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self._pools: dict[tuple[str, str, int | None], HttpPool] = {}
-        self._present: set[bytes] = set()
         self._forgotten: set[bytes] = set()
-        self._puts = SingleFlight()
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._counters = StoreCounters()
+        self._puts = UpstreamPuts(self._counters)
         self._invocations = self._uploads = self._uploads_skipped = self._retries = 0
 
     def blob_url(self, mh: bytes) -> str:
@@ -181,21 +180,11 @@ class PiriBlobStore:
     # -- the contract --------------------------------------------------------------------
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        if mh in self._present:
-            await trio.lowlevel.checkpoint()
-            self._counters.deduplicated += 1
-            return
-        if not await self._puts.run(mh, lambda: self._put_once(mh, data)):
-            self._counters.deduplicated += 1
+        await self._puts.put(mh, len(data), lambda: self._put_once(mh, data))
 
-    async def _put_once(self, mh: bytes, data: bytes) -> bool:
-        if mh in self._present:  # a put that failed, retried after another one succeeded
-            return False
+    async def _put_once(self, mh: bytes, data: bytes) -> None:
         await self._store(mh, bytes(data))
         self._forgotten.discard(mh)
-        self._present.add(mh)
-        self._counters.stored(len(data))
-        return True
 
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
@@ -224,7 +213,7 @@ class PiriBlobStore:
     async def delete(self, mh: bytes) -> None:
         """Forget the blob here; piri keeps it (see the module docstring)."""
         await trio.lowlevel.checkpoint()
-        self._present.discard(mh)
+        self._puts.present.discard(mh)
         self._forget_cached(mh)
         self._forgotten.add(mh)
 
@@ -352,7 +341,7 @@ class PiriBlobStore:
         blob = response.body
         if not await in_thread_if_large(lambda: multihash.matches(mh, blob), len(blob)):
             raise CorruptBlob(mh)
-        self._present.add(mh)
+        self._puts.present.add(mh)
         return blob
 
     # -- the small read cache ------------------------------------------------------------

@@ -56,8 +56,8 @@ from relay.store.memory import check_read
 from relay.store.retry import in_thread_if_large as _in_thread_if_large
 from relay.store.retry import pause_before_retry
 from relay.store.shared import (
-    SingleFlight,
     StoreCounters,
+    UpstreamPuts,
     check_partial_read,
     check_range_arguments,
     check_upstream_settings,
@@ -134,9 +134,8 @@ class S3BlobStore:
             connect_timeout_seconds=config.connect_timeout_seconds,
             idle_connection_seconds=config.idle_connection_seconds,
         )
-        self._present: set[bytes] = set()
-        self._puts = SingleFlight()
         self._counters = StoreCounters()
+        self._puts = UpstreamPuts(self._counters)
         self._retries = 0
 
     # -- naming --------------------------------------------------------------------------
@@ -155,16 +154,9 @@ class S3BlobStore:
     # -- the contract --------------------------------------------------------------------
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        if mh in self._present:
-            await trio.lowlevel.checkpoint()
-            self._counters.deduplicated += 1
-            return
-        if not await self._puts.run(mh, lambda: self._upload(mh, data)):
-            self._counters.deduplicated += 1
+        await self._puts.put(mh, len(data), lambda: self._upload(mh, data))
 
-    async def _upload(self, mh: bytes, data: bytes) -> bool:
-        if mh in self._present:  # a put that failed, retried after another one succeeded
-            return False
+    async def _upload(self, mh: bytes, data: bytes) -> None:
         if mh[:2] == _SHA2_256_PREFIX and len(mh) == 34:
             payload_hash = mh[2:].hex()  # the upstream checks the body against it
         else:
@@ -178,9 +170,6 @@ class S3BlobStore:
         await self._request("PUT", mh, headers, bytes(data), payload_hash=payload_hash)
         if self._on_stored is not None:
             await self._on_stored(mh, self.object_url(mh))
-        self._present.add(mh)
-        self._counters.stored(len(data))
-        return True
 
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
@@ -194,7 +183,7 @@ class S3BlobStore:
             blob = response.body
             if length is None or length == len(blob):
                 await self._verify(mh, blob, mh)
-                self._present.add(mh)
+                self._puts.present.add(mh)
                 return blob
             return check_read(mh, blob, offset, length, expect)
         if length == 0:
@@ -229,15 +218,15 @@ class S3BlobStore:
     async def has(self, mh: bytes) -> bool:
         response = await self._request("HEAD", mh, [], b"", ok=(200, 404))
         if response.status == 200:
-            self._present.add(mh)
+            self._puts.present.add(mh)
             return True
-        self._present.discard(mh)
+        self._puts.present.discard(mh)
         return False
 
     async def delete(self, mh: bytes) -> None:
-        self._present.discard(mh)
+        self._puts.present.discard(mh)
         await self._request("DELETE", mh, [], b"", ok=(200, 204, 404))
-        self._present.discard(mh)  # a get racing the delete may have re-added it
+        self._puts.present.discard(mh)  # a get racing the delete may have re-added it
 
     async def sync(self) -> None:
         """Nothing to wait for: every put that returned was acknowledged durable by S3."""

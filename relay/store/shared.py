@@ -61,6 +61,34 @@ class SingleFlight:
             flight.done.set()
 
 
+class UpstreamPuts:
+    """Put bookkeeping for a store whose blobs live upstream (an S3 bucket, a piri node):
+    the blobs known to be there, and single-flight uploads of the others."""
+
+    def __init__(self, counters: StoreCounters) -> None:
+        self.present: set[bytes] = set()
+        self._flights = SingleFlight()
+        self._counters = counters
+
+    async def put(self, mh: bytes, size: int, upload: Callable[[], Awaitable[None]]) -> None:
+        """Upload ``mh`` unless it is known present or being uploaded already."""
+        if mh in self.present:
+            await trio.lowlevel.checkpoint()
+            self._counters.deduplicated += 1
+            return
+
+        async def once() -> bool:
+            if mh in self.present:  # a put that failed, retried after another succeeded
+                return False
+            await upload()
+            self.present.add(mh)
+            self._counters.stored(size)
+            return True
+
+        if not await self._flights.run(mh, once):
+            self._counters.deduplicated += 1
+
+
 async def get_each(get: Get, reads: Sequence[BlobRead]) -> list[bytes]:
     """``get_many`` for a backend with nothing to batch: the reads run concurrently.
 
