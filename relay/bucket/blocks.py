@@ -125,18 +125,10 @@ class BlockReader:
 
     async def fetch(self, cid: CID) -> bytes:
         """The bytes of a structural block, verified against ``cid``."""
-        pinned = self._pinned.get(cid)
-        if pinned is not None:
-            return pinned
-        mh = cid.multihash
-        location = await self._registry.find_block(mh)
-        self._fetches += 1
-        if location is None:
-            raise BlobNotFound(mh)
-        return await self._store.get(location.blob, location.offset, location.length, expect=mh)
+        return (await self.fetch_many([cid]))[0]
 
     async def fetch_node(self, cid: CID) -> Node:
-        node = self._pinned_nodes.get(cid) or self.nodes.get(cid)
+        node = self._cached_node(cid)
         if node is None:
             node = decode_node(await self.fetch(cid))
             self.nodes.put(node)
@@ -199,11 +191,7 @@ class BlockReader:
         return data
 
     async def manifest(self, cid: CID) -> Manifest:
-        manifest = self._manifests.get(cid)
-        if manifest is None:
-            manifest = decode_manifest(await self.fetch(cid))
-            self._manifests.put(cid, manifest)
-        return manifest
+        return (await self.manifests([cid]))[0]
 
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
         """Several manifests in order; those not cached are fetched in one batch."""
@@ -223,9 +211,6 @@ class BlockReader:
 
     def remember_manifest(self, cid: CID, manifest: Manifest) -> None:
         self._manifests.put(cid, manifest)
-
-    def cached_manifest(self, cid: CID) -> Manifest | None:
-        return self._manifests.get(cid)
 
     def remember_raw(self, cid: CID, data: bytes) -> None:
         self._raw.put(cid, data)
