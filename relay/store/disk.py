@@ -167,28 +167,19 @@ class DiskBlobStore:
     async def get(
         self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
     ) -> bytes:
-        check_range_arguments(offset, length)
-        self._check_open()
-        self._counters.reads += 1
-        location = self._pending.get(mh)
-        return await self._in_thread(self._read_verified, mh, location, offset, length, expect)
+        return (await self.get_many([BlobRead(mh, offset, length, expect)]))[0]
 
     def _read_verified(
         self,
         mh: bytes,
-        location: Location | None,
+        location: Location,
         offset: int,
         length: int | None,
         expect: bytes | None,
-        read_record: Callable[[bytes, Location, int, int], bytes] | None = None,
+        read: Callable[[bytes, Location, int, int], bytes],
     ) -> bytes:
         # Same checks, in the same order, as ``relay.store.memory.check_read``; only the
         # bytes it needs are read (a block inside a large CAR costs one small pread).
-        read = read_record or self._reader.read
-        if location is None:
-            location = self._index.lookup(mh)
-            if location is None:
-                raise BlobNotFound(mh)
         size = location.length
         end = size if length is None else offset + length
         if end > size:

@@ -359,22 +359,16 @@ class PackReader:
         self._lock = threading.Lock()
         self._open: OrderedDict[int, _OpenPack] = OrderedDict()
 
-    def read(self, mh: bytes, location: Location, start: int, end: int) -> bytes:
-        """Check the record header at ``location`` names ``mh``; return data[start:end].
+    @contextmanager
+    def batch(self) -> Iterator[Callable[[bytes, Location, int, int], bytes]]:
+        """A reader of records: ``read(mh, location, start, end)`` checks the record header at
+        ``location`` names ``mh`` and returns data[start:end]. Each pack is borrowed once
+        for the whole batch.
 
         The caller has checked ``0 <= start``, ``end <= location.length``; the bytes are
         NOT verified against a hash here (the caller does that, knowing what to expect).
         A missing or short pack, or a header that is not the expected one, is CorruptBlob.
         """
-        try:
-            with self._borrow(location.pack) as fd:
-                return _read_record(fd, mh, location, start, end)
-        except FileNotFoundError:
-            raise CorruptBlob(mh, f"pack {pack_name(location.pack)} is missing") from None
-
-    @contextmanager
-    def batch(self) -> Iterator[Callable[[bytes, Location, int, int], bytes]]:
-        """``read`` for many records at once: each pack is borrowed once for the batch."""
         borrowed: dict[int, int] = {}
         with contextlib.ExitStack() as stack:
 
