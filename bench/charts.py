@@ -70,6 +70,22 @@ def _grid(count: int) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
+def _save(figure: Any, path: Path, *, unused_axes: Sequence[Any] = ()) -> Path:
+    """Blank the grid cells no panel used, lay out, write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    for axis in unused_axes:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _unused(axes: Any, used: int, rows: int, columns: int) -> list[Any]:
+    return [axes[index // columns][index % columns] for index in range(used, rows * columns)]
+
+
 def draw(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -97,16 +113,11 @@ def draw(result: dict[str, Any], out_dir: Path) -> list[Path]:
             axis.axhline(target, color="black", linestyle="--", linewidth=1)
             axis.set_ylim(0, max(axis.get_ylim()[1], target * 1.15))
             axis.text(axis.get_xlim()[0], target, f" target {target:,.0f}", fontsize=7, va="bottom")
-    for index in range(len(keys), rows * columns):
-        axes[index // columns][index % columns].axis("off")
     figure.suptitle(
         "Throughput per step (higher is better; bar = median, whiskers = min-max)" + title_note
     )
-    figure.tight_layout()
-    path = out_dir / "throughput.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    written.append(path)
+    unused = _unused(axes, len(keys), rows, columns)
+    written.append(_save(figure, out_dir / "throughput.png", unused_axes=unused))
 
     # CPU per GiB (big bodies) and per request (small ones).
     byte_keys = [k for k in keys if summary[k]["unit"] == "bytes"]
@@ -123,16 +134,11 @@ def draw(result: dict[str, Any], out_dir: Path) -> list[Path]:
         _bars(axis, servers, summary[key]["servers"], metric)
         axis.set_title(key, fontsize=10)
         axis.set_ylabel(label)
-    for index in range(len(panels), rows * columns):
-        axes[index // columns][index % columns].axis("off")
     figure.suptitle(
         "Server CPU (from the server process's own accounting; lower is better)" + title_note
     )
-    figure.tight_layout()
-    path = out_dir / "cpu.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    written.append(path)
+    unused = _unused(axes, len(panels), rows, columns)
+    written.append(_save(figure, out_dir / "cpu.png", unused_axes=unused))
 
     # Memory over time in scenario 4.
     series = [s for s in result["steps"] if s["scenario"] == "concurrent" and s["rss_over_time"]]
@@ -164,11 +170,7 @@ def draw(result: dict[str, Any], out_dir: Path) -> list[Path]:
         )
         axis.legend()
         axis.grid(alpha=0.3)
-        figure.tight_layout()
-        path = out_dir / "memory.png"
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, out_dir / "memory.png"))
     return written
 
 
