@@ -63,6 +63,10 @@ class StoreRefused(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class StoreStatistics:
+    """Counters since the store opened. A store may decide whether a put writes or
+    deduplicates as late as the next ``sync`` (the disk store does for small blobs), so
+    the put counters are exact after a sync, and may lag before it."""
+
     blobs_written: int
     bytes_written: int
     blobs_deduplicated: int

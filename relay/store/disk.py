@@ -10,17 +10,26 @@ Layout under the store root::
 
 (the record format is in ``relay.store.packs``).
 
-Writes. ``put`` first deduplicates (a blob already pending in memory, being written by a
-concurrent put, or in the index costs no write), then — in one worker thread hop —
-reserves a byte range at the end of the active pack (under a lock, so ranges never
+Writes. ``put`` first deduplicates against what this process holds (a blob staged,
+pending or being written by a concurrent put costs no write). A small blob (at most
+``STAGED_BLOB_MAX_BYTES``) is then only *staged*: copied into memory, readable at once,
+and written by the next ``sync``. A thread hop costs more than writing 4 KiB, and
+``aws s3 sync`` of small files is one small put per object; staging lets one hop per
+group commit write them all. Staged bytes are bounded (``STAGED_TOTAL_MAX_BYTES``); past
+that, and for larger blobs, ``put`` writes through: in one worker thread hop it checks the
+index, reserves a byte range at the end of the active pack (under a lock, so ranges never
 overlap), writes the whole record there with ``pwritev``, and returns its location. The
 location goes into the in-memory *pending* map: the blob is readable at once, from the
 page cache, but not yet durable. Packs rotate at ``pack_size_limit_bytes``.
 
-Durability ordering. ``sync`` (1) fdatasyncs each pack written since the last sync, once
-per pack, not once per blob, and the packs directory if a pack was created; then (2)
-commits the pending locations to the index in ONE SQLite transaction (which fsyncs the
-WAL); then (3) drops them from the pending map. A location is thus only ever indexed
+Staged blobs are checked against the index when the sync writes them, so whether a staged
+put wrote or deduplicated is only known then: ``statistics`` counts it at that sync.
+
+Durability ordering. ``sync`` (0) writes the staged blobs the index lacks; (1)
+fdatasyncs each pack written since the last sync, once per pack, not once per blob, and
+the packs directory if a pack was created; then (2) commits the pending locations to the
+index in ONE SQLite transaction (which fsyncs the WAL); then (3) drops them from the
+pending map. A location is thus only ever indexed
 after the bytes it points at are on stable storage. Syncs are serialized by a lock; a
 sync that waits for another still commits everything pending when it was called, so
 "every put that returned before ``sync()`` was called is durable when it returns" holds.
@@ -41,8 +50,9 @@ and put again) stay in their packs as unreferenced bytes. Reclaiming them (compa
 copy live records to a new pack, re-point the index, delete the old pack) is not done
 yet. ``delete`` only removes the index entry, durably, before it returns.
 
-Threads. All file and SQLite I/O, and all hashing, runs in worker threads behind one
-``CapacityLimiter(max_io_threads)``; the trio thread only touches the in-memory maps.
+Threads. All file and SQLite I/O, and the hashing of what is read from packs, runs in
+worker threads behind one ``CapacityLimiter(max_io_threads)``; the trio thread only touches
+the in-memory maps, and hashes a staged blob it returns (at most 64 KiB, ~40 µs).
 """
 
 from __future__ import annotations
@@ -73,6 +83,11 @@ from relay.store.packs import (
 )
 from relay.store.shared import SingleFlight, StoreCounters, check_range_arguments
 
+# Puts of blobs at most this large are staged in memory until the next sync (see above).
+STAGED_BLOB_MAX_BYTES = 64 << 10
+# Staged bytes held at most: a group commit's worth of small objects (2,000 x 4 KiB).
+STAGED_TOTAL_MAX_BYTES = 8 << 20
+
 # A blob read in several places by one get_many is read whole if it is at most this large.
 WHOLE_READ_LIMIT_BYTES = 4 << 20
 
@@ -98,7 +113,7 @@ LOCK_NAME = "LOCK"
 class DiskStoreStatistics:
     """What the disk store adds to ``StoreStatistics``: the cost of durability."""
 
-    pending_blobs: int
+    pending_blobs: int  # put but not yet durable: staged or written, not yet indexed
     file_syncs: int
     index_commits: int
     packs_created: int
@@ -128,6 +143,11 @@ class DiskBlobStore:
         self._pending: dict[bytes, Location] = {}
         # The same entries in put order, for the next sync (minus those deleted since).
         self._unsynced: list[tuple[bytes, Location]] = []
+        # Small blobs put since the last sync, not written yet (see "Writes").
+        self._staged: dict[bytes, bytes] = {}
+        self._staged_bytes = 0
+        # Those the sync in progress is writing: still readable from here until it ends.
+        self._flushing: dict[bytes, bytes] = {}
         # Puts being written right now: a second put of the same blob shares the first.
         self._puts = SingleFlight()
         self._sync_failure: BaseException | None = None
@@ -140,9 +160,19 @@ class DiskBlobStore:
 
     async def put(self, mh: bytes, data: bytes) -> None:
         self._check_open()
-        if mh in self._pending:
+        if mh in self._pending or mh in self._staged or mh in self._flushing:
             await trio.lowlevel.checkpoint()
             self._counters.deduplicated += 1
+            return
+        size = len(data)
+        if (
+            size <= STAGED_BLOB_MAX_BYTES
+            and self._staged_bytes + size <= STAGED_TOTAL_MAX_BYTES
+            and mh not in self._puts
+        ):
+            self._staged[mh] = bytes(data)  # the caller may reuse its buffer
+            self._staged_bytes += size
+            await trio.lowlevel.checkpoint()
             return
 
         async def write() -> bool:
@@ -206,8 +236,26 @@ class DiskBlobStore:
         if not reads:
             await trio.lowlevel.checkpoint()
             return []
-        located = [(read, self._pending.get(read.blob)) for read in reads]
-        return await self._in_thread(self._read_many_verified, located)
+        results: list[bytes] = []
+        from_packs: list[tuple[int, BlobRead, Location | None]] = []
+        for read in reads:
+            held = self._staged.get(read.blob)
+            if held is None:
+                held = self._flushing.get(read.blob)
+            if held is None:
+                from_packs.append((len(results), read, self._pending.get(read.blob)))
+                results.append(b"")
+            else:
+                results.append(check_read(read.blob, held, read.offset, read.length, read.expect))
+        if not from_packs:
+            await trio.lowlevel.checkpoint()
+            return results
+        read_back = await self._in_thread(
+            self._read_many_verified, [(read, location) for _, read, location in from_packs]
+        )
+        for (position, _, _), data in zip(from_packs, read_back, strict=True):
+            results[position] = data
+        return results
 
     def _read_many_verified(self, located: list[tuple[BlobRead, Location | None]]) -> list[bytes]:
         # Many reads name the same blob (a page's manifests sit in a few commit CARs), or
@@ -239,7 +287,7 @@ class DiskBlobStore:
 
     async def has(self, mh: bytes) -> bool:
         self._check_open()
-        if mh in self._pending:
+        if mh in self._pending or mh in self._staged or mh in self._flushing:
             await trio.lowlevel.checkpoint()
             return True
         location = await self._in_thread(self._index.lookup, mh)
@@ -253,6 +301,9 @@ class DiskBlobStore:
         """
         self._check_open()
         self._pending.pop(mh, None)  # a sync skips entries no longer pending
+        staged = self._staged.pop(mh, None)
+        if staged is not None:
+            self._staged_bytes -= len(staged)
         # Under the commit lock: a sync that already took this blob into its batch commits
         # first, and this delete then removes the row it wrote.
         async with self._commit_lock:
@@ -270,16 +321,25 @@ class DiskBlobStore:
                 )
             batch = [(mh, loc) for mh, loc in self._unsynced if self._pending.get(mh) is loc]
             self._unsynced = []
-            if batch:
+            staged, self._staged, self._staged_bytes = self._staged, {}, 0
+            if batch or staged:
+                self._flushing = staged
                 try:
-                    file_syncs = await self._in_thread(self._make_durable, batch)
+                    written, file_syncs = await self._in_thread(self._make_durable, batch, staged)
                 except trio.Cancelled:
                     # Only possible before the thread started: nothing was done.
                     self._unsynced[:0] = batch
+                    self._staged = staged | self._staged
+                    self._staged_bytes = sum(map(len, self._staged.values()))
                     raise
                 except BaseException as exc:
                     self._sync_failure = exc
                     raise
+                finally:
+                    self._flushing = {}
+                for _, location in written:
+                    self._counters.stored(location.length)
+                self._counters.deduplicated += len(staged) - len(written)
                 self._file_syncs += file_syncs
                 self._index_commits += 1
                 for mh, loc in batch:
@@ -289,17 +349,27 @@ class DiskBlobStore:
                 await trio.lowlevel.checkpoint()
             self._counters.syncs += 1
 
-    def _make_durable(self, batch: list[tuple[bytes, Location]]) -> int:
+    def _make_durable(
+        self, batch: list[tuple[bytes, Location]], staged: dict[bytes, bytes]
+    ) -> tuple[list[tuple[bytes, Location]], int]:
+        written = []
+        if staged:
+            indexed = self._index.lookup_many(staged)
+            written = [
+                (mh, self._writer.append(mh, data))
+                for mh, data in staged.items()
+                if mh not in indexed
+            ]
         file_syncs = self._writer.sync()  # the bytes first ...
-        self._index.add(batch)  # ... then the rows that point at them
-        return file_syncs
+        self._index.add(batch + written)  # ... then the rows that point at them
+        return written, file_syncs
 
     def statistics(self) -> StoreStatistics:
         return self._counters.snapshot()
 
     def disk_statistics(self) -> DiskStoreStatistics:
         return DiskStoreStatistics(
-            pending_blobs=len(self._pending),
+            pending_blobs=len(self._pending) + len(self._staged) + len(self._flushing),
             file_syncs=self._file_syncs,
             index_commits=self._index_commits,
             packs_created=self._writer.packs_created,

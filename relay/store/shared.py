@@ -41,6 +41,9 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._flights)
 
+    def __contains__(self, mh: bytes) -> bool:
+        return mh in self._flights
+
     async def run(self, mh: bytes, write: Callable[[], Awaitable[bool]]) -> bool:
         """Run ``write`` unless a write of ``mh`` is in progress; then share its outcome.
 

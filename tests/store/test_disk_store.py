@@ -44,6 +44,7 @@ async def test_synced_blobs_survive_reopening(tmp_path: Path) -> None:
             assert await store.has(mh)
             assert await store.get(mh) == data
         await store.put(*blobs[0])
+        await store.sync()  # a small put is checked against the index here
         assert store.statistics().blobs_deduplicated == 1
 
 
@@ -142,6 +143,7 @@ async def test_a_missing_pack_is_corrupt_and_its_number_is_not_reused(tmp_path: 
         with pytest.raises(CorruptBlob, match="missing"):
             await store.get(mh)
         await store.put(*make_blob(4, 100))
+        await store.sync()
         new_pack = store.disk_statistics().active_pack
         assert lost_pack is not None
         assert new_pack is not None
@@ -152,7 +154,8 @@ async def test_a_missing_pack_is_corrupt_and_its_number_is_not_reused(tmp_path: 
 
 async def test_unsynced_puts_are_forgotten_or_intact_never_corrupt(tmp_path: Path) -> None:
     synced = [make_blob(n, 2000) for n in range(5)]
-    unsynced = [make_blob(100 + n, 2000) for n in range(5)]
+    # Larger than STAGED_BLOB_MAX_BYTES: written to the pack at once, not at the sync.
+    unsynced = [make_blob(100 + n, 100_000) for n in range(5)]
     async with open_disk_store(tmp_path) as store:
         await put_all(store, synced)
         await store.sync()
@@ -357,3 +360,98 @@ async def test_a_refused_direct_write_is_written_buffered_in_place(
     async with open_disk_store(tmp_path) as store:
         for mh, data in blobs:
             assert await store.get(mh) == data
+
+
+async def test_small_puts_are_staged_and_written_together_at_the_sync(tmp_path: Path) -> None:
+    small = [make_blob(n, 4096) for n in range(50)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, small)
+        counted_before_sync = store.statistics()
+        assert pack_files(tmp_path) == []  # nothing written yet ...
+        assert store.disk_statistics().pending_blobs == 50
+        for mh, data in small:  # ... yet every blob reads back, whole and in part
+            assert await store.has(mh)
+            assert await store.get(mh) == data
+        mh, data = small[7]
+        part = data[100:200]
+        assert await store.get(mh, 100, 100, expect=sha256_multihash(part)) == part
+        await store.sync()
+        assert store.disk_statistics().pending_blobs == 0
+        assert len(pack_files(tmp_path)) == 1
+        stats = store.statistics()
+        assert (stats.blobs_written, stats.bytes_written) == (50, 50 * 4096)
+        assert counted_before_sync.blobs_written == 0
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in small:
+            assert await store.get(mh) == data
+
+
+async def test_staged_puts_are_forgotten_without_a_sync(tmp_path: Path) -> None:
+    mh, data = make_blob(1, 4096)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+    async with open_disk_store(tmp_path) as store:
+        assert not await store.has(mh)
+        with pytest.raises(BlobNotFound):
+            await store.get(mh)
+
+
+async def test_a_staged_blob_already_indexed_is_not_written_again(tmp_path: Path) -> None:
+    mh, data = make_blob(1, 4096)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+        size = pack_files(tmp_path)[0].stat().st_size
+        await store.put(mh, data)  # staged again: the index is only asked at the sync
+        await store.sync()
+        assert pack_files(tmp_path)[0].stat().st_size == size
+        stats = store.statistics()
+        assert (stats.blobs_written, stats.blobs_deduplicated) == (1, 1)
+
+
+async def test_a_deleted_staged_blob_is_never_written(tmp_path: Path) -> None:
+    kept, dropped = make_blob(1, 4096), make_blob(2, 4096)
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, [kept, dropped])
+        await store.delete(dropped[0])
+        assert not await store.has(dropped[0])
+        await store.sync()
+        assert store.statistics().blobs_written == 1
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(kept[0]) == kept[1]
+        assert not await store.has(dropped[0])
+
+
+async def test_staging_is_bounded_then_puts_write_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relay.store.disk.STAGED_TOTAL_MAX_BYTES", 10 * 4096)
+    blobs = [make_blob(n, 4096) for n in range(25)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, blobs)
+        # the 15 past the bound were written at once; the 10 staged wait for the sync
+        (pack,) = pack_files(tmp_path)
+        assert pack.stat().st_size == 15 * (4096 + 14 + 34)
+        await store.sync()
+        assert pack.stat().st_size == 25 * (4096 + 14 + 34)
+        assert store.statistics().blobs_written == 25
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+
+
+async def test_a_put_during_a_sync_is_readable_and_left_for_the_next(tmp_path: Path) -> None:
+    first, second = make_blob(1, 4096), make_blob(2, 4096)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(*first)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.sync)
+            await trio.testing.wait_all_tasks_blocked()  # the sync is writing `first`
+            assert await store.get(first[0]) == first[1]  # still readable meanwhile
+            await store.put(*second)
+        assert store.disk_statistics().pending_blobs == 1
+        await store.sync()
+        assert store.disk_statistics().pending_blobs == 0
+    async with open_disk_store(tmp_path) as store:
+        assert await store.get(first[0]) == first[1]
+        assert await store.get(second[0]) == second[1]

@@ -49,6 +49,7 @@ async def test_empty_blob_round_trips(any_store: BlobStore) -> None:
 async def test_put_twice_is_a_deduplicated_no_op(any_store: BlobStore) -> None:
     await any_store.put(BLOB_MH, BLOB)
     await any_store.put(BLOB_MH, BLOB)
+    await any_store.sync()  # a store may count a put as late as the next sync
     stats = any_store.statistics()
     assert (stats.blobs_written, stats.bytes_written, stats.blobs_deduplicated) == (
         1,
@@ -62,6 +63,7 @@ async def test_put_after_sync_is_still_deduplicated(any_store: BlobStore) -> Non
     await any_store.put(BLOB_MH, BLOB)
     await any_store.sync()
     await any_store.put(BLOB_MH, BLOB)
+    await any_store.sync()  # a store may count a put as late as the next sync
     assert any_store.statistics().blobs_written == 1
     assert any_store.statistics().blobs_deduplicated == 1
 

@@ -78,7 +78,7 @@ async def test_disk_store_checks_a_synced_blob_once_for_many_identical_puts(
     # sync has moved the blob out of the pending set, each put must ask the index; the
     # waiters used to wake after every lookup and send the next one to the index in turn:
     # N identical puts cost N thread hops and ~N² wake-ups. Now they share one lookup.
-    data = b"same chunk" * 100
+    data = b"same chunk" * 10_000  # too large to be staged: each put checks the index
     mh = b"\x12\x20" + hashlib.sha256(data).digest()
     async with open_disk_store(tmp_path) as store:
         await store.put(mh, data)
