@@ -455,3 +455,66 @@ async def test_a_put_during_a_sync_is_readable_and_left_for_the_next(tmp_path: P
     async with open_disk_store(tmp_path) as store:
         assert await store.get(first[0]) == first[1]
         assert await store.get(second[0]) == second[1]
+
+
+async def test_large_reads_go_direct_whole_and_in_part(tmp_path: Path) -> None:
+    if not direct_io_works_in(tmp_path):
+        pytest.skip(f"{tmp_path} does not support O_DIRECT (tmpfs?): the buffered path is used")
+    # Odd sizes, all written buffered back to back, so records sit at unaligned offsets:
+    # a direct read must not care how the bytes were written.
+    sizes = [300_001, 7, (1 << 20) + 3, 140_000]
+    blobs = [make_blob(n, size) for n, size in enumerate(sizes)]
+    async with open_disk_store(tmp_path, pack_size_limit_bytes=8 << 20) as store:
+        store._writer._direct = False  # all buffered, back to back
+        await put_all(store, blobs)
+        await store.sync()
+        location = store._index.lookup(blobs[2][0])
+        assert location is not None
+        assert location.offset % 4096 != 0
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+        assert store._reader.direct_reads == 3  # the three blobs of at least 128 KiB
+        mh, data = blobs[2]
+        for start, length in [(1, 200_000), (4095, 131_073), (len(data) - 131_072, 131_072)]:
+            part = data[start : start + length]
+            got = await store.get(mh, start, length, expect=sha256_multihash(part))
+            assert got == part
+        assert store._reader.direct_reads == 6
+        small_part = data[10:20]
+        assert await store.get(mh, 10, 10, expect=sha256_multihash(small_part)) == small_part
+        assert store._reader.direct_reads == 6  # a small range stays buffered
+
+
+async def test_a_refused_direct_read_falls_back_to_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import relay.store.packs as packs
+
+    blobs = [make_blob(n, 1 << 20) for n in range(3)]
+    async with open_disk_store(tmp_path) as store:
+        await put_all(store, blobs)
+        await store.sync()
+
+    def refuse(fd: int, buffers: object, offset: int) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(packs.os, "preadv", refuse)  # only the direct path uses preadv
+    async with open_disk_store(tmp_path) as store:
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+        assert store._reader.direct_reads == 0
+
+
+async def test_a_truncated_pack_read_direct_is_corrupt(tmp_path: Path) -> None:
+    mh, data = make_blob(1, 1 << 20)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+    (pack,) = pack_files(tmp_path)
+    os.truncate(pack, pack.stat().st_size - 5000)
+    async with open_disk_store(tmp_path) as store:
+        with pytest.raises(CorruptBlob, match="truncated"):
+            await store.get(mh)
