@@ -14,6 +14,7 @@ options (``--data``) override both. Units are in the names.
     max_batch = 1000               # RELAY_MAX_BATCH (mutations per commit)
     writer_idle_seconds = 30       # RELAY_WRITER_IDLE_SECONDS
     read_prefetch = 4              # RELAY_READ_PREFETCH (chunks ahead per download)
+    read_ahead_bytes = 4194304     # RELAY_READ_AHEAD_BYTES (all reads' chunks fetched ahead)
     multipart_cid_budget_bytes = 1073741824  # RELAY_MULTIPART_CID_BUDGET_BYTES
 
     [store]
@@ -132,6 +133,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_batch": ("RELAY_MAX_BATCH", "engine", int),
     "writer_idle_seconds": ("RELAY_WRITER_IDLE_SECONDS", "engine", float),
     "read_prefetch": ("RELAY_READ_PREFETCH", "engine", int),
+    "read_ahead_bytes": ("RELAY_READ_AHEAD_BYTES", "engine", int),
     "multipart_cid_budget_bytes": ("RELAY_MULTIPART_CID_BUDGET_BYTES", "engine", int),
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
@@ -334,6 +336,11 @@ def load_config(
     if upload_memory < chunk_size:
         raise ConfigError("upload_memory_bytes must hold at least one chunk (chunk_size_bytes)")
     defaults = EngineConfig()
+    read_prefetch = setting("read_prefetch", defaults.read_prefetch)
+    # By default a lone download can read its whole prefetch ahead, whatever the chunk size.
+    read_ahead = setting(
+        "read_ahead_bytes", max(defaults.read_ahead_bytes, (read_prefetch - 1) * chunk_size)
+    )
     engine = EngineConfig(
         chunker=ChunkerConfig(
             chunk_size_bytes=chunk_size,
@@ -343,7 +350,8 @@ def load_config(
         unixfs_width=setting("unixfs_width", defaults.unixfs_width),
         max_batch=setting("max_batch", defaults.max_batch),
         writer_idle_seconds=setting("writer_idle_seconds", defaults.writer_idle_seconds),
-        read_prefetch=setting("read_prefetch", defaults.read_prefetch),
+        read_prefetch=read_prefetch,
+        read_ahead_bytes=read_ahead,
         multipart_cid_budget_bytes=setting(
             "multipart_cid_budget_bytes", defaults.multipart_cid_budget_bytes
         ),
@@ -356,6 +364,8 @@ def load_config(
         raise ConfigError("writer_idle_seconds must be a positive number of seconds")
     if engine.read_prefetch < 1:
         raise ConfigError("read_prefetch must be at least 1")
+    if engine.read_ahead_bytes < 0:
+        raise ConfigError("read_ahead_bytes must not be negative")
     if engine.multipart_cid_budget_bytes < 0:
         raise ConfigError("multipart_cid_budget_bytes must not be negative")
     kind = setting("kind", DEFAULT_STORE.kind)

@@ -41,6 +41,7 @@ def test_defaults_need_nothing_configured() -> None:
     assert config.engine.max_batch == 1000
     assert config.engine.writer_idle_seconds == 30
     assert config.engine.read_prefetch == 4
+    assert config.engine.read_ahead_bytes == 4 << 20
     assert (config.store.kind, config.store.pack_size_limit_bytes) == ("disk", 1 << 30)
 
 
@@ -77,6 +78,15 @@ def test_environment_overrides_the_file_setting_by_setting(tmp_path: Path) -> No
 def test_environment_alone_sets_settings() -> None:
     config = load_config(environ={"RELAY_MAX_BATCH": "3", "RELAY_READ_PREFETCH": "9"})
     assert (config.engine.max_batch, config.engine.read_prefetch) == (3, 9)
+
+
+def test_read_ahead_covers_one_downloads_prefetch_unless_set() -> None:
+    config = load_config(environ={"RELAY_CHUNK_SIZE_BYTES": str(16 << 20)})
+    assert config.engine.read_ahead_bytes == 3 * (16 << 20)  # prefetch 4: 3 beyond the next
+    config = load_config(environ={"RELAY_READ_AHEAD_BYTES": "0"})
+    assert config.engine.read_ahead_bytes == 0
+    with pytest.raises(ConfigError, match="read_ahead_bytes"):
+        load_config(environ={"RELAY_READ_AHEAD_BYTES": "-1"})
 
 
 def test_data_dir_argument_overrides_file_and_environment(tmp_path: Path) -> None:

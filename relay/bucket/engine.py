@@ -28,7 +28,7 @@ from relay.bucket.errors import (
     NoSuchKey,
 )
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
-from relay.bucket.reader import DEFAULT_PREFETCH, serve_spans
+from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, serve_spans
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_BATCH,
@@ -64,6 +64,9 @@ DEFAULT_UNIXFS_WIDTH: Final = 1024
 MAX_SINGLE_PUT_BYTES: Final = 5 << 30
 
 
+# Enough for one download to read DEFAULT_PREFETCH 1 MiB chunks ahead.
+DEFAULT_READ_AHEAD_BYTES: Final = 4 << 20
+
 # A listing request waits at most this long for the read-ahead of its own page.
 READ_AHEAD_WAIT_SECONDS: Final = 5.0
 
@@ -75,6 +78,9 @@ class EngineConfig:
     max_batch: int = DEFAULT_MAX_BATCH
     writer_idle_seconds: float = DEFAULT_IDLE_SECONDS
     read_prefetch: int = DEFAULT_PREFETCH
+    # Chunks all reads together may hold beyond the one each waits for (see reader.py):
+    # a lone download still reads ``read_prefetch`` ahead; many share this much.
+    read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES
     node_cache_capacity: int = 100_000
     manifest_cache_capacity: int = 20_000
     # A completed multipart object's BLAKE3 (x-cid) means reading it back once: ~1 s per
@@ -164,6 +170,10 @@ class Engine:
         # The memory budget every upload through this engine shares.
         self.buffers = ChunkBuffers(config.chunker.chunk_size_bytes, config.chunker.pooled_buffers)
         self._nursery = nursery
+        # The read-ahead memory every download and read-back through this engine shares.
+        self.read_ahead_budget = ReadAheadBudget(
+            config.read_ahead_bytes // config.chunker.chunk_size_bytes
+        )
         self.blocks = BlockReader(
             store,
             registry,
@@ -477,7 +487,7 @@ class Engine:
 
         The prefetching tasks live inside this call, so the caller's task tree stays
         properly nested however it streams (an HTTP response body calls this)."""
-        async with self._stream(plan) as chunks:
+        async with self._stream(plan.spans) as chunks:
             async for chunk in chunks:
                 await write(chunk)
 
@@ -497,20 +507,22 @@ class Engine:
         plan = await self.plan_read(
             bucket, key, first=first, last=last, suffix=suffix, manifest=manifest
         )
-        async with self._stream(plan) as chunks:
+        async with self._stream(plan.spans) as chunks:
             yield ObjectStream(plan.manifest, plan.start, plan.end, chunks)
 
     @asynccontextmanager
-    async def _stream(self, plan: ReadPlan) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
-        """The planned chunks through a one-slot channel, fetched ahead by a nursery that
-        lives exactly as long as this context."""
+    async def _stream(
+        self, spans: Sequence[LeafSpan]
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+        """The chunks of ``spans`` through a one-slot channel, fetched ahead by a nursery
+        that lives exactly as long as this context."""
         send, receive = trio.open_memory_channel[bytes](1)
         with single_error():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     partial(
-                        serve_spans, self.store, plan.spans, send,
-                        prefetch=self.config.read_prefetch,
+                        serve_spans, self.store, spans, send,
+                        prefetch=self.config.read_prefetch, budget=self.read_ahead_budget,
                     )
                 )  # fmt: skip
                 async with receive:

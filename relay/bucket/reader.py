@@ -1,9 +1,14 @@
 """The read path: manifest → byte range → raw leaves → verified chunks, streamed in order.
 
-``serve_ranges`` fetches up to ``prefetch`` chunks ahead of the one being sent, each with
-its own task, and hands them over in order through a channel of one slot; peak memory is
-about ``chunk size × (prefetch + 2)`` whatever the object's size. Every chunk is verified
-by the store against its sha2-256 multihash before a byte of it is sent.
+``serve_spans`` fetches up to ``prefetch`` chunks ahead of the one being sent, each with
+its own task, and hands them over in order through a channel of one slot. Every chunk is
+verified by the store against its sha2-256 multihash before a byte of it is sent.
+
+Memory. Each stream always has its next chunk in flight (so every stream makes progress);
+chunks fetched *beyond* that each take a token from a ``ReadAheadBudget`` the whole engine
+shares, and give it back when handed over. A stream that finds no token free reads one
+chunk at a time until one is. So a lone download reads ``prefetch`` chunks ahead, and a
+hundred concurrent ones hold a hundred chunks plus the budget, not ``100 × prefetch``.
 """
 
 from __future__ import annotations
@@ -22,13 +27,40 @@ from relay.unixfs import LeafSpan
 DEFAULT_PREFETCH: Final = 4
 
 
-class _Fetch:
-    __slots__ = ("data", "done", "error")
+class ReadAheadBudget:
+    """Chunks that all streams together may hold beyond the one each is waiting for."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: int) -> None:
+        self._free = chunks
+        self.capacity = chunks
+
+    def take_nowait(self) -> bool:
+        if self._free == 0:
+            return False
+        self._free -= 1
+        return True
+
+    def give_back(self) -> None:
+        self._free += 1
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+
+class _Fetch:
+    __slots__ = ("data", "done", "error", "token")
+
+    def __init__(self, token: ReadAheadBudget | None) -> None:
         self.done = trio.Event()
         self.data = b""
         self.error: BaseException | None = None
+        self.token = token  # the budget this fetch took a token from, if any
+
+    def give_back_token(self) -> None:
+        if self.token is not None:
+            self.token.give_back()
+            self.token = None
 
 
 async def _fetch_span(store: BlobStore, span: LeafSpan, slot: _Fetch) -> None:
@@ -47,26 +79,38 @@ async def serve_spans(
     send: trio.MemorySendChannel[bytes],
     *,
     prefetch: int = DEFAULT_PREFETCH,
+    budget: ReadAheadBudget | None = None,
 ) -> None:
     """Send the bytes of ``spans`` in order; a failed or corrupt chunk raises."""
-    with single_error():
-        async with send, trio.open_nursery() as nursery:
-            pending: deque[_Fetch] = deque()
-            spans_left = iter(spans)
+    pending: deque[_Fetch] = deque()
+    try:
+        with single_error():
+            async with send, trio.open_nursery() as nursery:
+                spans_left = iter(spans)
+                last = len(spans)
+                started = 0
 
-            def start_next() -> None:
-                span = next(spans_left, None)
-                if span is not None:
-                    slot = _Fetch()
-                    pending.append(slot)
-                    nursery.start_soon(_fetch_span, store, span, slot)
+                def fill() -> None:
+                    nonlocal started
+                    while started < last and len(pending) < max(1, prefetch):
+                        token = budget if pending else None  # the next one needed is free
+                        if token is not None and not token.take_nowait():
+                            return
+                        slot = _Fetch(token)
+                        pending.append(slot)
+                        nursery.start_soon(_fetch_span, store, next(spans_left), slot)
+                        started += 1
 
-            for _ in range(max(1, prefetch)):
-                start_next()
-            while pending:
-                slot = pending.popleft()
-                await slot.done.wait()
-                if slot.error is not None:
-                    raise slot.error
-                start_next()
-                await send.send(slot.data)
+                fill()
+                while pending:
+                    slot = pending[0]
+                    await slot.done.wait()
+                    pending.popleft()
+                    slot.give_back_token()
+                    if slot.error is not None:
+                        raise slot.error
+                    fill()
+                    await send.send(slot.data)
+    finally:
+        for slot in pending:  # fetched or abandoned, they hold no chunk any more
+            slot.give_back_token()

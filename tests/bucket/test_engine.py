@@ -316,3 +316,27 @@ async def test_batches_grow_with_commit_latency(tmp_path: trio.Path) -> None:
         assert sum(record.puts for record in log) == 300
         assert len(log) - 1 <= 300 / 5, f"{len(log) - 1} commits for 300 puts"
         assert engine.statistics().writers["b"].largest_batch >= 10
+
+
+async def test_concurrent_downloads_share_the_read_ahead_budget(engine: Engine) -> None:
+    data = os.urandom(20 * (16 << 10))  # 20 chunks of the fixture's 16 KiB
+    await engine.create_bucket("b")
+    await engine.put_object("b", "k", body_of(data))
+    budget = engine.read_ahead_budget
+    assert budget.capacity == (4 << 20) // (16 << 10)  # the default, in chunks
+    lowest_free = budget.capacity
+
+    async def download() -> None:
+        nonlocal lowest_free
+        parts = []
+        async with engine.open_object("b", "k") as stream:
+            async for chunk in stream.chunks:
+                lowest_free = min(lowest_free, budget.free)
+                parts.append(chunk)
+        assert b"".join(parts) == data
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(download)
+    assert lowest_free < budget.capacity  # the downloads read ahead through the budget ...
+    assert budget.free == budget.capacity  # ... and gave every token back
