@@ -42,6 +42,8 @@ def test_defaults_need_nothing_configured() -> None:
     assert config.engine.writer_idle_seconds == 30
     assert config.engine.read_prefetch == 4
     assert config.engine.read_ahead_bytes == 4 << 20
+    assert config.engine.node_cache_bytes == 64 << 20
+    assert config.engine.manifest_cache_bytes == 16 << 20
     assert (config.store.kind, config.store.pack_size_limit_bytes) == ("disk", 1 << 30)
 
 
@@ -87,6 +89,15 @@ def test_read_ahead_covers_one_downloads_prefetch_unless_set() -> None:
     assert config.engine.read_ahead_bytes == 0
     with pytest.raises(ConfigError, match="read_ahead_bytes"):
         load_config(environ={"RELAY_READ_AHEAD_BYTES": "-1"})
+
+
+def test_cache_budgets_are_set_in_bytes() -> None:
+    config = load_config(
+        environ={"RELAY_NODE_CACHE_BYTES": "1000000", "RELAY_MANIFEST_CACHE_BYTES": "2000"}
+    )
+    assert (config.engine.node_cache_bytes, config.engine.manifest_cache_bytes) == (10**6, 2000)
+    with pytest.raises(ConfigError, match="node_cache_bytes"):
+        load_config(environ={"RELAY_NODE_CACHE_BYTES": "0"})
 
 
 def test_data_dir_argument_overrides_file_and_environment(tmp_path: Path) -> None:

@@ -33,13 +33,42 @@ T = TypeVar("T")
 
 # Nodes per level a walk's prefetch fetches ahead of its cursor: a few hundred keys' worth.
 PREFETCH_WIDTH = 128
+
+# Decoded MST nodes: ~55,000 nodes of short keys, the whole tree of a 200,000-key bucket.
+DEFAULT_NODE_CACHE_BYTES = 64 << 20
+# Decoded manifests (~0.9 KiB each without metadata): many listing pages' worth.
+DEFAULT_MANIFEST_CACHE_BYTES = 16 << 20
+# UnixFS interior nodes (up to ~40 KiB each at width 1024), as read.
+DEFAULT_RAW_CACHE_BYTES = 16 << 20
+
+
+def manifest_memory(manifest: Manifest) -> int:
+    """About how many bytes a decoded manifest holds: ~900 measured for one with no
+    metadata (tracemalloc), plus its strings."""
+    strings = sum(
+        len(name) + len(value)
+        for mapping in (manifest.metadata, manifest.headers, manifest.tags)
+        for name, value in mapping.items()
+    )
+    return 900 + len(manifest.key) + 2 * strings + 16 * len(manifest.part_sizes or ())
+
+
+def _raw_memory(data: bytes) -> int:
+    return 40 + len(data)
+
+
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 class LruCache(Generic[K, V]):
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    """Least recently used evicted first, bounded by the estimated bytes its values hold
+    (``weigh``); the newest value always stays."""
+
+    def __init__(self, capacity_bytes: int, weigh: Callable[[V], int]) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.memory_bytes = 0
+        self._weigh = weigh
         self._items: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K) -> V | None:
@@ -49,10 +78,14 @@ class LruCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.memory_bytes -= self._weigh(old)
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self.memory_bytes += self._weigh(value)
+        while self.memory_bytes > self.capacity_bytes and len(self._items) > 1:
+            _, evicted = self._items.popitem(last=False)
+            self.memory_bytes -= self._weigh(evicted)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -72,15 +105,15 @@ class BlockReader:
         store: BlobStore,
         registry: SqliteRegistry,
         *,
-        node_cache_capacity: int = 100_000,
-        manifest_cache_capacity: int = 20_000,
-        raw_cache_capacity: int = 1_000,
+        node_cache_bytes: int = DEFAULT_NODE_CACHE_BYTES,
+        manifest_cache_bytes: int = DEFAULT_MANIFEST_CACHE_BYTES,
+        raw_cache_bytes: int = DEFAULT_RAW_CACHE_BYTES,
     ) -> None:
         self._store = store
         self._registry = registry
-        self.nodes = NodeCache(node_cache_capacity)
-        self._manifests: LruCache[CID, Manifest] = LruCache(manifest_cache_capacity)
-        self._raw: LruCache[CID, bytes] = LruCache(raw_cache_capacity)
+        self.nodes = NodeCache(node_cache_bytes)
+        self._manifests: LruCache[CID, Manifest] = LruCache(manifest_cache_bytes, manifest_memory)
+        self._raw: LruCache[CID, bytes] = LruCache(raw_cache_bytes, _raw_memory)
         self._pinned: dict[CID, bytes] = {}
         self._pinned_nodes: dict[CID, Node] = {}
         self._fetches = 0

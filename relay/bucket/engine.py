@@ -19,7 +19,11 @@ from typing import Final
 
 import trio
 
-from relay.bucket.blocks import BlockReader
+from relay.bucket.blocks import (
+    DEFAULT_MANIFEST_CACHE_BYTES,
+    DEFAULT_NODE_CACHE_BYTES,
+    BlockReader,
+)
 from relay.bucket.errors import (
     BucketAlreadyExists,
     InvalidKey,
@@ -81,8 +85,8 @@ class EngineConfig:
     # Chunks all reads together may hold beyond the one each waits for (see reader.py):
     # a lone download still reads ``read_prefetch`` ahead; many share this much.
     read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES
-    node_cache_capacity: int = 100_000
-    manifest_cache_capacity: int = 20_000
+    node_cache_bytes: int = DEFAULT_NODE_CACHE_BYTES
+    manifest_cache_bytes: int = DEFAULT_MANIFEST_CACHE_BYTES
     # A completed multipart object's BLAKE3 (x-cid) means reading it back once: ~1 s per
     # GiB here. Above this size the digest is left out rather than made slow.
     multipart_cid_budget_bytes: int = 1 << 30
@@ -177,8 +181,8 @@ class Engine:
         self.blocks = BlockReader(
             store,
             registry,
-            node_cache_capacity=config.node_cache_capacity,
-            manifest_cache_capacity=config.manifest_cache_capacity,
+            node_cache_bytes=config.node_cache_bytes,
+            manifest_cache_bytes=config.manifest_cache_bytes,
         )
         self._buckets: dict[str, _BucketState] = {}
         self._loading: dict[str, trio.Event] = {}

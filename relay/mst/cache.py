@@ -5,6 +5,12 @@ four keys a node, the top few layers of a million-key tree are a few hundred nod
 cache of tens of thousands of nodes keeps every path but its last layers in memory. Nodes
 are immutable and named by their hash, so a cached node never goes stale; eviction is the
 only policy needed.
+
+The cache is bounded in bytes, not nodes: a node's decoded size grows with its keys (S3
+keys run to 1 KiB), and a count bound let a server filling a 100,000-key bucket keep
+100,000 nodes, most of them superseded by later commits, at ~260 MiB of RSS.
+``node_memory`` estimates a decoded node's footprint from its shape (measured with
+tracemalloc: ~1.2 KiB for a node of four short keys).
 """
 
 from __future__ import annotations
@@ -22,17 +28,35 @@ class NodeCacheStatistics:
     hits: int
     misses: int
     size: int
-    capacity: int
+    memory_bytes: int
+    capacity_bytes: int
     evictions: int
 
 
-class NodeCache:
-    """CID -> Node, least recently used evicted first. ``load`` is an MST loader."""
+# A decoded node: the Node, its tuples and its left CID; each entry: the Entry, its value
+# CID (object and bytes) and its right CID, plus the key's own bytes.
+_NODE_OVERHEAD_BYTES = 320
+_ENTRY_OVERHEAD_BYTES = 220
 
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("a node cache holds at least one node")
-        self._capacity = capacity
+
+def node_memory(node: Node) -> int:
+    """About how many bytes ``node`` holds in memory once decoded."""
+    return (
+        _NODE_OVERHEAD_BYTES + _ENTRY_OVERHEAD_BYTES * len(node.entries) + sum(map(len, node.keys))
+    )
+
+
+class NodeCache:
+    """CID -> Node, least recently used evicted first. ``load`` is an MST loader.
+
+    Holds nodes up to ``capacity_bytes`` of estimated memory, and always the newest one.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        if capacity_bytes < 1:
+            raise ValueError("a node cache needs a positive capacity")
+        self._capacity = capacity_bytes
+        self._memory = 0
         self._nodes: OrderedDict[CID, Node] = OrderedDict()
         self._hits = 0
         self._misses = 0
@@ -61,8 +85,10 @@ class NodeCache:
             nodes.move_to_end(cid)
             return
         nodes[cid] = node
-        if len(nodes) > self._capacity:
-            nodes.popitem(last=False)
+        self._memory += node_memory(node)
+        while self._memory > self._capacity and len(nodes) > 1:
+            _, evicted = nodes.popitem(last=False)
+            self._memory -= node_memory(evicted)
             self._evictions += 1
 
     def put_many(self, nodes: Iterable[Node]) -> None:
@@ -80,6 +106,7 @@ class NodeCache:
             hits=self._hits,
             misses=self._misses,
             size=len(self._nodes),
-            capacity=self._capacity,
+            memory_bytes=self._memory,
+            capacity_bytes=self._capacity,
             evictions=self._evictions,
         )

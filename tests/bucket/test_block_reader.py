@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 from bucket_helpers import body_of
 
-from relay.bucket.blocks import subtrees_reaching
+from relay.bucket.blocks import LruCache, manifest_memory, subtrees_reaching
 from relay.bucket.engine import Engine, open_engine
+from relay.bucket.manifest import Manifest, decode_manifest
+from relay.ipld.block import raw_block
 from relay.ipld.cid import CID
 from relay.mst import Entry, Node
 from relay.registry import open_sqlite_registry
@@ -108,3 +113,48 @@ async def test_a_read_ahead_warms_the_next_page(tmp_path: Path) -> None:
         later = await engine.list_objects("b", start_after=keys[199], limit=100)
         assert engine.blocks.statistics().block_fetches > fetched  # (the check can fail)
         assert [e.key for e in later.entries] == keys[200:]
+
+
+@pytest.mark.parametrize("metadata_values", [0, 8])
+def test_the_manifest_memory_estimate_tracks_decoded_manifests(metadata_values: int) -> None:
+    encoded = [
+        Manifest(
+            key=f"photos/2026/{n:06d}.jpg",
+            size=4096,
+            body=raw_block(n.to_bytes(4, "big")).cid,
+            chunk_size=1 << 20,
+            etag=f'"{n:032x}"',
+            last_modified_ms=1_700_000_000_000 + n,
+            content_type="image/jpeg",
+            metadata={f"field-{m}": "v" * 40 for m in range(metadata_values)},
+        )
+        .to_block()
+        .data
+        for n in range(2000)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        decoded = [decode_manifest(data) for data in encoded]
+        measured = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    estimated = sum(map(manifest_memory, decoded))
+    assert 0.75 < estimated / measured < 1.33, (estimated, measured)
+
+
+def test_the_lru_cache_is_bounded_by_the_weight_of_its_values() -> None:
+    cache: LruCache[int, bytes] = LruCache(1000, len)
+    for n in range(20):
+        cache.put(n, bytes(100))
+    assert len(cache) == 10
+    assert cache.memory_bytes == 1000
+    assert cache.get(19) is not None
+    assert cache.get(9) is None  # the ten oldest made room
+    cache.put(19, bytes(600))  # replacing a value re-weighs it
+    assert cache.memory_bytes <= 1000
+    assert cache.get(19) == bytes(600)
+    cache.put(99, bytes(5000))  # larger than the budget: kept alone
+    assert len(cache) == 1
+    assert cache.get(99) == bytes(5000)
