@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 from bucket_helpers import body_of
+from footprint import decoded_footprint
 
 from relay.bucket.blocks import LruCache, manifest_memory, subtrees_reaching
 from relay.bucket.engine import Engine, open_engine
@@ -132,14 +131,7 @@ def test_the_manifest_memory_estimate_tracks_decoded_manifests(metadata_values: 
         .data
         for n in range(2000)
     ]
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        decoded = [decode_manifest(data) for data in encoded]
-        measured = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    decoded, measured = decoded_footprint(decode_manifest, encoded)
     estimated = sum(map(manifest_memory, decoded))
     assert 0.75 < estimated / measured < 1.33, (estimated, measured)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import pytest
+from footprint import decoded_footprint
 
 from relay.ipld import multihash
 from relay.ipld.cid import CID
@@ -24,14 +22,7 @@ def tree_nodes(keys: list[bytes]) -> list[Node]:
 def test_the_memory_estimate_tracks_what_decoded_nodes_hold(key_length: int) -> None:
     keys = [f"{n:08d}".encode().ljust(key_length, b"x") for n in range(4000)]
     encoded = [node.to_bytes() for node in tree_nodes(keys)]
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        decoded = [decode_node(data) for data in encoded]
-        measured = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    decoded, measured = decoded_footprint(decode_node, encoded)
     estimated = sum(map(node_memory, decoded))
     assert 0.75 < estimated / measured < 1.33, (estimated, measured)
 
