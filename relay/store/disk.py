@@ -275,7 +275,10 @@ class DiskBlobStore:
                 if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
                     blob = whole.get(mh)
                     if blob is None:
-                        blob = whole[mh] = read_record(mh, location, 0, location.length)
+                        # A CAR: its other blocks are read again soon (the next page).
+                        blob = whole[mh] = read_record(
+                            mh, location, 0, location.length, cached=True
+                        )
                     results.append(check_read(mh, blob, read.offset, read.length, read.expect))
                 else:
                     results.append(

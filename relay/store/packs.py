@@ -29,9 +29,10 @@ CPU-s per GiB here, a direct read into an aligned buffer plus one copy out ~0.27
 covers the 4 KiB-aligned span around the bytes wanted; O_DIRECT does not care how the
 bytes were written (the kernel writes back any dirty cached pages in the span first), so
 the reader needs no record of which records went direct. The cost: a large blob read
-twice comes from the device twice; relay's callers (a download, Complete's one read-back)
-rarely read the same large blob again soon, and the page cache stays with small records
-and the index, which are read again.
+twice comes from the device twice. So only chunk reads go direct (a download, Complete's
+one read-back: rarely the same chunk again soon); a caller that will read a blob again
+says ``cached=True`` (the disk store does for commit and index CARs, whose blocks a
+listing reads page after page), and small records and the index stay in the page cache.
 
 The *index* (``index.sqlite``, WAL, ``synchronous=FULL``) maps multihash → (pack, record
 offset, data length). Rows are only ever written after the pack bytes they point at were
@@ -53,6 +54,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from relay.store.base import CorruptBlob, StoreError
 
@@ -134,6 +136,14 @@ def _datasync(fd: int) -> None:
 
 
 Pread = Callable[[int, int], bytes]  # (length, offset) -> the bytes there, maybe fewer
+
+
+class RecordReader(Protocol):
+    """``read(mh, location, start, end)``: see ``PackReader.batch``."""
+
+    def __call__(
+        self, mh: bytes, location: Location, start: int, end: int, *, cached: bool = False
+    ) -> bytes: ...
 
 
 def _read_record(
@@ -396,10 +406,11 @@ class PackReader:
         self.direct_reads = 0
 
     @contextmanager
-    def batch(self) -> Iterator[Callable[[bytes, Location, int, int], bytes]]:
+    def batch(self) -> Iterator[RecordReader]:
         """A reader of records: ``read(mh, location, start, end)`` checks the record header at
         ``location`` names ``mh`` and returns data[start:end]. Each pack is borrowed once
-        for the whole batch.
+        for the whole batch. A large read goes direct unless ``cached`` (see the module
+        docstring).
 
         The caller has checked ``0 <= start``, ``end <= location.length``; the bytes are
         NOT verified against a hash here (the caller does that, knowing what to expect).
@@ -408,7 +419,9 @@ class PackReader:
         borrowed: dict[int, _OpenPack] = {}
         with contextlib.ExitStack() as stack:
 
-            def read(mh: bytes, location: Location, start: int, end: int) -> bytes:
+            def read(
+                mh: bytes, location: Location, start: int, end: int, *, cached: bool = False
+            ) -> bytes:
                 entry = borrowed.get(location.pack)
                 if entry is None:
                     try:
@@ -427,7 +440,7 @@ class PackReader:
                 def direct(length: int, offset: int) -> bytes:
                     return self._read_direct(entry, pread, length, offset)
 
-                use_direct = direct if self._direct else None
+                use_direct = direct if self._direct and not cached else None
                 return _read_record(pread, use_direct, mh, location, start, end)
 
             yield read

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from relay.store.base import BlobNotFound, CorruptBlob, StoreError
+from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError
 from relay.store.disk import DiskBlobStore, open_disk_store
 
 
@@ -518,3 +518,23 @@ async def test_a_truncated_pack_read_direct_is_corrupt(tmp_path: Path) -> None:
     async with open_disk_store(tmp_path) as store:
         with pytest.raises(CorruptBlob, match="truncated"):
             await store.get(mh)
+
+
+async def test_a_blob_read_in_several_places_stays_in_the_page_cache(tmp_path: Path) -> None:
+    if not direct_io_works_in(tmp_path):
+        pytest.skip(f"{tmp_path} does not support O_DIRECT (tmpfs?): the buffered path is used")
+    # Like a commit CAR a listing page reads many blocks of: read whole, buffered, once.
+    mh, data = make_blob(1, 300_000)
+    async with open_disk_store(tmp_path) as store:
+        await store.put(mh, data)
+        await store.sync()
+        pieces = [(start, 50_000) for start in range(0, 300_000, 50_000)]
+        reads = [
+            BlobRead(mh, start, length, sha256_multihash(data[start : start + length]))
+            for start, length in pieces
+        ]
+        got = await store.get_many(reads)
+        assert got == [data[start : start + length] for start, length in pieces]
+        assert store._reader.direct_reads == 0
+        assert await store.get(mh) == data  # read alone and whole, it is a chunk: direct
+        assert store._reader.direct_reads == 1
