@@ -45,12 +45,13 @@ DEFAULT_RAW_CACHE_BYTES = 16 << 20
 def manifest_memory(manifest: Manifest) -> int:
     """About how many bytes a decoded manifest holds: ~900 measured for one with no
     metadata (tracemalloc), plus its strings."""
-    strings = sum(
-        len(name) + len(value)
-        for mapping in (manifest.metadata, manifest.headers, manifest.tags)
-        for name, value in mapping.items()
-    )
-    return 900 + len(manifest.key) + 2 * strings + 16 * len(manifest.part_sizes or ())
+    size = 900 + len(manifest.key)
+    for mapping in (manifest.metadata, manifest.headers, manifest.tags):
+        if mapping:
+            size += 2 * sum(len(name) + len(value) for name, value in mapping.items())
+    if manifest.part_sizes:
+        size += 16 * len(manifest.part_sizes)
+    return size
 
 
 def _raw_memory(data: bytes) -> int:
@@ -69,23 +70,25 @@ class LruCache(Generic[K, V]):
         self.capacity_bytes = capacity_bytes
         self.memory_bytes = 0
         self._weigh = weigh
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()  # value, its weight
 
     def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
 
     def put(self, key: K, value: V) -> None:
         old = self._items.pop(key, None)
         if old is not None:
-            self.memory_bytes -= self._weigh(old)
-        self._items[key] = value
-        self.memory_bytes += self._weigh(value)
+            self.memory_bytes -= old[1]
+        weight = self._weigh(value)
+        self._items[key] = (value, weight)
+        self.memory_bytes += weight
         while self.memory_bytes > self.capacity_bytes and len(self._items) > 1:
-            _, evicted = self._items.popitem(last=False)
-            self.memory_bytes -= self._weigh(evicted)
+            _, (_, evicted_weight) = self._items.popitem(last=False)
+            self.memory_bytes -= evicted_weight
 
     def __len__(self) -> int:
         return len(self._items)
