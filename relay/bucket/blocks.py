@@ -18,13 +18,13 @@ so the next batch can build on them before they are findable.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from relay.bucket.manifest import Manifest, decode_manifest
 from relay.ipld.cid import CID
+from relay.lru import LruCache
 from relay.mst import MissingBlock, Node, NodeCache, decode_node
 from relay.registry.sqlite import SqliteRegistry
 from relay.store.base import BlobNotFound, BlobRead, BlobStore
@@ -56,42 +56,6 @@ def manifest_memory(manifest: Manifest) -> int:
 
 def _raw_memory(data: bytes) -> int:
     return 40 + len(data)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LruCache(Generic[K, V]):
-    """Least recently used evicted first, bounded by the estimated bytes its values hold
-    (``weigh``); the newest value always stays."""
-
-    def __init__(self, capacity_bytes: int, weigh: Callable[[V], int]) -> None:
-        self.capacity_bytes = capacity_bytes
-        self.memory_bytes = 0
-        self._weigh = weigh
-        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()  # value, its weight
-
-    def get(self, key: K) -> V | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def put(self, key: K, value: V) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.memory_bytes -= old[1]
-        weight = self._weigh(value)
-        self._items[key] = (value, weight)
-        self.memory_bytes += weight
-        while self.memory_bytes > self.capacity_bytes and len(self._items) > 1:
-            _, (_, evicted_weight) = self._items.popitem(last=False)
-            self.memory_bytes -= evicted_weight
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True, slots=True)

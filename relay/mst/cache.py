@@ -15,11 +15,11 @@ tracemalloc: ~1.2 KiB for a node of four short keys).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from relay.ipld.cid import CID
+from relay.lru import LruCache
 from relay.mst.node import MissingBlock, Node
 
 
@@ -55,12 +55,9 @@ class NodeCache:
     def __init__(self, capacity_bytes: int) -> None:
         if capacity_bytes < 1:
             raise ValueError("a node cache needs a positive capacity")
-        self._capacity = capacity_bytes
-        self._memory = 0
-        self._nodes: OrderedDict[CID, Node] = OrderedDict()
+        self._nodes: LruCache[CID, Node] = LruCache(capacity_bytes, node_memory)
         self._hits = 0
         self._misses = 0
-        self._evictions = 0
 
     def get(self, cid: CID) -> Node | None:
         node = self._nodes.get(cid)
@@ -68,7 +65,6 @@ class NodeCache:
             self._misses += 1
             return None
         self._hits += 1
-        self._nodes.move_to_end(cid)
         return node
 
     def load(self, cid: CID) -> Node:
@@ -79,17 +75,7 @@ class NodeCache:
         return node
 
     def put(self, node: Node) -> None:
-        nodes = self._nodes
-        cid = node.cid
-        if cid in nodes:
-            nodes.move_to_end(cid)
-            return
-        nodes[cid] = node
-        self._memory += node_memory(node)
-        while self._memory > self._capacity and len(nodes) > 1:
-            _, evicted = nodes.popitem(last=False)
-            self._memory -= node_memory(evicted)
-            self._evictions += 1
+        self._nodes.put(node.cid, node)
 
     def put_many(self, nodes: Iterable[Node]) -> None:
         for node in nodes:
@@ -106,7 +92,7 @@ class NodeCache:
             hits=self._hits,
             misses=self._misses,
             size=len(self._nodes),
-            memory_bytes=self._memory,
-            capacity_bytes=self._capacity,
-            evictions=self._evictions,
+            memory_bytes=self._nodes.memory_bytes,
+            capacity_bytes=self._nodes.capacity_bytes,
+            evictions=self._nodes.evictions,
         )

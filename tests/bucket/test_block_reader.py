@@ -11,11 +11,12 @@ import trio
 from bucket_helpers import body_of
 from footprint import decoded_footprint
 
-from relay.bucket.blocks import LruCache, manifest_memory, subtrees_reaching
+from relay.bucket.blocks import manifest_memory, subtrees_reaching
 from relay.bucket.engine import Engine, open_engine
 from relay.bucket.manifest import Manifest, decode_manifest
 from relay.ipld.block import raw_block
 from relay.ipld.cid import CID
+from relay.lru import LruCache
 from relay.mst import Entry, Node
 from relay.registry import open_sqlite_registry
 from relay.store.disk import open_disk_store
