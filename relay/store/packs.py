@@ -85,6 +85,38 @@ def _align_down(value: int) -> int:
     return value & ~(DIRECT_ALIGNMENT - 1)
 
 
+class _AlignedBuffers:
+    """At most ``limit`` page-aligned buffers (anonymous maps, as O_DIRECT needs) for
+    direct I/O. A thread that finds none free waits for one rather than holding another
+    chunk's memory. Thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._made = 0
+        self._lock = threading.Lock()
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+
+    def take(self, span: int) -> mmap.mmap:
+        with self._lock:
+            make = self._free.empty() and self._made < self._limit
+            if make:
+                self._made += 1
+        if make:  # sized for a default chunk and its alignment, so it is rarely remade
+            return mmap.mmap(-1, max(span, (1 << 20) + 2 * DIRECT_ALIGNMENT))
+        buffer = self._free.get()
+        if len(buffer) < span:
+            buffer.close()
+            buffer = mmap.mmap(-1, span)
+        return buffer
+
+    def give_back(self, buffer: mmap.mmap) -> None:
+        self._free.put(buffer)
+
+    def close(self) -> None:
+        while not self._free.empty():
+            self._free.get_nowait().close()
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where a blob's record starts, and how many data bytes follow its header."""
@@ -208,8 +240,7 @@ class PackWriter:
         self._fds: dict[int, int] = {}
         self._direct_fds: dict[int, int] = {}  # packs whose filesystem took O_DIRECT
         self._direct = direct and hasattr(os, "O_DIRECT")
-        self._staging: queue.Queue[mmap.mmap] = queue.Queue()
-        self._staging_made = 0
+        self._staging = _AlignedBuffers(DIRECT_STAGING_BUFFERS)
         self._writes_in_flight: dict[int, int] = {}
         self._unsynced: set[int] = set()
         self._created_since_sync = False
@@ -263,7 +294,7 @@ class PackWriter:
         """
         size = len(header) + len(data)
         span = _align_up(size)
-        buffer = self._take_staging(span)
+        buffer = self._staging.take(span)
         try:
             buffer[: len(header)] = header
             buffer[len(header) : size] = data
@@ -284,22 +315,9 @@ class PackWriter:
             finally:
                 view.release()
         finally:
-            self._staging.put(buffer)
+            self._staging.give_back(buffer)
         self.direct_writes += 1
         return True
-
-    def _take_staging(self, span: int) -> mmap.mmap:
-        # Anonymous maps are page-aligned, as O_DIRECT needs. At most a few exist: a
-        # writer thread waits for a free one rather than holding another chunk's memory.
-        with self._lock:
-            make = self._staging.empty() and self._staging_made < DIRECT_STAGING_BUFFERS
-            if make:
-                self._staging_made += 1
-        buffer = mmap.mmap(-1, span) if make else self._staging.get()
-        if len(buffer) < span:
-            buffer.close()
-            buffer = mmap.mmap(-1, span)
-        return buffer
 
     def _rotate(self) -> None:
         # Called with the lock held. The previous pack keeps its descriptor until a sync
@@ -366,8 +384,7 @@ class PackWriter:
                 os.close(fd)
             self._fds.clear()
             self._direct_fds.clear()
-            while not self._staging.empty():
-                self._staging.get_nowait().close()
+            self._staging.close()
             self._writes_in_flight.clear()
             self._active = None
 
@@ -401,8 +418,7 @@ class PackReader:
         self._lock = threading.Lock()
         self._open: OrderedDict[int, _OpenPack] = OrderedDict()
         self._direct = hasattr(os, "O_DIRECT")
-        self._buffers: queue.Queue[mmap.mmap] = queue.Queue()
-        self._buffers_made = 0
+        self._buffers = _AlignedBuffers(DIRECT_READ_BUFFERS)
         self.direct_reads = 0
 
     @contextmanager
@@ -416,30 +432,31 @@ class PackReader:
         NOT verified against a hash here (the caller does that, knowing what to expect).
         A missing or short pack, or a header that is not the expected one, is CorruptBlob.
         """
-        borrowed: dict[int, _OpenPack] = {}
+        borrowed: dict[int, tuple[Pread, Pread]] = {}  # pack -> its buffered, direct reads
         with contextlib.ExitStack() as stack:
 
-            def read(
-                mh: bytes, location: Location, start: int, end: int, *, cached: bool = False
-            ) -> bytes:
-                entry = borrowed.get(location.pack)
-                if entry is None:
-                    try:
-                        entry = borrowed[location.pack] = stack.enter_context(
-                            self._borrow(location.pack)
-                        )
-                    except FileNotFoundError:
-                        raise CorruptBlob(
-                            mh, f"pack {pack_name(location.pack)} is missing"
-                        ) from None
-                fd = entry.fd
-
+            def readers_of(entry: _OpenPack) -> tuple[Pread, Pread]:
                 def pread(length: int, offset: int) -> bytes:
-                    return os.pread(fd, length, offset)
+                    return os.pread(entry.fd, length, offset)
 
                 def direct(length: int, offset: int) -> bytes:
                     return self._read_direct(entry, pread, length, offset)
 
+                return pread, direct
+
+            def read(
+                mh: bytes, location: Location, start: int, end: int, *, cached: bool = False
+            ) -> bytes:
+                readers = borrowed.get(location.pack)
+                if readers is None:
+                    try:
+                        entry = stack.enter_context(self._borrow(location.pack))
+                    except FileNotFoundError:
+                        raise CorruptBlob(
+                            mh, f"pack {pack_name(location.pack)} is missing"
+                        ) from None
+                    readers = borrowed[location.pack] = readers_of(entry)
+                pread, direct = readers
                 use_direct = direct if self._direct and not cached else None
                 return _read_record(pread, use_direct, mh, location, start, end)
 
@@ -465,7 +482,7 @@ class PackReader:
                     fd = entry.direct_fd
         span_start = _align_down(offset)
         span = _align_up(offset + length) - span_start
-        buffer = self._take_buffer(span)
+        buffer = self._buffers.take(span)
         try:
             try:
                 got = os.preadv(fd, [memoryview(buffer)[:span]], span_start)
@@ -478,21 +495,7 @@ class PackReader:
             skip = offset - span_start
             return buffer[skip : max(skip, min(got, skip + length))]
         finally:
-            self._buffers.put(buffer)
-
-    def _take_buffer(self, span: int) -> mmap.mmap:
-        # Anonymous maps are page-aligned, as O_DIRECT needs.
-        with self._lock:
-            make = self._buffers.empty() and self._buffers_made < DIRECT_READ_BUFFERS
-            if make:
-                self._buffers_made += 1
-        if make:
-            return mmap.mmap(-1, max(span, (1 << 20) + DIRECT_ALIGNMENT))
-        buffer = self._buffers.get()
-        if len(buffer) < span:
-            buffer.close()
-            buffer = mmap.mmap(-1, span)
-        return buffer
+            self._buffers.give_back(buffer)
 
     @contextmanager
     def _borrow(self, pack: int) -> Iterator[_OpenPack]:
@@ -535,8 +538,7 @@ class PackReader:
                 if entry.borrowers == 0:
                     entry.close()
             self._open.clear()
-            while not self._buffers.empty():
-                self._buffers.get_nowait().close()
+            self._buffers.close()
 
 
 _SCHEMA = """
