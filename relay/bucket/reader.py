@@ -86,20 +86,16 @@ async def serve_spans(
     try:
         with single_error():
             async with send, trio.open_nursery() as nursery:
-                spans_left = iter(spans)
-                last = len(spans)
-                started = 0
+                spans_left = deque(spans)
 
                 def fill() -> None:
-                    nonlocal started
-                    while started < last and len(pending) < max(1, prefetch):
+                    while spans_left and len(pending) < max(1, prefetch):
                         token = budget if pending else None  # the next one needed is free
                         if token is not None and not token.take_nowait():
                             return
                         slot = _Fetch(token)
                         pending.append(slot)
-                        nursery.start_soon(_fetch_span, store, next(spans_left), slot)
-                        started += 1
+                        nursery.start_soon(_fetch_span, store, spans_left.popleft(), slot)
 
                 fill()
                 while pending:

@@ -160,7 +160,7 @@ class DiskBlobStore:
 
     async def put(self, mh: bytes, data: bytes) -> None:
         self._check_open()
-        if mh in self._pending or mh in self._staged or mh in self._flushing:
+        if mh in self._pending or self._unwritten(mh) is not None:
             await trio.lowlevel.checkpoint()
             self._counters.deduplicated += 1
             return
@@ -188,6 +188,11 @@ class DiskBlobStore:
 
         if not await self._puts.run(mh, write):
             self._counters.deduplicated += 1
+
+    def _unwritten(self, mh: bytes) -> bytes | None:
+        """The bytes of ``mh`` if it is staged, or being written by the sync under way."""
+        data = self._staged.get(mh)
+        return self._flushing.get(mh) if data is None else data
 
     def _write_if_absent(self, mh: bytes, data: bytes) -> Location | None:
         if self._index.lookup(mh) is not None:
@@ -239,9 +244,7 @@ class DiskBlobStore:
         results: list[bytes] = []
         from_packs: list[tuple[int, BlobRead, Location | None]] = []
         for read in reads:
-            held = self._staged.get(read.blob)
-            if held is None:
-                held = self._flushing.get(read.blob)
+            held = self._unwritten(read.blob)
             if held is None:
                 from_packs.append((len(results), read, self._pending.get(read.blob)))
                 results.append(b"")
@@ -290,7 +293,7 @@ class DiskBlobStore:
 
     async def has(self, mh: bytes) -> bool:
         self._check_open()
-        if mh in self._pending or mh in self._staged or mh in self._flushing:
+        if mh in self._pending or self._unwritten(mh) is not None:
             await trio.lowlevel.checkpoint()
             return True
         location = await self._in_thread(self._index.lookup, mh)
