@@ -337,7 +337,6 @@ class Engine:
         car = CarBuilder([file_root.cid])
         for block in interior:
             car.add(block.cid, block.data)
-            self.blocks.remember_raw(block.cid, block.data)
         car_bytes = car.to_bytes()
         car_mh = multihash.sha2_256(car_bytes)
         await self.store.put(car_mh, car_bytes)
@@ -477,7 +476,7 @@ class Engine:
         if manifest is None:
             manifest = await self.head_object(bucket, key)
         start, end = resolve_range(manifest.size, first, last, suffix)
-        spans = await self.blocks.run_with_raw(
+        spans = await self.blocks.run_with_file_nodes(
             lambda load: list(
                 leaves_for_range(manifest.body, start, end - start, load, file_size=manifest.size)
             )

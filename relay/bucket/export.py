@@ -56,7 +56,7 @@ async def export_bucket(
             return
         if cid.codec != DAG_PB:
             raise ValueError(f"unexpected codec in a UnixFS DAG: {cid}")
-        data = await engine.blocks.fetch_raw(cid)
+        data = await engine.blocks.fetch(cid)
         await emit(cid, data)
         for link in decode_file_node(data).links:
             await export_file(link.cid)

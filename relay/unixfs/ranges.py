@@ -6,10 +6,11 @@ balanced tree that is at most two partial nodes per level plus the fully covered
 between them. The walk is lazy (a generator), so a reader can start fetching the first
 leaves before the last interior node of a long range is loaded.
 
-``load`` returns a dag-pb node's bytes and is trusted to have checked them against the
-CID (the store layer does that on every read); whatever it raises reaches the caller
-unchanged. The walk still checks that each child's filesize agrees with the blocksize its
-parent claims, so a bad node is a ``MalformedNode``, never a silently wrong range.
+``load`` returns a file node decoded with ``decode_file_node`` from bytes checked against
+the CID (the store layer checks every read), so a caller can keep decoded nodes between
+ranges; whatever it raises reaches the caller unchanged. The walk still checks that each
+child's filesize agrees with the blocksize its parent claims, so a bad node is a
+``MalformedNode``, never a silently wrong range.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from relay.ipld.cid import CID, DAG_PB, RAW
-from relay.unixfs.node import FileNode, MalformedNode, decode_file_node
+from relay.unixfs.node import FileNode, MalformedNode
 
 # A width-2 tree of 1-byte leaves 64 levels deep holds 2**64 bytes: deeper is a bad DAG.
 MAX_DEPTH: Final = 64
 
-Loader = Callable[[CID], bytes]
+Loader = Callable[[CID], FileNode]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def _raw_root(root: CID, offset: int, length: int, file_size: int) -> Iterator[L
 def _node_root(
     root: CID, offset: int, length: int, load: Loader, file_size: int | None
 ) -> Iterator[LeafSpan]:
-    node = decode_file_node(load(root))
+    node = load(root)
     if file_size is not None and node.filesize != file_size:
         raise MalformedNode(f"root says {node.filesize} bytes, expected {file_size}")
     end = min(offset + length, node.filesize)
@@ -96,7 +97,7 @@ def _walk(node: FileNode, start: int, end: int, load: Loader, depth: int) -> Ite
             else:
                 if depth >= MAX_DEPTH:
                     raise MalformedNode(f"file DAG deeper than {MAX_DEPTH} levels")
-                child = decode_file_node(load(link.cid))
+                child = load(link.cid)
                 if child.filesize != link.data_size:
                     raise MalformedNode(
                         f"child holds {child.filesize} bytes, its parent says {link.data_size}"

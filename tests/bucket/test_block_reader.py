@@ -11,15 +11,18 @@ import trio
 from bucket_helpers import body_of
 from footprint import decoded_footprint
 
-from relay.bucket.blocks import manifest_memory, subtrees_reaching
-from relay.bucket.engine import Engine, open_engine
+import relay.unixfs.node
+from relay.bucket.blocks import file_node_memory, manifest_memory, subtrees_reaching
+from relay.bucket.engine import Engine, EngineConfig, open_engine
 from relay.bucket.manifest import Manifest, decode_manifest
+from relay.chunker import ChunkerConfig
 from relay.ipld.block import raw_block
 from relay.ipld.cid import CID
 from relay.lru import LruCache
 from relay.mst import Entry, Node
 from relay.registry import open_sqlite_registry
 from relay.store.disk import open_disk_store
+from relay.unixfs import Link, decode_file_node, encode_file_node
 
 
 @asynccontextmanager
@@ -135,6 +138,51 @@ def test_the_manifest_memory_estimate_tracks_decoded_manifests(metadata_values: 
     decoded, measured = decoded_footprint(decode_manifest, encoded)
     estimated = sum(map(manifest_memory, decoded))
     assert 0.75 < estimated / measured < 1.33, (estimated, measured)
+
+
+@pytest.mark.parametrize("width", [2, 174])
+def test_the_file_node_memory_estimate_tracks_decoded_nodes(width: int) -> None:
+    encoded = [
+        encode_file_node(
+            [Link(raw_block(b"%d-%d" % (n, m)).cid, 1 << 20, 1 << 20) for m in range(width)],
+            width << 20,
+        ).data
+        for n in range(200)
+    ]
+    decoded, measured = decoded_footprint(decode_file_node, encoded)
+    estimated = sum(map(file_node_memory, decoded))
+    assert 0.75 < estimated / measured < 1.33, (estimated, measured)
+
+
+async def test_ranged_reads_decode_each_file_node_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = EngineConfig(chunker=ChunkerConfig(chunk_size_bytes=16 << 10), unixfs_width=4)
+    data = bytes(range(256)) * (64 * 20)  # 20 chunks of 16 KiB: three levels at width 4
+    async with (
+        open_disk_store(tmp_path / "blobs") as store,
+        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
+        open_engine(store, registry, config) as engine,
+    ):
+        await engine.create_bucket("b")
+        await engine.put_object("b", "k", body_of(data))
+        decodes = 0
+        decode = relay.unixfs.node._decode
+
+        def counting(encoded: bytes) -> relay.unixfs.node.FileNode:
+            nonlocal decodes
+            decodes += 1
+            return decode(encoded)
+
+        monkeypatch.setattr(relay.unixfs.node, "_decode", counting)
+        for first in (0, 100_000, 200_000):
+            plan = await engine.plan_read("b", "k", first=first, last=first + 50_000)
+            assert sum(span.take for span in plan.spans) == 50_001
+        first_pass = decodes
+        assert first_pass > 0  # (the count can fail: the file has interior nodes)
+        for first in (0, 100_000, 200_000):
+            await engine.plan_read("b", "k", first=first, last=first + 50_000)
+        assert decodes == first_pass  # every node came from the cache, decoded
 
 
 def test_the_lru_cache_is_bounded_by_the_weight_of_its_values() -> None:

@@ -15,9 +15,11 @@ from unixfs_reference import RefNode, batch_tree
 from relay.ipld.cid import CID
 from relay.unixfs import (
     FileBuilder,
+    FileNode,
     LeafSpan,
     Link,
     MalformedNode,
+    decode_file_node,
     encode_file_node,
     leaves_for_range,
 )
@@ -31,9 +33,9 @@ class StoredFile:
     leaves: dict[CID, bytes] = field(default_factory=dict)
     loaded: list[CID] = field(default_factory=list)
 
-    def load(self, cid: CID) -> bytes:
+    def load(self, cid: CID) -> FileNode:
         self.loaded.append(cid)
-        return self.blocks[cid]
+        return decode_file_node(self.blocks[cid])
 
 
 def store_file(data: bytes, chunk_size: int, width: int) -> StoredFile:
@@ -118,7 +120,7 @@ def test_whole_file_and_tail_of_a_deep_tree() -> None:
 def test_raw_root_is_one_span_and_needs_the_size() -> None:
     leaf = CID.raw_sha256(hashlib.sha256(b"hello").digest())
 
-    def load(cid: CID) -> bytes:
+    def load(cid: CID) -> FileNode:
         raise AssertionError("a raw root needs no loading")
 
     assert list(leaves_for_range(leaf, 1, 3, load, file_size=5)) == [LeafSpan(leaf, 5, 1, 3)]
@@ -146,10 +148,10 @@ def test_loader_errors_reach_the_caller() -> None:
 
     stored = store_file(b"x" * 100, 10, 3)
 
-    def load(cid: CID) -> bytes:
+    def load(cid: CID) -> FileNode:
         if cid != stored.root:
             raise Missing(str(cid))
-        return stored.blocks[cid]
+        return decode_file_node(stored.blocks[cid])
 
     spans = leaves_for_range(stored.root, 50, 10, load)
     with pytest.raises(Missing):
@@ -167,6 +169,6 @@ def test_child_disagreeing_with_its_parents_blocksize_is_refused() -> None:
     child = encode_file_node([Link(leaves[0], 10, 10), Link(leaves[1], 10, 10)], 20)
     # The parent claims the child holds 25 bytes; the child says 20.
     lying = encode_file_node([Link(child.cid, 25, 25 + len(child.data))], 25)
-    blocks = {child.cid: child.data, lying.cid: lying.data}
+    nodes = {block.cid: decode_file_node(block.data) for block in (child, lying)}
     with pytest.raises(MalformedNode, match="parent says 25"):
-        list(leaves_for_range(lying.cid, 0, 25, blocks.__getitem__))
+        list(leaves_for_range(lying.cid, 0, 25, nodes.__getitem__))
