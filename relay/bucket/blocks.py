@@ -12,7 +12,7 @@ fetches the nodes the walk will reach next along with the missing one: level by 
 from the root, the first ``PREFETCH_WIDTH`` subtrees at or after the cursor in key order,
 each level's uncached nodes in one registry query and one batched store read. A cold
 1,000-key page costs a few such waves instead of some 400 single-node round trips.
-Blocks written by a batch that is not committed yet are *pinned* here (``pin``/``unpin``)
+MST nodes written by a batch that is not committed yet are *pinned* here (``pin_nodes``)
 so the next batch can build on them before they are findable.
 """
 
@@ -89,7 +89,6 @@ class BlockReader:
         self._file_nodes: LruCache[CID, FileNode] = LruCache(
             file_node_cache_bytes, file_node_memory
         )
-        self._pinned: dict[CID, bytes] = {}
         self._pinned_nodes: dict[CID, Node] = {}
         self._fetches = 0
 
@@ -98,18 +97,11 @@ class BlockReader:
     def pin_nodes(self, nodes: dict[CID, Node]) -> None:
         self._pinned_nodes.update(nodes)
 
-    def pin(self, cid: CID, data: bytes) -> None:
-        self._pinned[cid] = data
-
     def unpin_nodes(self, cids: Iterable[CID], *, committed: bool) -> None:
         for cid in cids:
             node = self._pinned_nodes.pop(cid, None)
             if committed and node is not None:
                 self.nodes.put(node)
-
-    def unpin(self, cids: Iterable[CID]) -> None:
-        for cid in cids:
-            self._pinned.pop(cid, None)
 
     # -- loaders for the pure cores ------------------------------------------------------
 
@@ -142,16 +134,9 @@ class BlockReader:
 
     async def fetch_many(self, cids: Sequence[CID]) -> list[bytes]:
         """Several structural blocks, each verified, in order: one registry query and one
-        batched store read for all that are not pinned."""
+        batched store read for them all (each distinct CID asked for once)."""
+        wanted = list(dict.fromkeys(cids))
         found: dict[CID, bytes] = {}
-        wanted: list[CID] = []
-        for cid in cids:
-            pinned = self._pinned.get(cid)
-            if pinned is not None:
-                found[cid] = pinned
-            elif cid not in found:
-                found[cid] = b""  # a placeholder: asked for once
-                wanted.append(cid)
         if wanted:
             locations = await self._registry.find_blocks([cid.multihash for cid in wanted])
             reads = []
