@@ -307,8 +307,8 @@ class Engine:
     ) -> StoredBody:
         """Chunk ``body`` into the store and write its UnixFS index CAR (not committed).
 
-        ``build_index=False`` (a multipart part) stores only the chunks: the DAG is built
-        over all the parts at Complete.
+        ``build_index=False`` (a multipart part) stores only the chunks and skips the
+        body's BLAKE3: the DAG and the digest are made over all the parts at Complete.
         """
         chunked = await chunk_into_store(
             body,
@@ -318,6 +318,7 @@ class Engine:
             max_body_bytes=max_body_bytes,
             expected_size=size_hint,
             buffers=self.buffers,
+            whole_blake3=build_index,
         )
         if not build_index:
             return StoredBody(chunked.leaves[0].cid, chunked.size, chunked, ())

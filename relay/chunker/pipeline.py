@@ -91,7 +91,7 @@ class ChunkedBody:
     leaves: tuple[Leaf, ...]
     size: int
     md5: bytes
-    blake3: bytes
+    blake3: bytes | None  # None when the caller did not ask for it (a multipart part)
     checksums: dict[Checksum, bytes] = field(default_factory=dict)
 
 
@@ -158,13 +158,16 @@ def checksum_of(kind: Checksum, data: bytes) -> bytes:
 class BodyHasher:
     """The whole-body digests, fed chunk by chunk, in order."""
 
-    def __init__(self, checksums: frozenset[Checksum] = frozenset()) -> None:
+    def __init__(
+        self, checksums: frozenset[Checksum] = frozenset(), *, whole_blake3: bool = True
+    ) -> None:
         self._md5 = hashlib.md5()
-        self._blake3 = blake3.blake3()
+        self._blake3 = blake3.blake3() if whole_blake3 else None
         self._extra = {kind: _new_checksum(kind) for kind in checksums}
 
     def _update_all_but_md5(self, chunk: bytes) -> bytes:
-        self._blake3.update(chunk)
+        if self._blake3 is not None:
+            self._blake3.update(chunk)
         for hasher in self._extra.values():
             hasher.update(chunk)
         return hashlib.sha256(chunk).digest()
@@ -186,8 +189,8 @@ class BodyHasher:
     def md5(self) -> bytes:
         return self._md5.digest()
 
-    def blake3(self) -> bytes:
-        return self._blake3.digest()
+    def blake3(self) -> bytes | None:
+        return None if self._blake3 is None else self._blake3.digest()
 
     def checksums(self) -> dict[Checksum, bytes]:
         return {kind: hasher.digest() for kind, hasher in self._extra.items()}
@@ -202,8 +205,12 @@ async def chunk_into_store(
     max_body_bytes: int | None = None,
     expected_size: int | None = None,
     buffers: ChunkBuffers | None = None,
+    whole_blake3: bool = True,
 ) -> ChunkedBody:
     """Stream ``source`` into ``store`` as fixed-size raw chunks; see the module docstring.
+
+    ``whole_blake3=False`` leaves out the body's BLAKE3 (``blake3`` is None): a multipart
+    part's is of no use, as Complete hashes the whole object in order.
 
     ``buffers`` is the server's pool (the memory budget shared by every upload); without
     it each chunk gets a buffer of its own. ``expected_size`` (a Content-Length) sizes a
@@ -221,10 +228,12 @@ async def chunk_into_store(
         if max_body_bytes is not None and len(body) > max_body_bytes:
             raise BodyTooLarge(max_body_bytes)
         if rest is None:
-            return await _store_small_body(body, store, checksums)
+            return await _store_small_body(
+                body, store, BodyHasher(checksums, whole_blake3=whole_blake3)
+            )
         source = _chained(pieces, rest)
     pool = buffers if buffers is not None and buffers.chunk_size == chunk_size else None
-    hasher = BodyHasher(checksums)
+    hasher = BodyHasher(checksums, whole_blake3=whole_blake3)
     leaves: list[Leaf] = []
     put_slots = trio.Semaphore(config.max_puts_in_flight)
     send_chunk, receive_chunk = trio.open_memory_channel[tuple[bytearray, int]](1)
@@ -329,10 +338,7 @@ async def _chained(pieces: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIter
         yield piece
 
 
-async def _store_small_body(
-    body: bytes, store: BlobStore, checksums: frozenset[Checksum]
-) -> ChunkedBody:
-    hasher = BodyHasher(checksums)
+async def _store_small_body(body: bytes, store: BlobStore, hasher: BodyHasher) -> ChunkedBody:
     digest = hasher.update_nowait(body)
     await store.put(wrap_sha2_256(digest), body)
     leaf = Leaf(CID.raw_sha256(digest), len(body))

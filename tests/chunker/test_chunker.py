@@ -152,6 +152,18 @@ async def test_only_requested_checksums_are_computed() -> None:
     assert result.checksums == {Checksum.CRC32C: google_crc32c.value(b"abc").to_bytes(4, "big")}
 
 
+@pytest.mark.parametrize("size", [100, 3 * MIN_CHUNK_SIZE + 5], ids=["small", "chunked"])
+async def test_a_part_can_leave_out_the_whole_body_blake3(size: int) -> None:
+    body = random.Random(size).randbytes(size)
+    kept = await chunk_into_store(pieces_of(body), MemoryBlobStore(), SMALL, expected_size=size)
+    left_out = await chunk_into_store(
+        pieces_of(body), MemoryBlobStore(), SMALL, expected_size=size, whole_blake3=False
+    )
+    assert kept.blake3 == blake3.blake3(body).digest()
+    assert left_out.blake3 is None
+    assert (left_out.leaves, left_out.md5) == (kept.leaves, kept.md5)
+
+
 async def test_repeated_chunks_are_stored_once_but_listed_every_time() -> None:
     body = b"\x07" * (3 * MIN_CHUNK_SIZE)
     store = MemoryBlobStore()
