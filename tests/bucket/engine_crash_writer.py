@@ -4,7 +4,9 @@ Usage: python engine_crash_writer.py DATA_DIR ROUND
 
 Each object's bytes are a pure function of its key (``expected_body``), so the checker can
 verify any object it finds without knowing what was sent. A line ``ACK <key>`` is printed
-(and flushed) only after ``put_object`` returned, i.e. after the commit was durable.
+(and flushed) only after ``put_object`` returned, i.e. after the commit was durable; a
+delete prints ``DELETING <key>`` before it starts and ``DEL <key>`` after it returned, so
+the checker knows which keys a kill left with a delete that may or may not have landed.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ async def main(data_dir: Path, round_number: int) -> None:
             print(f"ACK {key}", flush=True)
 
         async def delete(key: str) -> None:
+            print(f"DELETING {key}", flush=True)
             await engine.delete_object(BUCKET, key)
             print(f"DEL {key}", flush=True)
 
