@@ -17,6 +17,7 @@ options (``--data``) override both. Units are in the names.
     read_ahead_bytes = 4194304     # RELAY_READ_AHEAD_BYTES (all reads' chunks fetched ahead)
     node_cache_bytes = 67108864    # RELAY_NODE_CACHE_BYTES (decoded MST nodes, all buckets)
     manifest_cache_bytes = 16777216  # RELAY_MANIFEST_CACHE_BYTES (decoded manifests)
+    summary_cache_bytes = 50331648   # RELAY_SUMMARY_CACHE_BYTES (what listings show of objects)
     multipart_cid_budget_bytes = 1073741824  # RELAY_MULTIPART_CID_BUDGET_BYTES
 
     [store]
@@ -138,6 +139,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "read_ahead_bytes": ("RELAY_READ_AHEAD_BYTES", "engine", int),
     "node_cache_bytes": ("RELAY_NODE_CACHE_BYTES", "engine", int),
     "manifest_cache_bytes": ("RELAY_MANIFEST_CACHE_BYTES", "engine", int),
+    "summary_cache_bytes": ("RELAY_SUMMARY_CACHE_BYTES", "engine", int),
     "multipart_cid_budget_bytes": ("RELAY_MULTIPART_CID_BUDGET_BYTES", "engine", int),
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
@@ -358,6 +360,7 @@ def load_config(
         read_ahead_bytes=read_ahead,
         node_cache_bytes=setting("node_cache_bytes", defaults.node_cache_bytes),
         manifest_cache_bytes=setting("manifest_cache_bytes", defaults.manifest_cache_bytes),
+        summary_cache_bytes=setting("summary_cache_bytes", defaults.summary_cache_bytes),
         multipart_cid_budget_bytes=setting(
             "multipart_cid_budget_bytes", defaults.multipart_cid_budget_bytes
         ),
@@ -372,8 +375,9 @@ def load_config(
         raise ConfigError("read_prefetch must be at least 1")
     if engine.read_ahead_bytes < 0:
         raise ConfigError("read_ahead_bytes must not be negative")
-    if engine.node_cache_bytes < 1 or engine.manifest_cache_bytes < 1:
-        raise ConfigError("node_cache_bytes and manifest_cache_bytes must be positive")
+    for name in ("node_cache_bytes", "manifest_cache_bytes", "summary_cache_bytes"):
+        if getattr(engine, name) < 1:
+            raise ConfigError(f"{name} must be positive")
     if engine.multipart_cid_budget_bytes < 0:
         raise ConfigError("multipart_cid_budget_bytes must not be negative")
     kind = setting("kind", DEFAULT_STORE.kind)

@@ -44,6 +44,7 @@ def test_defaults_need_nothing_configured() -> None:
     assert config.engine.read_ahead_bytes == 4 << 20
     assert config.engine.node_cache_bytes == 64 << 20
     assert config.engine.manifest_cache_bytes == 16 << 20
+    assert config.engine.summary_cache_bytes == 48 << 20
     assert (config.store.kind, config.store.pack_size_limit_bytes) == ("disk", 1 << 30)
 
 
@@ -93,11 +94,18 @@ def test_read_ahead_covers_one_downloads_prefetch_unless_set() -> None:
 
 def test_cache_budgets_are_set_in_bytes() -> None:
     config = load_config(
-        environ={"RELAY_NODE_CACHE_BYTES": "1000000", "RELAY_MANIFEST_CACHE_BYTES": "2000"}
+        environ={
+            "RELAY_NODE_CACHE_BYTES": "1000000",
+            "RELAY_MANIFEST_CACHE_BYTES": "2000",
+            "RELAY_SUMMARY_CACHE_BYTES": "3000",
+        }
     )
-    assert (config.engine.node_cache_bytes, config.engine.manifest_cache_bytes) == (10**6, 2000)
-    with pytest.raises(ConfigError, match="node_cache_bytes"):
-        load_config(environ={"RELAY_NODE_CACHE_BYTES": "0"})
+    engine = config.engine
+    assert (engine.node_cache_bytes, engine.manifest_cache_bytes) == (10**6, 2000)
+    assert engine.summary_cache_bytes == 3000
+    for name in ("NODE", "MANIFEST", "SUMMARY"):
+        with pytest.raises(ConfigError, match=f"{name.lower()}_cache_bytes must be positive"):
+            load_config(environ={f"RELAY_{name}_CACHE_BYTES": "0"})
 
 
 def test_data_dir_argument_overrides_file_and_environment(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import trio
 from relay.bucket.blocks import (
     DEFAULT_MANIFEST_CACHE_BYTES,
     DEFAULT_NODE_CACHE_BYTES,
+    DEFAULT_SUMMARY_CACHE_BYTES,
     BlockReader,
 )
 from relay.bucket.errors import (
@@ -31,7 +32,7 @@ from relay.bucket.errors import (
     NoSuchBucket,
     NoSuchKey,
 )
-from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
 from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, serve_spans
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
@@ -87,6 +88,7 @@ class EngineConfig:
     read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES
     node_cache_bytes: int = DEFAULT_NODE_CACHE_BYTES
     manifest_cache_bytes: int = DEFAULT_MANIFEST_CACHE_BYTES
+    summary_cache_bytes: int = DEFAULT_SUMMARY_CACHE_BYTES
     # A completed multipart object's BLAKE3 (x-cid) means reading it back once: ~1 s per
     # GiB here. Above this size the digest is left out rather than made slow.
     multipart_cid_budget_bytes: int = 1 << 30
@@ -183,6 +185,7 @@ class Engine:
             registry,
             node_cache_bytes=config.node_cache_bytes,
             manifest_cache_bytes=config.manifest_cache_bytes,
+            summary_cache_bytes=config.summary_cache_bytes,
         )
         self._buckets: dict[str, _BucketState] = {}
         self._loading: dict[str, trio.Event] = {}
@@ -590,6 +593,10 @@ class Engine:
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
         return await self.blocks.manifests(cids)
 
+    async def summaries(self, cids: Sequence[CID]) -> list[ObjectSummary]:
+        """What a listing shows of each object, from a cache of its own (see BlockReader)."""
+        return await self.blocks.summaries(cids)
+
     def read_ahead(self, bucket: str, prefix: str, after: bytes, limit: int) -> None:
         """Warm the caches for the listing page after ``after``, in the background.
 
@@ -607,7 +614,7 @@ class Engine:
                 keys, _ = await self.list_keys(
                     bucket, prefix=prefix, start_after=after, limit=limit
                 )
-                await self.manifests([cid for _, cid in keys])
+                await self.summaries([cid for _, cid in keys])
             except Exception:
                 pass
             finally:

@@ -125,7 +125,7 @@ async def _page(ctx: Context, bucket: str, listing: _Listing, cursor: bytes) -> 
         await ctx.engine.wait_for_read_ahead(bucket, cursor)
     page = await list_page(
         keys,
-        ctx.engine.manifests,
+        ctx.engine.summaries,
         prefix=listing.prefix,
         delimiter=listing.delimiter,
         cursor=cursor,
@@ -201,15 +201,15 @@ async def list_object_versions(ctx: Context, endpoint: ListObjectVersions) -> Re
     if page.is_truncated and page.last_entry is not None:
         body += element("NextKeyMarker", encode(page.last_entry))
         body += element("NextVersionIdMarker", "null")
-    for key, manifest in page.keys:
+    for key, summary in page.keys:
         body += (
             "<Version>"
             + element("Key", encode(key))
             + element("VersionId", "null")
             + element("IsLatest", "true")
-            + element("LastModified", iso8601(manifest.last_modified_ms))
-            + element("ETag", f'"{manifest.etag}"')
-            + element("Size", manifest.size)
+            + element("LastModified", iso8601(summary.last_modified_ms))
+            + element("ETag", f'"{summary.etag}"')
+            + element("Size", summary.size)
             + owner
             + element("StorageClass", "STANDARD")
             + "</Version>"

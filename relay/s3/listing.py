@@ -19,14 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from relay.bucket.manifest import Manifest
+from relay.bucket.manifest import ObjectSummary
 from relay.ipld.cid import CID
 from relay.s3.errors import InvalidArgument
 from relay.s3.xml import document, element, iso8601, optional, text
 
 # (prefix, after, limit) -> ([(key, manifest cid)], more)
 KeySource = Callable[[str, bytes, int], Awaitable[tuple[list[tuple[str, CID]], bool]]]
-ManifestLoader = Callable[[list[CID]], Awaitable[list[Manifest]]]
+SummaryLoader = Callable[[list[CID]], Awaitable[list[ObjectSummary]]]
 
 PAST_EVERY_UTF8_SUFFIX = b"\xff"
 MAX_KEYS = 1000
@@ -36,7 +36,7 @@ _STEP = 1001
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    keys: list[tuple[str, Manifest]]
+    keys: list[tuple[str, ObjectSummary]]
     common_prefixes: list[str]
     is_truncated: bool
     cursor: bytes  # where the next page starts (exclusive)
@@ -62,7 +62,7 @@ def resume_after(marker: str, prefix: str, delimiter: str) -> bytes:
 
 async def list_page(
     keys: KeySource,
-    manifests: ManifestLoader,
+    summaries: SummaryLoader,
     *,
     prefix: str,
     delimiter: str,
@@ -91,18 +91,18 @@ async def list_page(
         if not stopped_early and not more:
             # The whole rest of the listing was in this batch: nothing follows the page.
             return Page(
-                await _with_manifests(found, manifests), prefixes, False, cursor, last_entry
+                await _with_summaries(found, summaries), prefixes, False, cursor, last_entry
             )
     following, _ = await keys(prefix, cursor, 1)
-    page_keys = await _with_manifests(found, manifests)
+    page_keys = await _with_summaries(found, summaries)
     return Page(page_keys, prefixes, bool(following), cursor, last_entry)
 
 
-async def _with_manifests(
-    found: list[tuple[str, CID]], manifests: ManifestLoader
-) -> list[tuple[str, Manifest]]:
-    loaded = await manifests([cid for _, cid in found])
-    return [(key, manifest) for (key, _), manifest in zip(found, loaded, strict=True)]
+async def _with_summaries(
+    found: list[tuple[str, CID]], summaries: SummaryLoader
+) -> list[tuple[str, ObjectSummary]]:
+    loaded = await summaries([cid for _, cid in found])
+    return [(key, summary) for (key, _), summary in zip(found, loaded, strict=True)]
 
 
 def encode_token(cursor: bytes) -> str:
@@ -142,7 +142,7 @@ def encoder(encoding_type: str | None) -> Callable[[str], str]:
 
 def _contents(page: Page, encode: Callable[[str], str], owner: str | None) -> str:
     parts = []
-    for key, manifest in page.keys:
+    for key, summary in page.keys:
         owner_xml = (
             f"<Owner>{element('ID', owner)}{element('DisplayName', owner)}</Owner>"
             if owner is not None
@@ -151,9 +151,9 @@ def _contents(page: Page, encode: Callable[[str], str], owner: str | None) -> st
         parts.append(
             "<Contents>"
             + element("Key", encode(key))
-            + element("LastModified", iso8601(manifest.last_modified_ms))
-            + element("ETag", f'"{manifest.etag}"')
-            + element("Size", manifest.size)
+            + element("LastModified", iso8601(summary.last_modified_ms))
+            + element("ETag", f'"{summary.etag}"')
+            + element("Size", summary.size)
             + owner_xml
             + element("StorageClass", "STANDARD")
             + "</Contents>"

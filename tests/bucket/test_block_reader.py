@@ -12,9 +12,14 @@ from bucket_helpers import body_of
 from footprint import decoded_footprint
 
 import relay.unixfs.node
-from relay.bucket.blocks import file_node_memory, manifest_memory, subtrees_reaching
+from relay.bucket.blocks import (
+    file_node_memory,
+    manifest_memory,
+    subtrees_reaching,
+    summary_memory,
+)
 from relay.bucket.engine import Engine, EngineConfig, open_engine
-from relay.bucket.manifest import Manifest, decode_manifest
+from relay.bucket.manifest import Manifest, ObjectSummary, decode_manifest
 from relay.chunker import ChunkerConfig
 from relay.ipld.block import raw_block
 from relay.ipld.cid import CID
@@ -100,22 +105,29 @@ async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: P
     assert lookups < 60, lookups
 
 
+async def summary_page(engine: Engine, after: str, limit: int) -> list[str]:
+    """A listing page as the S3 layer reads it: keys from the tree, then their summaries."""
+    found, _ = await engine.list_keys("b", start_after=after.encode(), limit=limit)
+    summaries = await engine.summaries([cid for _, cid in found])
+    assert [s.size for s in summaries] == [len(key) for key, _ in found]
+    return [key for key, _ in found]
+
+
 async def test_a_read_ahead_warms_the_next_page(tmp_path: Path) -> None:
     keys = [f"k{n:04d}" for n in range(300)]
     await fill(tmp_path, keys)
     async with disk_engine(tmp_path) as engine:
-        first = await engine.list_objects("b", limit=100)
-        cursor = first.entries[-1].key.encode()
+        first = await summary_page(engine, "", 100)
+        cursor = first[-1].encode()
         engine.read_ahead("b", "", cursor, 100)
         engine.read_ahead("b", "", cursor, 100)  # one per bucket: a second is a no-op
         await engine.wait_for_read_ahead("b", cursor)
         fetched = engine.blocks.statistics().block_fetches
-        second = await engine.list_objects("b", start_after=cursor.decode(), limit=100)
-        assert [e.key for e in second.entries] == keys[100:200]
+        assert await summary_page(engine, cursor.decode(), 100) == keys[100:200]
         assert engine.blocks.statistics().block_fetches == fetched  # all from the caches
-        later = await engine.list_objects("b", start_after=keys[199], limit=100)
+        later = await summary_page(engine, keys[199], 100)
         assert engine.blocks.statistics().block_fetches > fetched  # (the check can fail)
-        assert [e.key for e in later.entries] == keys[200:]
+        assert later == keys[200:]
 
 
 @pytest.mark.parametrize("metadata_values", [0, 8])
@@ -138,6 +150,36 @@ def test_the_manifest_memory_estimate_tracks_decoded_manifests(metadata_values: 
     decoded, measured = decoded_footprint(decode_manifest, encoded)
     estimated = sum(map(manifest_memory, decoded))
     assert 0.75 < estimated / measured < 1.33, (estimated, measured)
+
+
+async def test_listing_summaries_are_cached_apart_from_manifests(tmp_path: Path) -> None:
+    keys = [f"k{n:04d}" for n in range(300)]
+    await fill(tmp_path, keys)
+    async with disk_engine(tmp_path) as engine:
+        found, _ = await engine.list_keys("b", limit=1000)
+        cids = [cid for _, cid in found]
+        summaries = await engine.summaries(cids)
+        # A listing leaves the manifest cache to HEAD and GET.
+        assert engine.blocks.statistics().manifest_cache_size == 0
+        fetched = engine.blocks.statistics().block_fetches
+        assert await engine.summaries(cids) == summaries
+        assert engine.blocks.statistics().block_fetches == fetched  # all from the cache
+        manifests = await engine.manifests(cids)
+        assert summaries == [manifest.summary() for manifest in manifests]
+        assert [s.size for s in summaries] == [len(key) for key in keys]
+
+
+def test_the_summary_memory_estimate_counts_its_cache_entry() -> None:
+    cids = [raw_block(b"%d" % n).cid for n in range(5000)]
+    etags = [f"{n:032x}" if n % 3 else f"{n:032x}-12" for n in range(5000)]
+    cache: LruCache[CID, ObjectSummary] = LruCache(1 << 40, summary_memory)
+
+    def fill(_: bytes) -> None:
+        for n, cid in enumerate(cids):
+            cache.put(cid, ObjectSummary(4096 + n, etags[n], 1_700_000_000_000 + n))
+
+    _, measured = decoded_footprint(fill, [b""])
+    assert 0.75 < cache.memory_bytes / measured < 1.33, (cache.memory_bytes, measured)
 
 
 @pytest.mark.parametrize("width", [2, 174])

@@ -47,7 +47,7 @@ def source(keys: list[str]):  # type: ignore[no-untyped-def]
     return list_keys, calls
 
 
-async def manifests(cids: list[CID]) -> list[object]:
+async def summaries(cids: list[CID]) -> list[object]:
     return [object() for _ in cids]
 
 
@@ -58,7 +58,7 @@ async def all_pages(keys: list[str], prefix: str, delimiter: str, max_keys: int)
     for _ in range(10_000):
         page = await list_page(
             list_keys,
-            manifests,
+            summaries,
             prefix=prefix,
             delimiter=delimiter,
             cursor=cursor,  # type: ignore[arg-type]
