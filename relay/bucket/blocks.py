@@ -31,6 +31,7 @@ from relay.store.base import BlobNotFound, BlobRead, BlobStore
 from relay.unixfs import FileNode, decode_file_node
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 # Nodes per level a walk's prefetch fetches ahead of its cursor: a few hundred keys' worth.
 PREFETCH_WIDTH = 128
@@ -199,41 +200,51 @@ class BlockReader:
 
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
         """Several manifests in order; those not cached are fetched in one batch."""
-        found: dict[CID, Manifest] = {}
-        missing: list[CID] = []
-        for cid in cids:
-            manifest = self._manifests.get(cid)
-            if manifest is None:
-                missing.append(cid)
-            else:
-                found[cid] = manifest
-        if missing:
-            for cid, data in zip(missing, await self.fetch_many(missing), strict=True):
-                manifest = found[cid] = decode_manifest(data)
-                self._manifests.put(cid, manifest)
-        return [found[cid] for cid in cids]
+        return await self._through_cache(
+            cids, self._manifests.get, decode_manifest, self._manifests.put
+        )
 
     async def summaries(self, cids: Sequence[CID]) -> list[ObjectSummary]:
         """What listings show of several objects, in order. A miss is fetched and decoded
         (in one batch) but its whole manifest is not cached: a listing of many keys would
         only push out the manifests that HEAD and GET are using."""
-        found: dict[CID, ObjectSummary] = {}
+        return await self._through_cache(
+            cids,
+            self._cached_summary,
+            lambda data: decode_manifest(data).summary(),
+            self._summaries.put,
+        )
+
+    def _cached_summary(self, cid: CID) -> ObjectSummary | None:
+        summary = self._summaries.get(cid)
+        if summary is None:
+            manifest = self._manifests.get(cid)
+            if manifest is not None:
+                summary = manifest.summary()
+                self._summaries.put(cid, summary)
+        return summary
+
+    async def _through_cache(
+        self,
+        cids: Sequence[CID],
+        cached: Callable[[CID], V | None],
+        decode: Callable[[bytes], V],
+        keep: Callable[[CID, V], None],
+    ) -> list[V]:
+        """``cids`` decoded, in order: each from ``cached`` if there, the rest fetched in
+        one batch, decoded and handed to ``keep``."""
+        found: dict[CID, V] = {}
         missing: list[CID] = []
         for cid in cids:
-            summary = self._summaries.get(cid)
-            if summary is None:
-                manifest = self._manifests.get(cid)
-                if manifest is not None:
-                    summary = manifest.summary()
-                    self._summaries.put(cid, summary)
-            if summary is None:
+            value = cached(cid)
+            if value is None:
                 missing.append(cid)
             else:
-                found[cid] = summary
+                found[cid] = value
         if missing:
             for cid, data in zip(missing, await self.fetch_many(missing), strict=True):
-                summary = found[cid] = decode_manifest(data).summary()
-                self._summaries.put(cid, summary)
+                value = found[cid] = decode(data)
+                keep(cid, value)
         return [found[cid] for cid in cids]
 
     def remember_manifest(self, cid: CID, manifest: Manifest) -> None:
