@@ -78,6 +78,8 @@ class BlockReaderStatistics:
     node_cache_size: int
     manifest_cache_size: int
     pinned_blocks: int
+    summary_cache_size: int
+    file_node_cache_size: int
 
 
 class BlockReader:
@@ -283,7 +285,12 @@ class BlockReader:
 
     def statistics(self) -> BlockReaderStatistics:
         return BlockReaderStatistics(
-            self._fetches, len(self.nodes), len(self._manifests), len(self._pinned_nodes)
+            self._fetches,
+            len(self.nodes),
+            len(self._manifests),
+            len(self._pinned_nodes),
+            len(self._summaries),
+            len(self._file_nodes),
         )
 
 

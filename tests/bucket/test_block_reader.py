@@ -161,6 +161,7 @@ async def test_listing_summaries_are_cached_apart_from_manifests(tmp_path: Path)
         summaries = await engine.summaries(cids)
         # A listing leaves the manifest cache to HEAD and GET.
         assert engine.blocks.statistics().manifest_cache_size == 0
+        assert engine.blocks.statistics().summary_cache_size == len(keys)
         fetched = engine.blocks.statistics().block_fetches
         assert await engine.summaries(cids) == summaries
         assert engine.blocks.statistics().block_fetches == fetched  # all from the cache
@@ -222,6 +223,7 @@ async def test_ranged_reads_decode_each_file_node_once(
             assert sum(span.take for span in plan.spans) == 50_001
         first_pass = decodes
         assert first_pass > 0  # (the count can fail: the file has interior nodes)
+        assert engine.blocks.statistics().file_node_cache_size == first_pass
         for first in (0, 100_000, 200_000):
             await engine.plan_read("b", "k", first=first, last=first + 50_000)
         assert decodes == first_pass  # every node came from the cache, decoded
