@@ -193,8 +193,7 @@ class Data:
 
     def missing_bytes(self) -> int:
         """How many bytes ``make`` would write."""
-        total = 0
-        total += sum(size for size in self.big_sizes() if not self.big_file(size).exists())
+        total = sum(size for size in self.big_sizes() if not self.big_file(size).exists())
         for size in self.concurrent_sizes():
             total += sum(size for p in self.concurrent_files(size) if not p.exists())
         return total
@@ -207,13 +206,12 @@ class Data:
         for size in self.big_sizes():
             if not self.big_file(size).exists():
                 make_big_file(self.big_file(size), size, seed=3, progress=progress)
+            self.big_digest(size)
         for size in self.concurrent_sizes():
             self.concurrent_dir(size).mkdir(exist_ok=True)
             for n, path in enumerate(self.concurrent_files(size)):
                 if not path.exists():
                     make_big_file(path, size, seed=100 + n, progress=progress)
-        for size in self.big_sizes():
-            self.big_digest(size)
 
 
 def _make_small_tree(root: Path, count: int, size: int, seed: int) -> None:
