@@ -108,6 +108,7 @@ class S3App:
             request.headers,
             self._credentials.get,
             self._clock(),
+            region=self.region,
         )
         if isinstance(endpoint, routing.Unsupported):
             raise NotImplemented_(f"relay does not implement {endpoint.operation} yet")

@@ -151,7 +151,7 @@ def from_exception(exc: BaseException) -> S3Error:
     if isinstance(exc, S3Error):
         return exc
     if isinstance(exc, SigV4Error):
-        return BY_CODE.get(exc.code, S3Error)(exc.message)
+        return BY_CODE.get(exc.code, S3Error)(exc.message, **exc.extra)
     table: list[tuple[type[BaseException], Callable[[BaseException], S3Error]]] = [
         (engine.NoSuchBucket, lambda e: NoSuchBucket(BucketName=e.bucket)),  # type: ignore[attr-defined]
         (engine.NoSuchKey, lambda e: NoSuchKey(Key=e.key)),  # type: ignore[attr-defined]

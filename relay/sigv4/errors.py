@@ -16,9 +16,12 @@ class SigV4Error(Exception):
     code: str = "AccessDenied"
     status: int = 403
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **extra: str) -> None:
         super().__init__(message)
         self.message = message
+        # More elements for the S3 error document (``Region`` for a wrong region, which
+        # SDKs read to re-sign for the right one, as they do against AWS).
+        self.extra = extra
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"

@@ -231,7 +231,10 @@ def _check_scope(
     if date != timestamp[:8]:
         raise error(f"the credential date {date} does not match the request date {timestamp[:8]}")
     if expected_region is not None and region != expected_region:
-        raise error(f"the region {region[:64]!r} is wrong; expecting {expected_region!r}")
+        raise error(
+            f"the region {region[:64]!r} is wrong; expecting {expected_region!r}",
+            Region=expected_region,
+        )
     if service != expected_service:
         raise error(
             f"the credential service {service[:64]!r} is wrong; expecting {expected_service!r}"
