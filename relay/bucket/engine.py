@@ -41,6 +41,7 @@ from relay.bucket.writer import (
     DropBucket,
     Mutation,
     Precondition,
+    Update,
     WriterStatistics,
 )
 from relay.chunker import (
@@ -417,6 +418,16 @@ class Engine:
         )
         await self._submit(bucket, mutation)
         return await mutation.wait()
+
+    async def update_object(self, bucket: str, key: str, change: Update) -> Manifest:
+        """Replace ``key``'s manifest with ``change(current)``, decided by the bucket's
+        writer in order with every other write to the key (no lost update, no retry).
+        ``change`` raises an ``EngineError`` (such as ``NoSuchKey``) to refuse."""
+        mutation = Mutation(key_bytes(key), None, update=change)
+        await self._submit(bucket, mutation)
+        await mutation.wait()
+        assert mutation.manifest is not None
+        return mutation.manifest
 
     async def delete_object(
         self, bucket: str, key: str, *, precondition: Precondition | None = None

@@ -8,8 +8,9 @@ only the small metadata step is serialised here.
 The writer runs two stages joined by a channel of one slot:
 
 1. *apply* takes the first queued mutation and everything else already queued (up to
-   ``max_batch``), decides each mutation's precondition against the state the batch has
-   reached so far, and applies the accepted ones to the MST in one pure ``apply`` on top
+   ``max_batch``), decides each mutation's precondition (and computes each update, such
+   as new tags on the object as it is) against the state the batch has reached so far,
+   and applies the accepted ones to the MST in one pure ``apply`` on top
    of the *head* root (the newest root applied, committed or not). The batch's new MST
    nodes and manifests become one commit CAR, and the head moves to the new root.
 2. *commit* writes that CAR to the blob store, calls ``store.sync()`` once (which makes
@@ -58,17 +59,25 @@ DEFAULT_IDLE_SECONDS: Final = 30.0
 PIPELINE_DEPTH: Final = 2
 
 Precondition = Callable[[Manifest | None], None]
+# A change computed from the key's current manifest at the moment the writer applies it
+# (tagging: the object as it is then, with new tags). It raises an ``EngineError`` to
+# refuse (e.g. ``NoSuchKey``); that refusal is the mutation's result, like a precondition's.
+Update = Callable[[Manifest | None], Manifest]
 
 
 @dataclass(eq=False)
 class Mutation:
-    """One change to one key. ``manifest`` None means delete."""
+    """One change to one key. ``manifest`` None means delete, unless ``update`` is set:
+    then the writer computes ``manifest`` (and ``block``) from the key's state in the order
+    it applies mutations, so a read-modify-write is serialised with every other write to
+    the key, as S3 serialises them, instead of racing them."""
 
     key: bytes
     manifest: Manifest | None
     block: Block | None = None
     locations: tuple[BlockLocation, ...] = ()
     precondition: Precondition | None = None
+    update: Update | None = None
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
     version: int = -1
@@ -277,10 +286,14 @@ class BucketWriter:
         accepted: list[Mutation] = []
         rejected: list[Mutation] = []
         for mutation in batch:
-            if mutation.precondition is not None:
+            if mutation.precondition is not None or mutation.update is not None:
                 current = await self._current(root, mutation.key, staged)
                 try:
-                    mutation.precondition(current)
+                    if mutation.precondition is not None:
+                        mutation.precondition(current)
+                    if mutation.update is not None:
+                        mutation.manifest = mutation.update(current)
+                        mutation.block = mutation.manifest.to_block()
                 except EngineError as exc:
                     mutation.error = exc
                     rejected.append(mutation)

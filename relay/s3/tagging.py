@@ -105,14 +105,15 @@ def check_version(ctx: Context) -> None:
 async def _replace_tags(ctx: Context, bucket: str, key: str, tags: dict[str, str]) -> None:
     await owned_bucket(ctx, bucket)
     check_version(ctx)
-    current = await ctx.engine.head_object(bucket, key)
-    updated = dataclasses.replace(current, tags=tags)
 
-    def unchanged(now: Manifest | None) -> None:
-        if now != current:
-            raise engine_errors.CommitAborted("the object changed while its tags were set; retry")
+    def with_tags(current: Manifest | None) -> Manifest:
+        if current is None:
+            raise engine_errors.NoSuchKey(bucket, key)
+        return dataclasses.replace(current, tags=tags)
 
-    await ctx.engine.commit_manifest(bucket, updated, precondition=unchanged)
+    # The writer applies this to the object as it is when its turn comes, so a PutObject
+    # racing the tagging is ordered with it, never answered with a retry.
+    await ctx.engine.update_object(bucket, key, with_tags)
 
 
 async def get_object_tagging(ctx: Context, endpoint: GetObjectTagging) -> Response:

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from relay.bucket.engine import Engine, open_engine
 from relay.http import Request, Response, WriterBody
 from relay.ipld import multihash
 from relay.registry import open_sqlite_registry
 from relay.s3.app import S3App
-from relay.sigv4 import sign_headers
+from relay.sigv4 import presign_url, sign_headers
 from relay.store import CorruptBlob, MemoryBlobStore
 
 KEYS = {"alice": "alice-secret", "bob": "bob-secret"}
@@ -32,13 +33,15 @@ class Body:
         return piece
 
 
-def signed(method: str, target: str, body: bytes = b"", *, user: str = "alice") -> Request:
+def signed(
+    method: str, target: str, body: bytes = b"", *, user: str = "alice", region: str = "us-east-1"
+) -> Request:
     path, _, query = target.partition("?")
     headers = [("host", "relay.test")]
     headers += sign_headers(
         method, "relay.test", path, query, headers,
         payload_hash=hashlib.sha256(body).hexdigest(), access_key=user, secret=KEYS[user],
-        region="us-east-1", service="s3", now=time.time(),
+        region=region, service="s3", now=time.time(),
     )  # fmt: skip
     headers.append(("content-length", str(len(body))))
     lowered = tuple((name.lower(), value) for name, value in headers)
@@ -121,3 +124,95 @@ async def test_every_response_carries_a_request_id_and_errors_are_xml(engine: En
     assert b"<Code>NoSuchBucket</Code>" in document
     assert b"<Resource>/missing/key</Resource>" in document
     assert b"<RequestId>" in document
+
+
+# -- the credential scope's region --------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "x" * 50, "US-EAST-1"])
+async def test_a_header_signed_for_another_region_is_malformed(engine: Engine, region: str) -> None:
+    app = S3App(engine, KEYS, region="us-east-1")
+    response = await call(app, "PUT", "/photos", region=region)
+    assert response.status == 400
+    document = await body_of(response)
+    assert b"<Code>AuthorizationHeaderMalformed</Code>" in document
+    assert b"expecting 'us-east-1'" in document
+    # The expected region as its own element: SDKs re-sign with it, as against AWS.
+    assert b"<Region>us-east-1</Region>" in document
+    assert (await call(app, "HEAD", "/photos")).status == 404  # nothing was created
+
+
+async def test_a_presigned_url_for_another_region_is_refused_as_aws_does(engine: Engine) -> None:
+    app = S3App(engine, KEYS, region="eu-central-1")
+    assert (await call(app, "PUT", "/photos", region="eu-central-1")).status == 200
+    assert (await call(app, "PUT", "/photos/a", b"abc", region="eu-central-1")).status == 200
+
+    def presigned(region: str) -> str:
+        return presign_url(
+            "GET", "http", "relay.test", "/photos/a", [],
+            access_key="alice", secret=KEYS["alice"], region=region, service="s3",
+            now=time.time(), expires=60,
+        )  # fmt: skip
+
+    urls = {region: presigned(region) for region in ("us-east-1", "eu-central-1")}
+
+    async def get(url: str) -> Response:
+        target = url.removeprefix("http://relay.test")
+        path, _, query = target.partition("?")
+        request = Request("GET", target, path, query, (("host", "relay.test"),), "1.1", None)
+        return await app.handle(request, Body(b""))  # type: ignore[arg-type]
+
+    wrong = await get(urls["us-east-1"])
+    assert wrong.status == 400
+    document = await body_of(wrong)
+    # AWS answers a presigned URL's wrong region with this code, not the header one.
+    assert b"<Code>AuthorizationQueryParametersError</Code>" in document
+    assert b"the region 'us-east-1' is wrong; expecting 'eu-central-1'" in document
+    assert b"<Region>eu-central-1</Region>" in document
+    right = await get(urls["eu-central-1"])
+    assert right.status == 200
+    assert await body_of(right) == b"abc"
+
+
+# -- writes to one key are serialised ------------------------------------------------------
+
+
+async def test_tagging_racing_puts_of_the_same_key_is_ordered_never_a_retry(
+    engine: Engine,
+) -> None:
+    app = S3App(engine, KEYS)
+    assert (await call(app, "PUT", "/photos")).status == 200
+    assert (await call(app, "PUT", "/photos/cat", b"v0")).status == 200
+    tagging = b"<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>"
+    statuses: list[tuple[str, int]] = []
+
+    async def put(round_number: int) -> None:
+        response = await call(app, "PUT", "/photos/cat", b"v%d" % round_number)
+        statuses.append(("put", response.status))
+
+    async def tag() -> None:
+        response = await call(app, "PUT", "/photos/cat?tagging", tagging)
+        statuses.append(("tag", response.status))
+
+    for round_number in range(1, 41):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(put, round_number)
+                nursery.start_soon(tag)
+    assert len(statuses) == 40 * 6
+    assert all(status == 200 for _, status in statuses), statuses
+    # The last write of the last round decided the object; whichever it was, the object
+    # is whole and its tags are those the order of writes gives (a put clears them).
+    final = await call(app, "GET", "/photos/cat?tagging")
+    assert final.status == 200
+    assert await body_of(await call(app, "GET", "/photos/cat")) == b"v40"
+
+
+async def test_tagging_a_missing_key_is_no_such_key(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    assert (await call(app, "PUT", "/photos")).status == 200
+    response = await call(
+        app, "PUT", "/photos/none?tagging", b"<Tagging><TagSet></TagSet></Tagging>"
+    )
+    assert response.status == 404
+    assert b"<Code>NoSuchKey</Code>" in await body_of(response)
