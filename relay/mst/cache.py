@@ -15,7 +15,6 @@ tracemalloc: ~1.2 KiB for a node of four short keys).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from relay.ipld.cid import CID
@@ -76,10 +75,6 @@ class NodeCache:
 
     def put(self, node: Node) -> None:
         self._nodes.put(node.cid, node)
-
-    def put_many(self, nodes: Iterable[Node]) -> None:
-        for node in nodes:
-            self.put(node)
 
     def __contains__(self, cid: object) -> bool:
         return cid in self._nodes

@@ -131,11 +131,6 @@ BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclass
 BY_CODE["InternalError"] = S3Error
 
 
-def error_for_code(code: str, message: str | None = None) -> S3Error:
-    """An ``S3Error`` for a code named by a lower layer (e.g. the SigV4 verifier)."""
-    return BY_CODE.get(code, S3Error)(message)
-
-
 def from_exception(exc: BaseException) -> S3Error:
     """Convert an error from a lower layer into the S3 error a client should see.
 

@@ -123,11 +123,6 @@ class AwsChunkedDecoder:
         self._trailers: list[tuple[str, str]] = []
         self._trailer_signature: str | None = None
 
-    @property
-    def decoded_length(self) -> int:
-        """Data bytes decoded so far."""
-        return self._decoded_length
-
     def feed(self, data: bytes) -> None:
         """Add received bytes; ``b""`` means the body ended."""
         if self._eof and data:
