@@ -209,7 +209,7 @@ PEERS: Final[dict[str, Peer]] = {
         access_key=RELAY_KEYS["RELAY_ACCESS_KEY_ID"],
         secret_key=RELAY_KEYS["RELAY_SECRET_ACCESS_KEY"],
         command=_relay_command,
-        ready_banner="relay: serving S3 at",
+        ready_banner="serving S3 at",
         extra_env=RELAY_KEYS,
     ),
     "relay-malloc": Peer(
@@ -218,7 +218,7 @@ PEERS: Final[dict[str, Peer]] = {
         access_key=RELAY_KEYS["RELAY_ACCESS_KEY_ID"],
         secret_key=RELAY_KEYS["RELAY_SECRET_ACCESS_KEY"],
         command=_relay_command,
-        ready_banner="relay: serving S3 at",
+        ready_banner="serving S3 at",
         extra_env=RELAY_KEYS | MALLOC_TUNING,
     ),
     "moto": Peer(

@@ -30,6 +30,7 @@ from relay.errorgroups import single_error
 from relay.server import serve
 from relay.storage import key_path, open_registry, open_storage, relay_signer
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
+from relay.version import VERSION
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="An S3 front door for content-addressed storage."
     )
+    parser.add_argument("--version", action="version", version=f"relay {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve S3 on the configured store")
@@ -120,7 +122,10 @@ def _announce(
     roundabout: tuple[str, int] | None = None,
 ) -> None:
     endpoint = _http_endpoint(bound)
-    print(f"relay: serving S3 at {endpoint} (data in {config.data_dir.resolve()})", flush=True)
+    print(
+        f"relay {VERSION}: serving S3 at {endpoint} (data in {config.data_dir.resolve()})",
+        flush=True,
+    )
     if roundabout is not None:
         print(
             f"relay: serving roundabout at {_http_endpoint(roundabout)}"

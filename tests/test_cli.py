@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -15,11 +16,13 @@ import pytest
 import trio
 
 from relay.config import load_config
+from relay.http.messages import SERVER_NAME
 from relay.ipld.car import read_car
 from relay.ipld.cid import CID, DAG_CBOR, DAG_PB, RAW
 from relay.mst import decode_node
 from relay.storage import open_storage
 from relay.unixfs import decode_file_node
+from relay.version import VERSION
 
 
 def relay(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -176,3 +179,12 @@ def test_log_works_beside_a_running_server(tmp_path: Path) -> None:
         server.stdout.read()
         server.stdout.close()
         server.wait(timeout=30)
+
+
+def test_version_is_printed_and_served() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"relay {VERSION}"
+    assert VERSION == importlib.metadata.version("relay")
+    assert SERVER_NAME == f"relay/{VERSION}".encode()

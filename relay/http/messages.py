@@ -17,10 +17,12 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
 
+from relay.version import VERSION
+
 if TYPE_CHECKING:
     import h11
 
-SERVER_NAME: Final = b"relay"
+SERVER_NAME: Final = f"relay/{VERSION}".encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from relay.http import (
     Response,
     WriterBody,
 )
+from relay.version import VERSION
 
 CONFIG = HttpConfig()
 
@@ -424,7 +425,7 @@ async def test_head_responses_carry_content_length_but_no_body() -> None:
 async def test_responses_carry_date_and_server_headers() -> None:
     async with connected(echo) as served:
         answer = await served.client.request("GET", "/")
-    assert answer.header("server") == "relay"
+    assert answer.header("server") == f"relay/{VERSION}"
     assert (answer.header("date") or "").endswith(" GMT")
 
 
