@@ -3,6 +3,11 @@
 
 Every command that touches stored data takes ``--config FILE`` and ``--data DIR`` and
 otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
+
+Failures a user can cause or meet (a missing bucket, a store another process holds, bad
+arguments, an unreachable upstream) are one line on stderr and an exit code (``EXIT_*``
+below, listed in the README); a traceback is printed only with ``--debug``. Long work
+(export, claims import) shows a progress bar when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -13,24 +18,48 @@ import ctypes.util
 import datetime
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from relay.bucket.errors import EngineError, NoSuchBucket
 from relay.bucket.export import export_bucket
-from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from relay.chunker import MAX_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, load_config
 from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
 from relay.errorgroups import single_error
 from relay.server import serve
 from relay.storage import key_path, open_registry, open_storage, relay_signer
+from relay.store.base import StoreError
+from relay.store.httpclient import ConnectionFailed
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 from relay.version import VERSION
+
+# Exit codes (the README lists them).
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # the command could not do its work; stderr says why in one line
+EXIT_USAGE: Final = 2  # bad arguments (argparse's own code)
+EXIT_INTERNAL: Final = 70  # a bug (EX_SOFTWARE): rerun with --debug for the traceback
+
+# What a command may meet in normal use: reported in one line, never as a traceback.
+_EXPECTED_FAILURES: Final = (
+    ConfigError,
+    CredentialsError,
+    EngineError,
+    ClaimSyntaxError,
+    StoreError,
+    ConnectionFailed,
+    OSError,
+)
+
+
+class UsageError(Exception):
+    """Arguments argparse accepted but the command cannot use (exit code 2)."""
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="relay", description="An S3 front door for content-addressed storage."
     )
     parser.add_argument("--version", action="version", version=f"relay {VERSION}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of a failure, not one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve S3 on the configured store")
@@ -54,10 +86,26 @@ def _parser() -> argparse.ArgumentParser:
         help="also serve roundabout (CID → 302 to a presigned URL) here (default: off)",
     )
 
-    cid = commands.add_parser("cid", help="print a file's UnixFS root CID without storing anything")
-    cid.add_argument("file", type=Path)
-    cid.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
-    cid.add_argument("--width", type=int, default=DEFAULT_WIDTH)
+    cid = commands.add_parser(
+        "cid",
+        help="print a file's UnixFS root CID without storing anything",
+        description="Like `ipfs add --only-hash --cid-version=1 --raw-leaves --chunker=size-N`:"
+        " raw sha2-256 leaves, balanced DAG-PB nodes, CIDv1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    cid.add_argument("file", type=Path, help="the file to hash")
+    cid.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="bytes per leaf, 1 to 16 MiB (ipfs: --chunker=size-N; 262144 is ipfs's default)",
+    )
+    cid.add_argument(
+        "--width",
+        type=int,
+        default=DEFAULT_WIDTH,
+        help="links per DAG-PB node (ipfs's default layout: 174)",
+    )
 
     export = commands.add_parser("export", help="write a bucket as a CARv1")
     export.add_argument("bucket")
@@ -185,13 +233,41 @@ async def _serve(config: Config) -> None:
     print("relay: stopped", flush=True)
 
 
+def _progress(
+    description: str, unit: str, *, total: int | None = None, iterable: Iterable[Any] | None = None
+) -> Any:
+    """A progress bar on stderr (a ``tqdm``), drawn only when stderr is a terminal."""
+    return tqdm(
+        iterable,
+        desc=description,
+        total=total,
+        unit=unit,
+        unit_scale=unit == "B",
+        unit_divisor=1024,
+        disable=not sys.stderr.isatty(),
+        file=sys.stderr,
+        leave=False,
+    )
+
+
 async def _export(config: Config, args: argparse.Namespace) -> None:
-    partial = args.output.with_name(args.output.name + ".partial")
-    async with open_storage(config) as engine, await trio.open_file(partial, "wb") as out:
-        summary = await export_bucket(
-            engine, args.bucket, out.write, include_data=not args.no_data, version=args.version
-        )
-    await trio.Path(partial).rename(args.output)
+    partial = trio.Path(args.output.with_name(args.output.name + ".partial"))
+    try:
+        async with open_storage(config) as engine, await trio.open_file(partial, "wb") as out:
+            with _progress(f"export {args.bucket}", "B") as bar:
+
+                async def write(data: bytes) -> None:
+                    await out.write(data)
+                    bar.update(len(data))
+
+                summary = await export_bucket(
+                    engine, args.bucket, write, include_data=not args.no_data, version=args.version
+                )
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await partial.unlink(missing_ok=True)  # a failed export leaves nothing behind
+        raise
+    await partial.rename(args.output)
     print(
         f"{args.output}: root {summary.root}, {summary.objects} objects,"
         f" {summary.blocks} blocks, {summary.bytes_written} bytes"
@@ -241,7 +317,9 @@ async def _claims_import(config: Config, args: argparse.Namespace) -> None:
         text = await trio.to_thread.run_sync(sys.stdin.read)
     else:
         text = await trio.Path(args.file).read_text(encoding="utf-8")
-    claims = parse_claims(text.splitlines())  # every line checked before anything is added
+    lines = text.splitlines()
+    with _progress("check claims", "line", iterable=lines, total=len(lines)) as checked:
+        claims = parse_claims(checked)  # every line checked before anything is added
     async with open_registry(config) as registry:
         await registry.add_claims(claims)  # one transaction
     print(f"relay: imported {len(claims)} claims", file=sys.stderr)
@@ -251,6 +329,7 @@ async def _claims_export(config: Config, args: argparse.Namespace) -> None:
     target = args.output.with_name(args.output.name + ".partial") if args.output else None
     out = await trio.open_file(target, "w", encoding="utf-8") if target else None
     count = 0
+    finished = False
     try:
         async with open_registry(config) as registry:
             after = (b"", "")
@@ -264,9 +343,13 @@ async def _claims_export(config: Config, args: argparse.Namespace) -> None:
                     sys.stdout.write(text)
                 count += len(page)
                 after = (page[-1].content, page[-1].url)
+        finished = True
     finally:
         if out is not None:
             await out.aclose()
+        if target is not None and not finished:
+            with trio.CancelScope(shield=True):
+                await trio.Path(target).unlink(missing_ok=True)
     if target is not None:
         await trio.Path(target).rename(args.output)
         print(f"{args.output}: {count} claims", file=sys.stderr)
@@ -294,36 +377,75 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc: nothing to tune
 
 
+def _existing_data(config: Config) -> Config:
+    """The config of a command that reads what a server stored: its data directory must
+    exist (opening a store would otherwise create an empty one and report its emptiness)."""
+    if not config.data_dir.is_dir():
+        raise UsageError(
+            f"no relay data directory at {config.data_dir} (give --data, or run relay serve first)"
+        )
+    return config
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "serve":
+        limit_malloc_arenas()
+        trio.run(_serve, _config(args))
+    elif args.command == "cid":
+        # ipfs takes any positive --chunker=size-N; relay's own limit is its engine's.
+        if not 1 <= args.chunk_size <= MAX_CHUNK_SIZE:
+            raise UsageError(f"--chunk-size must be from 1 to {MAX_CHUNK_SIZE} bytes")
+        if args.width < 2:
+            raise UsageError("--width must be at least 2")
+        print(file_cid(args.file, args.chunk_size, args.width))
+    elif args.command == "export":
+        trio.run(_export, _existing_data(_config(args)), args)
+    elif args.command == "ls":
+        trio.run(_ls, _existing_data(_config(args)), args)
+    elif args.command == "log":
+        trio.run(_log, _existing_data(_config(args)), args)
+    elif args.command == "claims" and args.claims_command == "import":
+        trio.run(_claims_import, _config(args), args)
+    elif args.command == "claims":
+        trio.run(_claims_export, _existing_data(_config(args)), args)
+    elif args.command == "did":
+        config = _config(args)
+        print(relay_signer(config).did)
+        print(f"relay: key in {key_path(config)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            with single_error():  # a store that cannot open fails inside serve's nurseries
-                limit_malloc_arenas()
-                trio.run(_serve, _config(args))
-        elif args.command == "cid":
-            if not MIN_CHUNK_SIZE <= args.chunk_size <= MAX_CHUNK_SIZE:
-                raise ConfigError(
-                    f"--chunk-size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"
-                )
-            if args.width < 2:
-                raise ConfigError("--width must be at least 2")
-            print(file_cid(args.file, args.chunk_size, args.width))
-        elif args.command == "export":
-            trio.run(_export, _config(args), args)
-        elif args.command == "ls":
-            trio.run(_ls, _config(args), args)
-        elif args.command == "log":
-            trio.run(_log, _config(args), args)
-        elif args.command == "claims" and args.claims_command == "import":
-            trio.run(_claims_import, _config(args), args)
-        elif args.command == "claims":
-            trio.run(_claims_export, _config(args), args)
-        elif args.command == "did":
-            config = _config(args)
-            print(relay_signer(config).did)
-            print(f"relay: key in {key_path(config)}", file=sys.stderr)
-    except (ConfigError, CredentialsError, EngineError, ClaimSyntaxError, OSError) as exc:
+        # A failure inside a nursery (the store, the engine) arrives as a group of one.
+        with single_error():
+            _run(args)
+    except UsageError as exc:
+        if args.debug:
+            raise
         print(f"relay: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_USAGE
+    except _EXPECTED_FAILURES as exc:
+        if args.debug:
+            raise
+        print(f"relay: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("relay: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"relay: internal error ({type(exc).__name__}); run again with --debug for details",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ConnectionFailed):
+        return f"the upstream store is unreachable: {text}"
+    return text

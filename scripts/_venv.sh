@@ -10,7 +10,8 @@ fi
 stamp=".venv/.relay-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  # The bench extras too: every command the README shows works after the set-up.
+  .venv/bin/python -m pip install --quiet -e ".[test,bench]"
   rm -f .venv/.relay-installed-*
   touch "$stamp"
 fi
