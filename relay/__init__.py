@@ -7,6 +7,12 @@ The embedding API. A trio program opens relay's storage engine in its own task t
     async with open_storage(load_config(data_dir=Path("relay-data"))) as engine:
         await engine.create_bucket("photos")
         await engine.put_object("photos", "cat.jpg", body_chunks)
+
+or runs the whole S3 server in its own nursery (``host, port`` once it accepts)::
+
+    from relay import load_config, serve
+
+    host, port = await nursery.start(serve, load_config(data_dir=Path("relay-data")))
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ if TYPE_CHECKING:
     from relay.bucket.engine import Engine, EngineConfig, ListPage, ObjectStream, open_engine
     from relay.bucket.manifest import Manifest
     from relay.config import Config, ConfigError, load_config
+    from relay.server import serve
     from relay.storage import open_blob_store, open_storage
+    from relay.version import VERSION
 
 # Loaded on first use (PEP 562): importing a pure core such as ``relay.mst`` must not pull
 # in trio and the whole engine through this package's ``__init__``.
@@ -34,9 +42,12 @@ _EXPORTS = {
     "open_blob_store": "relay.storage",
     "open_engine": "relay.bucket.engine",
     "open_storage": "relay.storage",
+    "serve": "relay.server",
+    "VERSION": "relay.version",
 }
 
 __all__ = [
+    "VERSION",
     "Config",
     "ConfigError",
     "Engine",
@@ -48,6 +59,7 @@ __all__ = [
     "open_blob_store",
     "open_engine",
     "open_storage",
+    "serve",
 ]
 
 

@@ -154,3 +154,88 @@ def test_a_disk_store_server_does_not_load_the_piri_stack() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+# What each of relay's top-level packages and modules may import of relay's own (the table
+# in ARCHITECTURE.md; arrows only point down). A new edge is a design decision: make it
+# here and there together.
+ALLOWED: dict[str, set[str]] = {
+    "version": set(),
+    "errorgroups": set(),
+    "lru": set(),
+    "ipld": set(),
+    "unixfs": {"ipld"},
+    "mst": {"ipld", "lru"},
+    "ucan": {"ipld"},
+    "sigv4": {"ipld"},
+    "registry": {"ipld"},
+    "store": {"ipld", "sigv4", "ucan"},
+    "http": {"version"},
+    "claims": {"ipld", "registry"},
+    "chunker": {"ipld", "store", "errorgroups"},
+    "bucket": {"chunker", "store", "registry", "mst", "unixfs", "ipld", "lru", "errorgroups"},
+    "s3": {"bucket", "chunker", "http", "sigv4", "ipld", "registry", "store"},
+    "roundabout": {"http", "sigv4", "registry", "ipld"},
+    "credentials": set(),
+    "config": {"bucket", "chunker", "http", "roundabout", "store"},
+    "storage": {"bucket", "config", "registry", "store", "ucan"},
+    "server": {"bucket", "config", "credentials", "http", "roundabout", "s3", "storage"},
+    "cli": {
+        "bucket",
+        "chunker",
+        "claims",
+        "config",
+        "credentials",
+        "errorgroups",
+        "server",
+        "storage",
+        "store",
+        "unixfs",
+        "version",
+    },
+    "__main__": {"cli"},
+}
+
+
+def top_level(name: str) -> str | None:
+    """``relay.s3.objects`` → ``s3``; None for what is not one of relay's own."""
+    parts = name.split(".")
+    if parts[0] != "relay" or len(parts) < 2:
+        return None
+    candidate = parts[1]
+    if (RELAY / candidate).is_dir() or (RELAY / f"{candidate}.py").is_file():
+        return candidate
+    return None
+
+
+def test_every_top_level_package_has_a_row() -> None:
+    found = {top_level(module) for module in modules_in("relay")} - {None}
+    assert found == set(ALLOWED)
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_packages_import_only_the_rows_below_them(package: str) -> None:
+    used: set[str] = set()
+    for module in (
+        modules_in(f"relay.{package}") if (RELAY / package).is_dir() else [f"relay.{package}"]
+    ):
+        for name in direct_imports(module):
+            target = top_level(name)
+            if target is not None and target != package:
+                used.add(target)
+    assert used <= ALLOWED[package], sorted(used - ALLOWED[package])
+
+
+def test_the_embedding_api_exports_what_it_names_lazily() -> None:
+    probe = (
+        "import sys, relay; lazy = 'trio' not in sys.modules;"
+        " names = [n for n in relay.__all__ if getattr(relay, n, None) is None];"
+        " print(lazy, names, sorted(relay.__all__) == sorted(relay._EXPORTS))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert result == "True [] True"
+    import relay
+
+    assert {"serve", "open_storage", "load_config", "Engine"} <= set(relay.__all__)
