@@ -21,13 +21,18 @@ class LruCache(Generic[K, V]):
         self.capacity_bytes = capacity_bytes
         self.memory_bytes = 0
         self.evictions = 0
+        # Lookups that found their value, and those that did not (the metrics' hit ratio).
+        self.hits = 0
+        self.misses = 0
         self._weigh = weigh
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()  # value, its weight
 
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
         if item is None:
+            self.misses += 1
             return None
+        self.hits += 1
         self._items.move_to_end(key)
         return item[0]
 

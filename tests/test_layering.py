@@ -176,6 +176,7 @@ ALLOWED: dict[str, set[str]] = {
     "bucket": {"chunker", "store", "registry", "mst", "unixfs", "ipld", "lru", "errorgroups"},
     "s3": {"bucket", "chunker", "http", "sigv4", "ipld", "registry", "store"},
     "roundabout": {"http", "sigv4", "registry", "ipld"},
+    "observe": {"http", "store", "version"},
     "credentials": set(),
     "config": {"bucket", "chunker", "http", "roundabout", "store"},
     "storage": {"bucket", "config", "registry", "store", "ucan"},

@@ -7,6 +7,7 @@ theory of operation), `relay.http.server` the listeners, connection limit and sh
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
 from relay.http.connection import GracefulShutdown, Handler, RequestBody, serve_connection
+from relay.http.exchange import Exchange, ExchangeObserver
 from relay.http.messages import (
     BadRequestBody,
     BodyTimeout,
@@ -23,6 +24,8 @@ __all__ = [
     "BadRequestBody",
     "BodyTimeout",
     "ClientDisconnected",
+    "Exchange",
+    "ExchangeObserver",
     "GracefulShutdown",
     "Handler",
     "HttpConfig",

@@ -160,6 +160,7 @@ def test_the_http_layer_knows_nothing_of_s3() -> None:
             "relay.http",
             "relay.http.config",
             "relay.http.connection",
+            "relay.http.exchange",
             "relay.http.messages",
             "relay.http.server",
             "relay.version",  # a leaf: the Server header names relay's version
