@@ -137,6 +137,10 @@ def test_roundabout_refusals_through_the_running_server(
     assert ask(roundabout, "/not-a-cid")[0] == 400
     for bad in ("0", "604801", "soon"):
         assert ask(roundabout, f"/{unknown}?expires={bad}")[0] == 400
+    # relay's own store bucket, configured for claims but not key_access: /key/ presigns
+    # nothing there, or any key of any tenant's blobs would be a URL away.
+    status, location = ask(roundabout, "/key/private/db-backup.sql?bucket=carpark")
+    assert (status, location) == (403, None)
 
 
 def test_an_expired_presign_is_refused_by_the_upstream(
