@@ -60,6 +60,7 @@ async def test_a_version_1_registry_is_upgraded_and_its_objects_backfilled(tmp_p
         open_engine(store, registry, SMALL_CHUNKS) as engine,
     ):
         await engine.create_bucket("alices", owner="alice")
+        await engine.create_bucket("empty", owner="alice")
         await engine.put_object("alices", "big", body(os.urandom(40_000)))
         await engine.put_object("alices", "small", body(b"one chunk"))
         await engine.put_object("alices", "gone", body(b"deleted before the upgrade"))
