@@ -396,7 +396,7 @@ class BucketWriter:
 def batch_reach(staged: Iterable[Mutation]) -> Reach:
     """What the batch's surviving writes make reachable (a key written twice in one batch
     keeps only its last write, so only that one is recorded)."""
-    written = [(m.manifest.body.multihash, m.body_parts) for m in staged if m.manifest]
+    written = [(m.manifest.body.multihash, m.body_parts) for m in staged if m.manifest is not None]
     return Reach(
         tuple(body for body, _ in written),
         tuple((blob, body) for body, parts in written for blob in parts),
