@@ -33,6 +33,7 @@ from relay.bucket.errors import (
     NoSuchKey,
 )
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
+from relay.bucket.reach import backfill_reach, body_parts
 from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, serve_spans
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
@@ -401,7 +402,13 @@ class Engine:
             blake3=stored.chunked.blake3,
             tags=dict(tags or {}),
         )
-        await self.commit_manifest(bucket, manifest, stored.index_locations, precondition)
+        await self.commit_manifest(
+            bucket,
+            manifest,
+            stored.index_locations,
+            precondition,
+            body_parts=body_parts(stored.chunked.leaves, stored.index_locations),
+        )
         return manifest
 
     async def commit_manifest(
@@ -410,11 +417,21 @@ class Engine:
         manifest: Manifest,
         locations: Sequence[BlockLocation] = (),
         precondition: Precondition | None = None,
+        *,
+        body_parts: Sequence[bytes] = (),
     ) -> int:
-        """Make ``manifest`` the object at its key; return the bucket version that holds it."""
+        """Make ``manifest`` the object at its key; return the bucket version that holds it.
+
+        ``body_parts``: the blobs under a body this call stored (``reach.body_parts``);
+        a body that is already committed somewhere (a copy) needs none."""
         block = manifest.to_block()
         mutation = Mutation(
-            key_bytes(manifest.key), manifest, block, tuple(locations), precondition
+            key_bytes(manifest.key),
+            manifest,
+            block,
+            tuple(locations),
+            precondition,
+            body_parts=tuple(body_parts),
         )
         await self._submit(bucket, mutation)
         return await mutation.wait()
@@ -671,10 +688,15 @@ def resolve_range(
 async def open_engine(
     store: BlobStore, registry: SqliteRegistry, config: EngineConfig = EngineConfig()
 ) -> AsyncIterator[Engine]:
-    """Run an engine: its bucket writers live in a nursery this context owns."""
+    """Run an engine: its bucket writers live in a nursery this context owns.
+
+    Over a registry made before the reach tables existed, the objects already stored are
+    recorded there first, once (``relay.bucket.reach.backfill_reach``)."""
     async with trio.open_nursery() as nursery:
         engine = Engine(store, registry, nursery, config)
         try:
+            if await registry.reach_backfill_pending():
+                await backfill_reach(engine)
             yield engine
         finally:
             nursery.cancel_scope.cancel()

@@ -23,6 +23,7 @@ import blake3
 from relay.bucket.engine import Engine, key_bytes
 from relay.bucket.errors import EngineError
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
+from relay.bucket.reach import body_parts
 from relay.bucket.writer import Precondition
 from relay.chunker import Checksum, ChunkedBody, Leaf, checksum_of
 from relay.ipld import dagcbor
@@ -305,7 +306,13 @@ class Multipart:
             checksums=checksums,
             part_checksums=part_checksums,
         )
-        await self.engine.commit_manifest(upload.bucket, manifest, locations, precondition)
+        await self.engine.commit_manifest(
+            upload.bucket,
+            manifest,
+            locations,
+            precondition,
+            body_parts=body_parts(non_empty, locations),
+        )
         await self.engine.registry.delete_upload(upload.upload_id)
         return manifest
 

@@ -15,9 +15,9 @@ The writer runs two stages joined by a channel of one slot:
    nodes and manifests become one commit CAR, and the head moves to the new root.
 2. *commit* writes that CAR to the blob store, calls ``store.sync()`` once (which makes
    every chunk, index CAR and commit CAR put so far durable), swaps the bucket's root in
-   the registry (compare-and-swap on the version, block locations in the same
-   transaction), publishes the new root to readers, and only then wakes each waiter with
-   its own result.
+   the registry (compare-and-swap on the version, block locations and the blobs the
+   batch makes reachable, ``relay.bucket.reach``, in the same transaction), publishes
+   the new root to readers, and only then wakes each waiter with its own result.
 
 While batch N is being committed, batch N+1 is applied on top of N's root (pipelining);
 commits happen in order because one task commits. If committing N fails, N's waiters get
@@ -32,7 +32,7 @@ one. Readers never wait for the writer: they read the last *committed* root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,7 +48,7 @@ from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import apply as mst_apply
 from relay.mst import get as mst_get
-from relay.registry.base import BlockLocation
+from relay.registry.base import BlockLocation, Reach
 from relay.registry.sqlite import SqliteRegistry
 from relay.store.base import BlobStore
 
@@ -70,7 +70,8 @@ class Mutation:
     """One change to one key. ``manifest`` None means delete, unless ``update`` is set:
     then the writer computes ``manifest`` (and ``block``) from the key's state in the order
     it applies mutations, so a read-modify-write is serialised with every other write to
-    the key, as S3 serialises them, instead of racing them."""
+    the key, as S3 serialises them, instead of racing them. ``body_parts``: the blobs
+    under the manifest's body when they are new to the registry (``relay.bucket.reach``)."""
 
     key: bytes
     manifest: Manifest | None
@@ -81,6 +82,7 @@ class Mutation:
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
     version: int = -1
+    body_parts: tuple[bytes, ...] = ()
 
     async def wait(self) -> int:
         await self.done.wait()
@@ -117,6 +119,7 @@ class _Batch:
     locations: list[BlockLocation]
     nodes: list[CID]
     deletes: int
+    reach: Reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +331,8 @@ class BucketWriter:
                 self._blocks.remember_manifest(mutation.block.cid, mutation.manifest)
         self._head = result.root
         deletes = sum(1 for m in staged.values() if m.manifest is None)
-        return _Batch(epoch, result.root, accepted, rejected, car, locations, nodes, deletes)
+        reach = batch_reach(staged.values())
+        return _Batch(epoch, result.root, accepted, rejected, car, locations, nodes, deletes, reach)
 
     # -- stage 2: commit -----------------------------------------------------------------
 
@@ -370,6 +374,7 @@ class BucketWriter:
                 locations=batch.locations,
                 puts=len(batch.accepted) - batch.deletes,
                 deletes=batch.deletes,
+                reach=batch.reach,
             )
         except Exception as exc:
             self._epoch += 1
@@ -399,3 +404,13 @@ class BucketWriter:
             return
         self._on_retire(self)
         request.done.set()
+
+
+def batch_reach(staged: Iterable[Mutation]) -> Reach:
+    """What the batch's surviving writes make reachable (a key written twice in one batch
+    keeps only its last write, so only that one is recorded)."""
+    written = [(m.manifest.body.multihash, m.body_parts) for m in staged if m.manifest is not None]
+    return Reach(
+        tuple(body for body, _ in written),
+        tuple((blob, body) for body, parts in written for blob in parts),
+    )

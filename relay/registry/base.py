@@ -3,14 +3,16 @@
 The registry is the small, strongly consistent part of relay's state: which buckets
 exist and the root CID each one currently *is*; the commit log (every root a bucket has
 had, which makes snapshots, ``relay log`` and diffs possible); where each structural block
-(MST node, manifest, UnixFS interior node) sits inside the CAR blob that holds it; and the
-tables multipart uploads and location claims need. Everything else is content-addressed
+(MST node, manifest, UnixFS interior node) sits inside the CAR blob that holds it; which
+blobs each bucket's history reaches (``Reach``: roundabout's ``require_auth`` asks); and
+the tables multipart uploads and location claims need. Everything else is content-addressed
 and lives in the blob store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from relay.ipld.cid import CID
 
@@ -59,6 +61,24 @@ class CommitRecord:
     car: bytes | None  # multihash of the commit CAR blob (None for the bucket's creation)
     puts: int
     deletes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The blobs a commit makes reachable from its bucket, by multihash.
+
+    ``bodies``: the body of each object the commit writes (its UnixFS root's multihash;
+    for an object of one chunk, that chunk). ``parts``: (blob, body) for the blobs under a
+    body of more than one chunk (its chunks and its index CAR). The commit CAR itself is
+    recorded by the registry. A body copied from another object needs no ``parts``: they
+    were recorded when the body was first committed.
+    """
+
+    bodies: tuple[bytes, ...] = ()
+    parts: tuple[tuple[bytes, bytes], ...] = ()
+
+
+NO_REACH: Final = Reach()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,33 @@ time (a ``CapacityLimiter`` of one), so the trio thread never blocks on SQLite a
 proceed while a commit is being written (WAL readers do not wait for the writer).
 
 The root swap is a compare-and-swap on the bucket's version, in the same transaction as
-the commit log row and the block locations of the commit's CARs: after a crash either all
-of a commit is visible or none of it.
+the commit log row, the block locations of the commit's CARs and the blobs the commit
+makes reachable from the bucket (``bucket_reach``, ``body_parts``): after a crash either
+all of a commit is visible or none of it.
+
+Reach. ``bucket_reach`` holds (bucket, blob) for every object body and commit CAR the
+bucket's history ever committed; ``body_parts`` holds (blob, body) for the chunks and
+index CAR under each body of more than one chunk. A blob is reachable from a bucket if the
+bucket reaches it directly or reaches a body it is part of: two index lookups, whatever
+the bucket's size. Two tables rather than one so that a copy (or the same bytes put
+under many keys) costs one row, not one per chunk. History is kept whole today, so a
+deleted object's blobs stay reachable from its bucket; garbage collection with history
+retention will prune ``bucket_reach`` in its sweep (and ``body_parts`` rows no bucket
+reaches). Deleting a bucket deletes its rows: a later bucket of the same name, perhaps
+another key's, inherits nothing.
+
+Schema versions. ``meta.schema_version`` says which schema a file has; opening an older
+file upgrades it in one transaction (``_MIGRATIONS``), a newer one is refused. Version 2
+added the reach tables: the upgrade fills ``bucket_reach`` with every commit CAR from the
+commit log and marks ``reach_backfill`` pending, and ``relay.bucket.reach`` records the
+objects of each bucket's current root once, on the engine's first start over the file.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final, TypeVar
@@ -23,6 +41,7 @@ import trio
 
 from relay.ipld.cid import CID
 from relay.registry.base import (
+    NO_REACH,
     BlockLocation,
     BucketExists,
     BucketMissing,
@@ -31,13 +50,15 @@ from relay.registry.base import (
     CommitConflict,
     CommitRecord,
     PartRecord,
+    Reach,
+    RegistryError,
     UploadMissing,
     UploadRecord,
 )
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,7 +113,65 @@ CREATE TABLE IF NOT EXISTS claims (
     range_length INTEGER,
     PRIMARY KEY (content, url)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_reach (
+    bucket TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (bucket, content)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bucket_reach_by_content ON bucket_reach (content, bucket);
+CREATE TABLE IF NOT EXISTS body_parts (
+    blob BLOB NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (blob, body)
+) WITHOUT ROWID;
 """
+
+
+def _upgrade_1_to_2(db: sqlite3.Connection) -> None:
+    # The tables exist already (_SCHEMA creates what is missing). Commit CARs are known
+    # from the commit log; object bodies need the blob store: relay.bucket.reach.
+    db.execute(
+        "INSERT OR IGNORE INTO bucket_reach (bucket, content)"
+        " SELECT bucket, car FROM commits WHERE car IS NOT NULL"
+    )
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('reach_backfill', 'pending')")
+
+
+# version → the step that upgrades a file of that version to the next one
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _upgrade_1_to_2}
+
+
+def _open_schema(db: sqlite3.Connection) -> None:
+    """Create what is missing, then bring an older file up to ``SCHEMA_VERSION``."""
+    db.executescript(_SCHEMA)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = SCHEMA_VERSION if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the registry has schema version {version}; this relay reads up to"
+                f" {SCHEMA_VERSION}: upgrade relay"
+            )
+        while version < SCHEMA_VERSION:
+            _MIGRATIONS[version](db)
+            version += 1
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(version),),
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _record_reach(db: sqlite3.Connection, bucket: str, reach: Reach) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO bucket_reach (bucket, content) VALUES (?, ?)",
+        [(bucket, body) for body in reach.bodies],
+    )
+    db.executemany("INSERT OR IGNORE INTO body_parts (blob, body) VALUES (?, ?)", reach.parts)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -121,11 +200,11 @@ class SqliteRegistry:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer = _connect(path)
-        self._writer.executescript(_SCHEMA)
-        self._writer.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
+        try:
+            _open_schema(self._writer)
+        except BaseException:
+            self._writer.close()
+            raise
         self._reader = _connect(path)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
@@ -182,6 +261,7 @@ class SqliteRegistry:
                     raise CommitConflict(name, expected_version)
                 raise BucketMissing(name)
             db.execute("DELETE FROM commits WHERE bucket = ?", (name,))
+            db.execute("DELETE FROM bucket_reach WHERE bucket = ?", (name,))
 
         await self._write(work)
 
@@ -216,9 +296,11 @@ class SqliteRegistry:
         locations: Sequence[BlockLocation],
         puts: int,
         deletes: int,
+        reach: Reach = NO_REACH,
     ) -> CommitRecord:
         """Swap the bucket's root if it is still at ``expected_version`` (else
-        ``CommitConflict``), log the commit and record its blocks' locations, atomically."""
+        ``CommitConflict``), log the commit and record its blocks' locations and what it
+        makes reachable from the bucket (``reach`` and the commit CAR), atomically."""
         time_ms = now_ms()
         version = expected_version + 1
 
@@ -240,6 +322,9 @@ class SqliteRegistry:
                 "INSERT INTO commits (bucket, version, root, time_ms, car, puts, deletes)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (bucket, version, root.bytes, time_ms, car, puts, deletes),
+            )
+            _record_reach(
+                db, bucket, Reach(reach.bodies + (() if car is None else (car,)), reach.parts)
             )
             return CommitRecord(bucket, version, root, time_ms, car, puts, deletes)
 
@@ -297,6 +382,49 @@ class SqliteRegistry:
             return found
 
         return await self._read(work)
+
+    # -- reach (see the module docstring) ------------------------------------------------
+
+    async def content_reachable(
+        self, content: bytes, *, owners: Collection[str], buckets: Collection[str] = ()
+    ) -> bool:
+        """Whether blob ``content`` is reachable from a bucket owned by one of ``owners``
+        or named in ``buckets``."""
+        owner_list, bucket_list = sorted(owners), sorted(buckets)
+        readable = (
+            f"(b.owner IN ({','.join('?' * len(owner_list))})"
+            f" OR b.name IN ({','.join('?' * len(bucket_list))}))"
+        )
+        query = (
+            "SELECT EXISTS (SELECT 1 FROM bucket_reach AS r JOIN buckets AS b"
+            f" ON b.name = r.bucket WHERE r.content = ? AND {readable})"
+            " OR EXISTS (SELECT 1 FROM body_parts AS p JOIN bucket_reach AS r"
+            " ON r.content = p.body JOIN buckets AS b ON b.name = r.bucket"
+            f" WHERE p.blob = ? AND {readable})"
+        )
+        parameters = [content, *owner_list, *bucket_list] * 2
+
+        def work(db: sqlite3.Connection) -> bool:
+            return bool(db.execute(query, parameters).fetchone()[0])
+
+        return await self._read(work)
+
+    async def record_reach(self, bucket: str, reach: Reach) -> None:
+        """Record what ``bucket`` reaches outside a commit (the version 2 backfill)."""
+        await self._write(lambda db: _record_reach(db, bucket, reach))
+
+    async def reach_backfill_pending(self) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT value FROM meta WHERE key = 'reach_backfill'").fetchone()
+            return row is not None and row[0] == "pending"
+
+        return await self._read(work)
+
+    async def finish_reach_backfill(self) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM meta WHERE key = 'reach_backfill'")
+
+        await self._write(work)
 
     # -- multipart uploads ---------------------------------------------------------------
 

@@ -5,7 +5,13 @@ the ``[roundabout]`` table (pure) and ``relay.roundabout.app`` is the HTTP handl
 (imported on its own: it pulls in the HTTP layer).
 """
 
-from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
+from relay.roundabout.config import (
+    ContentScope,
+    Grant,
+    RoundaboutConfig,
+    RoundaboutConfigError,
+    parse_roundabout,
+)
 from relay.roundabout.matching import (
     CustomDomain,
     Endpoint,
@@ -22,8 +28,10 @@ from relay.roundabout.signing import DEFAULT_EXPIRES_SECONDS, MAX_EXPIRES_SECOND
 __all__ = [
     "DEFAULT_EXPIRES_SECONDS",
     "MAX_EXPIRES_SECONDS",
+    "ContentScope",
     "CustomDomain",
     "Endpoint",
+    "Grant",
     "ObjectLocation",
     "RoundaboutConfig",
     "RoundaboutConfigError",

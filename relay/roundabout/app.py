@@ -5,6 +5,11 @@ Routes (what existing roundabout clients use)::
     GET|HEAD /{cid}[?expires=N]              claims for the CID's multihash → 302
     GET|HEAD /key/{key}?bucket=NAME[&expires=N]   presigned GET of {prefix}{key} → 302
 
+``/key/`` presigns whatever key it is given, claimed or not, so it answers only for a
+configured bucket marked ``key_access = true`` (403 for any other configured bucket, 404
+for an unknown one): never mark the bucket relay's own ``s3`` store writes to, where every
+tenant's blobs are.
+
 ``expires`` is whole seconds from 1 to 604800 (SigV4's limit), default 259200 (3 days);
 anything else is 400. Only raw (0x55) and CAR (0x0202) CIDs name bytes a URL can hold as
 they are, so other codecs are 400 like an unparsable CID.
@@ -21,14 +26,18 @@ status, because clients treat 404 as "fetch it elsewhere", which is what they sh
 
 Answers are plain text; errors carry a one-line message. With ``require_auth``, every
 request must carry SigV4 (header or presigned query) for one of relay's own access keys,
-checked before anything else.
+checked before anything else; a CID is then answered only if its content is reachable
+from a bucket the signing key may read (its own, unowned ones, and what
+``[[roundabout.grants]]`` add: ``RoundaboutConfig.scope_for``), which the registry's
+``content_reachable`` decides. Otherwise the answer is 403, before the claims are looked
+at, so a refusal says nothing of whether the CID is stored at all.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -36,7 +45,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from relay.http import Request, RequestBody, Response
 from relay.ipld.cid import CAR, CID, RAW, CIDError
 from relay.registry.base import Claim
-from relay.roundabout.config import RoundaboutConfig
+from relay.roundabout.config import ContentScope, RoundaboutConfig
 from relay.roundabout.matching import SigningBucket, find_signer, parse_url, redirectable_as_is
 from relay.roundabout.signing import DEFAULT_EXPIRES_SECONDS, MAX_EXPIRES_SECONDS, presigned_get
 from relay.sigv4 import SigV4Error, verify
@@ -48,6 +57,10 @@ REDIRECTABLE_CODECS: Final = {RAW: "raw", CAR: "CAR"}
 
 class ClaimSource(Protocol):
     async def claims_for(self, content: bytes) -> list[Claim]: ...
+
+    async def content_reachable(
+        self, content: bytes, *, owners: Collection[str], buckets: Collection[str]
+    ) -> bool: ...
 
 
 class RoundaboutError(Exception):
@@ -186,8 +199,9 @@ class RoundaboutApp:
 
     async def _handle(self, request: Request) -> Response:
         now = self._clock()
+        scope: ContentScope | None = None
         if self.config.require_auth:
-            verify(
+            verified = verify(
                 request.method,
                 request.path,
                 request.query,
@@ -195,9 +209,19 @@ class RoundaboutApp:
                 self._credentials.get,
                 now,
             )
+            scope = self.config.scope_for(verified.access_key)
         target = route(request.method, request.path, request.query)
         if isinstance(target, KeyRoute):
             return self._redirect(self._key_url(target, now))
+        if scope is not None and not scope.everything:
+            reachable = await self.registry.content_reachable(
+                target.cid.multihash, owners=scope.owners, buckets=scope.buckets
+            )
+            if not reachable:
+                raise RoundaboutError(
+                    403,
+                    f"AccessDenied: {target.cid} is not in a bucket this access key may read",
+                )
         claims = await self.registry.claims_for(target.cid.multihash)
         candidates = rank_claims(claims, self.config)
         if not candidates:
@@ -217,14 +241,21 @@ class RoundaboutApp:
 
     def _key_url(self, target: KeyRoute, now: float) -> str:
         # config.buckets is in preference order: the first of that name is the preferred.
-        for bucket in self.config.buckets:
-            if bucket.bucket == target.bucket:
+        named = [bucket for bucket in self.config.buckets if bucket.bucket == target.bucket]
+        for bucket in named:
+            if bucket.key_access:
                 return presigned_get(
                     bucket,
                     bucket.prefix + target.key,
                     now=now,
                     expires_seconds=target.expires_seconds,
                 )
+        if named:
+            raise RoundaboutError(
+                403,
+                f"AccessDenied: bucket {target.bucket!r} does not answer /key/"
+                " (the operator has not set key_access = true for it)",
+            )
         raise RoundaboutError(404, f"no configured bucket {target.bucket!r}")
 
     @staticmethod

@@ -12,6 +12,7 @@
     secret_access_key = "..."
     prefix = ""                   # optional: only keys under it are signed
     preference = 0                # optional: lower is preferred; ties keep file order
+    key_access = false            # optional: true answers /key/{key}?bucket=carpark
 
     [[roundabout.domains]]        # custom domains in front of a bucket
     domain = "cdn.example.com"
@@ -19,7 +20,18 @@
     bucket = "carpark"
     prefix = ""                   # optional: https://cdn.example.com/x is <prefix>x
 
+    [[roundabout.grants]]         # with require_auth: more than a key's own buckets
+    access_key_id = "gateway"     # one of relay's access keys
+    owners = ["alice"]            # content reachable from any bucket these keys own
+    buckets = ["photos"]          # content reachable from these buckets
+                                  # "*" in either: every CID roundabout holds a claim for
+
 An AWS bucket may leave out ``endpoint``: it is then ``https://s3.<region>.amazonaws.com``.
+
+With ``require_auth``, a CID is answered only for content reachable from a bucket the
+signing key owns (or an unowned bucket, which every key may use in S3 too), plus what its
+grants add; ``RoundaboutConfig.scope_for`` says which, ``relay.roundabout.app`` asks the
+registry.
 """
 
 from __future__ import annotations
@@ -37,10 +49,21 @@ from relay.roundabout.matching import (
     parse_endpoint,
 )
 
-_SETTINGS: Final = frozenset({"listen", "require_auth", "buckets", "domains"})
+_SETTINGS: Final = frozenset({"listen", "require_auth", "buckets", "domains", "grants"})
 _BUCKET_FIELDS: Final = frozenset(
-    {"endpoint", "bucket", "region", "access_key_id", "secret_access_key", "prefix", "preference"}
+    {
+        "endpoint",
+        "bucket",
+        "region",
+        "access_key_id",
+        "secret_access_key",
+        "prefix",
+        "preference",
+        "key_access",
+    }
 )
+_GRANT_FIELDS: Final = frozenset({"access_key_id", "owners", "buckets"})
+EVERYTHING: Final = "*"
 _DOMAIN_FIELDS: Final = frozenset({"domain", "endpoint", "bucket", "prefix"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -51,11 +74,47 @@ class RoundaboutConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """``[[roundabout.grants]]``: content ``access_key_id`` may be redirected to beyond
+    its own buckets' (``everything``: any CID roundabout holds a claim for)."""
+
+    access_key_id: str
+    owners: frozenset[str] = frozenset()
+    buckets: frozenset[str] = frozenset()
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContentScope:
+    """The content one access key may be redirected to: whatever is reachable from a
+    bucket owned by one of ``owners`` ("" stands for unowned buckets) or named in
+    ``buckets``; with ``everything``, any CID at all."""
+
+    owners: frozenset[str]
+    buckets: frozenset[str] = frozenset()
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RoundaboutConfig:
     listen: str | None = None  # HOST:PORT; None: roundabout is off
     require_auth: bool = False
     buckets: tuple[SigningBucket, ...] = ()  # in preference order
     domains: tuple[CustomDomain, ...] = ()
+    grants: tuple[Grant, ...] = ()
+
+    def scope_for(self, access_key: str) -> ContentScope:
+        """What ``access_key`` may be redirected to: its own and unowned buckets' content,
+        plus every grant naming it."""
+        owners = {access_key, ""}
+        buckets: set[str] = set()
+        everything = False
+        for grant in self.grants:
+            if grant.access_key_id == access_key:
+                owners |= grant.owners
+                buckets |= grant.buckets
+                everything = everything or grant.everything
+        return ContentScope(frozenset(owners), frozenset(buckets), everything)
 
 
 def _string(table: Mapping[str, Any], name: str, where: str, *, default: str | None = None) -> str:
@@ -105,6 +164,9 @@ def _bucket(table: Mapping[str, Any], where: str) -> SigningBucket:
     preference = table.get("preference", 0)
     if not isinstance(preference, int) or isinstance(preference, bool):
         raise RoundaboutConfigError(f"{where}.preference must be an integer")
+    key_access = table.get("key_access", False)
+    if not isinstance(key_access, bool):
+        raise RoundaboutConfigError(f"{where}.key_access must be true or false")
     return SigningBucket(
         endpoint=endpoint,
         bucket=_string(table, "bucket", where),
@@ -113,6 +175,7 @@ def _bucket(table: Mapping[str, Any], where: str) -> SigningBucket:
         secret_access_key=_string(table, "secret_access_key", where),
         prefix=_string(table, "prefix", where, default=""),
         preference=preference,
+        key_access=key_access,
     )
 
 
@@ -128,6 +191,29 @@ def _domain(table: Mapping[str, Any], where: str) -> CustomDomain:
         endpoint=_endpoint(_string(table, "endpoint", where), where),
         bucket=_string(table, "bucket", where),
         prefix=_string(table, "prefix", where, default=""),
+    )
+
+
+def _names(table: Mapping[str, Any], name: str, where: str) -> frozenset[str]:
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise RoundaboutConfigError(f"{where}.{name} must be a list of non-empty strings")
+    return frozenset(value)
+
+
+def _grant(table: Mapping[str, Any], where: str) -> Grant:
+    unknown = sorted(set(table) - _GRANT_FIELDS)
+    if unknown:
+        raise RoundaboutConfigError(f"unknown setting {where}.{unknown[0]}")
+    owners = _names(table, "owners", where)
+    buckets = _names(table, "buckets", where)
+    if not owners and not buckets:
+        raise RoundaboutConfigError(f"{where} grants nothing: give owners or buckets")
+    return Grant(
+        access_key_id=_string(table, "access_key_id", where),
+        owners=owners - {EVERYTHING},
+        buckets=buckets - {EVERYTHING},
+        everything=EVERYTHING in owners | buckets,
     )
 
 
@@ -176,6 +262,12 @@ def parse_roundabout(
     ]
     if len({domain.domain for domain in domains}) != len(domains):
         raise RoundaboutConfigError("each [[roundabout.domains]] domain may appear only once")
+    grants = [
+        _grant(item, f"roundabout.grants[{index}]")
+        for index, item in enumerate(_tables(table.get("grants", []), "roundabout.grants"))
+    ]
     # Stable sort: equal preferences keep the file's order.
     buckets.sort(key=lambda bucket: bucket.preference)
-    return RoundaboutConfig(chosen_listen, require_auth, tuple(buckets), tuple(domains))
+    return RoundaboutConfig(
+        chosen_listen, require_auth, tuple(buckets), tuple(domains), tuple(grants)
+    )

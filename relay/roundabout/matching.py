@@ -100,7 +100,8 @@ class SigningBucket:
     """A bucket relay may presign GETs for (``[[roundabout.buckets]]``).
 
     Only keys under ``prefix`` are signed; ``preference`` orders candidates (lower first,
-    then configuration order)."""
+    then configuration order). ``key_access`` opens the bucket to ``/key/{key}``, which
+    presigns any key under ``prefix``, claimed or not: off unless the operator says so."""
 
     endpoint: Endpoint
     bucket: str
@@ -109,6 +110,7 @@ class SigningBucket:
     secret_access_key: str = field(repr=False)
     prefix: str = ""
     preference: int = 0
+    key_access: bool = False
 
 
 @dataclass(frozen=True, slots=True)

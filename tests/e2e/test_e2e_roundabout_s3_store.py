@@ -18,11 +18,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.config import Config as BotoConfig
 from e2e_helpers import ACCESS_KEY, SECRET_KEY, RelayProcess, boto_client, start_relay, stop_relay
 
 from relay.ipld.cid import CID
+from relay.sigv4 import presign_url
 
 MiB = 1 << 20
 
@@ -137,6 +141,10 @@ def test_roundabout_refusals_through_the_running_server(
     assert ask(roundabout, "/not-a-cid")[0] == 400
     for bad in ("0", "604801", "soon"):
         assert ask(roundabout, f"/{unknown}?expires={bad}")[0] == 400
+    # relay's own store bucket, configured for claims but not key_access: /key/ presigns
+    # nothing there, or any key of any tenant's blobs would be a URL away.
+    status, location = ask(roundabout, "/key/private/db-backup.sql?bucket=carpark")
+    assert (status, location) == (403, None)
 
 
 def test_an_expired_presign_is_refused_by_the_upstream(
@@ -155,3 +163,74 @@ def test_an_expired_presign_is_refused_by_the_upstream(
     assert location is not None
     time.sleep(2.1)
     assert fetch(location)[0] == 403
+
+
+TENANTS = {"alice": "alice-secret", "bob": "bob-secret"}
+
+
+@pytest.fixture(scope="module")
+def relay_with_auth(
+    upstream: RelayProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RelayProcess, str]]:
+    bucket = "carpark-tenants"
+    boto_client(upstream).create_bucket(Bucket=bucket)
+    base = tmp_path_factory.mktemp("relay-auth")
+    config = base / "relay.toml"
+    upstream_settings = (
+        f'endpoint = "{upstream.endpoint}"\nbucket = "{bucket}"\n'
+        f'access_key_id = "{ACCESS_KEY}"\nsecret_access_key = "{SECRET_KEY}"\n'
+    )
+    config.write_text(
+        "".join(
+            f'[[credentials]]\naccess_key_id = "{key}"\nsecret_access_key = "{secret}"\n'
+            for key, secret in TENANTS.items()
+        )
+        + f'[store]\nkind = "s3"\n[store.s3]\nregion = "us-east-1"\n{upstream_settings}'
+        + '[roundabout]\nlisten = "127.0.0.1:0"\nrequire_auth = true\n'
+        + f'[[roundabout.buckets]]\nregion = "us-east-1"\n{upstream_settings}'
+    )
+    relay = start_relay(base, config=config)
+    try:
+        yield relay, re.search(r"serving roundabout at (http://\S+)", relay.log()).group(1)  # type: ignore[union-attr]
+    finally:
+        assert stop_relay(relay.process) == 0, relay.log()[-3000:]
+
+
+def tenant_client(relay: RelayProcess, key: str) -> Any:
+    return boto3.session.Session().client(
+        "s3", endpoint_url=relay.endpoint, aws_access_key_id=key,
+        aws_secret_access_key=TENANTS[key], region_name="us-east-1",
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+def signed_target(roundabout: str, cid: str, key: str) -> str:
+    host = urlsplit(roundabout).netloc
+    url = presign_url(
+        "GET", "http", host, f"/{cid}", [], access_key=key, secret=TENANTS[key],
+        region="us-east-1", service="s3", now=time.time(), expires=300,
+    )  # fmt: skip
+    return url.removeprefix(f"http://{host}")
+
+
+def test_with_require_auth_each_tenant_is_redirected_to_its_own_chunks_only(
+    relay_with_auth: tuple[RelayProcess, str],
+) -> None:
+    relay, roundabout = relay_with_auth
+    alice, bob = tenant_client(relay, "alice"), tenant_client(relay, "bob")
+    alice.create_bucket(Bucket="alices")
+    data = b"alice's bytes, stored once for every tenant " * 100
+    alice.put_object(Bucket="alices", Key="a", Body=data)
+    cid = alice.head_object(Bucket="alices", Key="a")["ResponseMetadata"]["HTTPHeaders"][
+        "x-unixfs-cid"
+    ]
+    status, location = ask(roundabout, signed_target(roundabout, cid, "alice"))
+    assert status == 302
+    assert location is not None
+    assert fetch(location) == (200, data)
+    assert ask(roundabout, signed_target(roundabout, cid, "bob")) == (403, None)
+    assert ask(roundabout, f"/{cid}")[0] == 403  # unsigned
+    # bob stores the same bytes: deduplicated, and now reachable from his bucket too
+    bob.create_bucket(Bucket="bobs")
+    bob.put_object(Bucket="bobs", Key="b", Body=data)
+    assert ask(roundabout, signed_target(roundabout, cid, "bob"))[0] == 302

@@ -45,6 +45,7 @@ TABLE: dict[str, Any] = {
             "secret_access_key": "awssecret",
             "preference": 1,
             "prefix": "blobs/",
+            "key_access": True,
         },
     ],
     "domains": [
@@ -280,6 +281,23 @@ async def test_key_route_presigns_prefix_and_key_in_the_named_bucket(
     assert urlsplit(url).path == "/blobs/" + quote(key, safe="/~")
 
 
+async def test_key_route_refuses_a_bucket_without_key_access(registry: SqliteRegistry) -> None:
+    # carpark is configured for claims, but relay keeps every tenant's blobs there: a key
+    # nobody claimed must not be presigned there.
+    response = await answer(registry, "/key/private/db-backup.sql?bucket=carpark")
+    assert response.status == 403
+    assert "key_access" in message(response)
+    assert not [value for name, value in response.headers if name == "location"]
+
+
+async def test_key_access_is_per_bucket_entry(registry: SqliteRegistry) -> None:
+    # Two entries for one bucket: the one marked answers /key/, whatever the preference.
+    table = dict(TABLE, buckets=[dict(TABLE["buckets"][0], key_access=True), TABLE["buckets"][0]])
+    config = parse_roundabout(table)
+    url = location(await answer(registry, "/key/k?bucket=carpark", config=config))
+    assert url == presigned_get(config.buckets[0], "k", now=NOW, expires_seconds=259200)
+
+
 @pytest.mark.parametrize(
     ("target", "status"),
     [
@@ -306,7 +324,10 @@ async def test_other_methods_are_405(registry: SqliteRegistry, method: str) -> N
     assert ("allow", "GET, HEAD") in response.headers
 
 
-AUTH_CONFIG = parse_roundabout(dict(TABLE, require_auth=True))
+# These claims are in no bucket; what a key may reach is test_roundabout_reach.py's subject.
+AUTH_CONFIG = parse_roundabout(
+    dict(TABLE, require_auth=True, grants=[{"access_key_id": "relaykey", "buckets": ["*"]}])
+)
 
 
 async def test_unsigned_requests_are_403_when_auth_is_required(registry: SqliteRegistry) -> None:

@@ -30,11 +30,24 @@ region = "eu-west-1"
 access_key_id = "AWSKEY"
 secret_access_key = "aws-secret-value"
 prefix = "blobs/"
+key_access = true
 
 [[roundabout.domains]]
 domain = "CDN.Example.com"
 endpoint = "https://{ACCOUNT}.r2.cloudflarestorage.com"
 bucket = "carpark"
+
+[[roundabout.grants]]
+access_key_id = "gateway"
+owners = ["alice", "bob"]
+
+[[roundabout.grants]]
+access_key_id = "gateway"
+buckets = ["photos"]
+
+[[roundabout.grants]]
+access_key_id = "auditor"
+buckets = ["*"]
 """
 
 
@@ -57,6 +70,33 @@ def test_the_file_is_read_and_buckets_are_in_preference_order(tmp_path: Path) ->
     assert (r2.endpoint.service, r2.endpoint.namespace, r2.region) == (Service.R2, ACCOUNT, "auto")
     assert config.domains[0].domain == "cdn.example.com"
     assert "secret-value" not in repr(config)
+    assert (aws.key_access, r2.key_access) == (True, False)  # off unless set
+
+
+def test_grants_add_to_what_a_key_owns() -> None:
+    config = parse_roundabout(
+        {
+            "grants": [
+                {"access_key_id": "gateway", "owners": ["alice", "bob"]},
+                {"access_key_id": "gateway", "buckets": ["photos"]},
+                {"access_key_id": "auditor", "buckets": ["*"]},
+            ]
+        }
+    )
+    gateway = config.scope_for("gateway")
+    assert gateway.owners == {"gateway", "", "alice", "bob"}
+    assert (gateway.buckets, gateway.everything) == ({"photos"}, False)
+    assert config.scope_for("auditor").everything
+    alice = config.scope_for("alice")  # no grant: her own and unowned buckets
+    assert (alice.owners, alice.buckets, alice.everything) == ({"alice", ""}, set(), False)
+
+
+def test_the_file_holds_grants(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(FILE)
+    config = load_config(path, environ={}).roundabout
+    assert config.scope_for("gateway").owners == {"gateway", "", "alice", "bob"}
+    assert config.scope_for("auditor").everything
 
 
 def test_environment_then_option_override_the_file(tmp_path: Path) -> None:
@@ -93,6 +133,14 @@ def test_environment_then_option_override_the_file(tmp_path: Path) -> None:
                        "access_key_id": "k", "secret_access_key": "s"}]}, "nothing more"),
         ({"buckets": [{"bucket": "b", "region": "eu-west-1", "access_key_id": "k",
                        "secret_access_key": "s", "preference": "high"}]}, "preference"),
+        ({"buckets": [{"bucket": "b", "region": "eu-west-1", "access_key_id": "k",
+                       "secret_access_key": "s", "key_access": "yes"}]}, "key_access"),
+        ({"grants": {"access_key_id": "k"}}, "array of tables"),
+        ({"grants": [{"owners": ["a"]}]}, "access_key_id"),
+        ({"grants": [{"access_key_id": "k"}]}, "grants nothing"),
+        ({"grants": [{"access_key_id": "k", "owners": "alice"}]}, "list of non-empty strings"),
+        ({"grants": [{"access_key_id": "k", "buckets": [""]}]}, "list of non-empty strings"),
+        ({"grants": [{"access_key_id": "k", "owner": ["a"]}]}, r"grants\[0\]\.owner"),
         ({"domains": [{"domain": "a.com/x", "endpoint": "http://h:1", "bucket": "b"}]},
          "bare hostname"),
         ({"domains": [{"domain": "a.com", "endpoint": "http://h:1", "bucket": "b"},

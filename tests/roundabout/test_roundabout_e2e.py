@@ -111,7 +111,7 @@ def roundabout(upstream: Relay, tmp_path_factory: pytest.TempPathFactory) -> Ite
     config.write_text(
         f'[[roundabout.buckets]]\nendpoint = "{upstream.s3}"\nbucket = "{BUCKET}"\n'
         f'region = "us-east-1"\naccess_key_id = "{ACCESS_KEY}"\n'
-        f'secret_access_key = "{SECRET_KEY}"\n'
+        f'secret_access_key = "{SECRET_KEY}"\nkey_access = true\n'
     )
     claim = Claim(
         CID.raw_sha256(hashlib.sha256(DATA).digest()).multihash,
