@@ -384,7 +384,8 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
 async def delete_object(ctx: Context, endpoint: DeleteObject) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
     check_version(ctx)
-    await ctx.engine.delete_object(endpoint.bucket, endpoint.key)
+    precondition = conditions.delete_precondition(ctx.headers, endpoint.bucket, endpoint.key)
+    await ctx.engine.delete_object(endpoint.bucket, endpoint.key, precondition=precondition)
     headers = [("x-amz-version-id", "null")] if "versionId" in ctx.query else []
     return empty_response(204, headers)
 
