@@ -87,8 +87,8 @@ Rules = Mapping[str, Rule]
 
 _SSE_C: Final = Refused(
     NotImplemented_,
-    "relay does not implement server-side encryption with customer-provided keys (SSE-C);"
-    " it would store the body unencrypted and serve it to a request without the key",
+    "relay does not implement server-side encryption with customer-provided keys (SSE-C):"
+    " it neither encrypts with the key nor asks for it to read",
 )
 _SSE: Final = Refused(
     NotImplemented_,
