@@ -1,10 +1,12 @@
 """The S3 application: one request in, one response out, errors rendered once.
 
 ``S3App.handle`` is the ``relay.http`` handler. It splits the target, routes it (pure),
-authenticates it with SigV4 before any handler runs (so a refused request is answered
-before its body is read, and its client never gets ``100 Continue``), dispatches to the
-operation family's module, and converts every error at this one boundary into the S3 XML
-error document. Every response carries ``x-amz-request-id``.
+authenticates it with SigV4 and checks its headers against the audit table in
+``relay.s3.headers`` (a header relay does not honour is refused by name, never dropped)
+before any handler runs, so a refused request is answered before its body is read and its
+client never gets ``100 Continue``. Then it dispatches to the operation family's module,
+and converts every error at this one boundary into the S3 XML error document. Every
+response carries ``x-amz-request-id``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Final
 from relay.bucket.engine import Engine
 from relay.bucket.multipart import Multipart
 from relay.http import Request, RequestBody, Response
-from relay.s3 import buckets, copy, multipart, objects, routing, tagging, xml
+from relay.s3 import buckets, copy, headers, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, from_exception
 from relay.sigv4 import SigV4Error, verify
@@ -99,8 +101,8 @@ class S3App:
 
     async def _handle(self, request: Request, body: RequestBody, request_id: str) -> Response:
         target = routing.split_target(request.path, request.query)
-        headers = _first_values(request.headers)
-        endpoint = routing.route(request.method, target, headers)
+        first_values = _first_values(request.headers)
+        endpoint = routing.route(request.method, target, first_values)
         auth = verify(
             request.method,
             request.path,
@@ -112,12 +114,13 @@ class S3App:
         )
         if isinstance(endpoint, routing.Unsupported):
             raise NotImplemented_(f"relay does not implement {endpoint.operation} yet")
+        headers.check_request_headers(type(endpoint), first_values)
         ctx = Context(
             request,
             body,
             auth,
             target,
-            headers,
+            first_values,
             request_id,
             self.engine,
             self.multipart,

@@ -53,10 +53,20 @@ def check_bucket_name(name: str) -> None:
         raise InvalidBucketName(BucketName=name)
 
 
-async def owned_bucket(ctx: Context, name: str) -> BucketRecord:
-    """The bucket, if it exists and belongs to the caller's credential."""
+async def owned_bucket(
+    ctx: Context, name: str, *, expected_owner_header: str = "x-amz-expected-bucket-owner"
+) -> BucketRecord:
+    """The bucket, if it exists and belongs to the caller's credential.
+
+    ``x-amz-expected-bucket-owner`` (``x-amz-source-expected-bucket-owner`` for a copy's
+    source) must name the bucket's owner, the access key that created it, else 403 as S3
+    answers: a client guarding against writing into someone else's bucket is obeyed."""
     record = await ctx.engine.head_bucket(name)
-    if record.owner and record.owner != ctx.owner:
+    owner = record.owner or ctx.owner
+    if owner != ctx.owner:
+        raise AccessDenied()
+    expected = ctx.headers.get(expected_owner_header)
+    if expected is not None and expected.strip() != owner:
         raise AccessDenied()
     return record
 

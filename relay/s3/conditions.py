@@ -7,7 +7,7 @@ If-None-Match or an unmodified object under If-Modified-Since is 304 Not Modifie
 Copy sources use the same four headers prefixed ``x-amz-copy-source-``, where every
 failure is 412. Writes (PUT, CompleteMultipartUpload) take ``If-None-Match: *`` and
 ``If-Match: "etag"``, turned here into a precondition the bucket's writer decides
-atomically at commit time.
+atomically at commit time; DeleteObject takes ``If-Match`` the same way.
 """
 
 from __future__ import annotations
@@ -93,3 +93,12 @@ def write_precondition(headers: Mapping[str, str], bucket: str, key: str) -> Pre
                 raise engine_errors.PreconditionFailed("the ETag differs (If-Match)")
 
     return check
+
+
+def delete_precondition(headers: Mapping[str, str], bucket: str, key: str) -> Precondition | None:
+    """DeleteObject's If-Match (S3 defines no If-None-Match for deletes): 412 when the ETag
+    differs, 404 NoSuchKey when there is no object, as S3 answers."""
+    if_match = headers.get("if-match")
+    if if_match is None:
+        return None
+    return write_precondition({"if-match": if_match}, bucket, key)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-from collections.abc import AsyncIterable
+import hashlib
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from relay.bucket.engine import Engine
 from relay.bucket.multipart import Multipart
+from relay.chunker import Checksum, checksum_of
 from relay.http import Request, RequestBody, Response
-from relay.s3.errors import InvalidArgument
+from relay.s3.errors import BadDigest, InvalidArgument, InvalidDigest
 from relay.s3.routing import Target
 from relay.sigv4 import VerifiedRequest
 
@@ -79,3 +81,31 @@ async def drain(source: AsyncIterable[bytes], limit: int) -> bytes:
             raise InvalidArgument("the request body is too large")
         parts.append(piece)
     return b"".join(parts)
+
+
+def check_body_digests(
+    headers: Mapping[str, str], body: bytes, trailers: Iterable[tuple[str, str]] = ()
+) -> None:
+    """Compare a small request body (XML) with its Content-MD5 and x-amz-checksum-* values.
+
+    SDKs send one of these with every request that carries a configuration (DeleteObjects,
+    PutObjectTagging, the ACLs, PutBucketVersioning): a value never compared would be an
+    integrity check the client believes was made. Raises BadDigest (400) when one differs.
+    """
+    given = {**headers, **dict(trailers)}
+    content_md5 = given.get("content-md5")
+    if content_md5 is not None:
+        try:
+            expected_md5 = decode_base64_digest(content_md5, 16, "Content-MD5")
+        except InvalidArgument:
+            raise InvalidDigest() from None
+        if hashlib.md5(body).digest() != expected_md5:
+            raise BadDigest("The Content-MD5 you specified did not match what we received.")
+    for kind in Checksum:
+        name = f"x-amz-checksum-{kind.value}"
+        if name in given:
+            actual = checksum_of(kind, body)
+            if decode_base64_digest(given[name], len(actual), name) != actual:
+                raise BadDigest(
+                    f"The {kind.value.upper()} you specified did not match the calculated checksum."
+                )

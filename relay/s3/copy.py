@@ -46,7 +46,7 @@ def parse_copy_source(value: str) -> tuple[str, str]:
 
 async def _source(ctx: Context) -> Manifest:
     bucket, key = parse_copy_source(ctx.headers["x-amz-copy-source"])
-    await owned_bucket(ctx, bucket)
+    await owned_bucket(ctx, bucket, expected_owner_header="x-amz-source-expected-bucket-owner")
     manifest = await ctx.engine.head_object(bucket, key)
     conditions.check_read(ctx.headers, manifest, prefix="x-amz-copy-source-")
     return manifest

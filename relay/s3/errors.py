@@ -210,4 +210,7 @@ ReplicationConfigurationNotFoundError = _error(
 NoSuchConfiguration = _error(
     "NoSuchConfiguration", 404, "The specified configuration does not exist."
 )
+InvalidStorageClass = _error(
+    "InvalidStorageClass", 400, "The storage class you specified is not valid"
+)
 BY_CODE.update({cls.code: cls for cls in S3Error.__subclasses__()})

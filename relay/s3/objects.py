@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from collections.abc import Callable
 from functools import partial
@@ -17,6 +16,7 @@ from relay.s3 import conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import (
     Context,
+    check_body_digests,
     decode_base64_digest,
     drain,
     empty_response,
@@ -384,7 +384,8 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
 async def delete_object(ctx: Context, endpoint: DeleteObject) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
     check_version(ctx)
-    await ctx.engine.delete_object(endpoint.bucket, endpoint.key)
+    precondition = conditions.delete_precondition(ctx.headers, endpoint.bucket, endpoint.key)
+    await ctx.engine.delete_object(endpoint.bucket, endpoint.key, precondition=precondition)
     headers = [("x-amz-version-id", "null")] if "versionId" in ctx.query else []
     return empty_response(204, headers)
 
@@ -393,9 +394,7 @@ async def delete_objects(ctx: Context, endpoint: DeleteObjects) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
     payload = Payload(ctx.body, ctx.auth, ctx.content_length())
     body = await drain(payload, MAX_DELETE_BODY_BYTES)
-    content_md5 = ctx.headers.get("content-md5")
-    if content_md5 is not None and hashlib.md5(body).digest() != _md5_header(content_md5):
-        raise BadDigest()
+    check_body_digests(ctx.headers, body, payload.trailers)
     request = xml.parse_delete(body)
     errors: list[tuple[str, str, str]] = [
         (key, NoSuchVersion.code, NoSuchVersion.default_message)

@@ -20,7 +20,7 @@ from relay.bucket.manifest import Manifest
 from relay.http import Response
 from relay.s3 import errors as e
 from relay.s3.buckets import owned_bucket
-from relay.s3.context import Context, drain, empty_response, xml_response
+from relay.s3.context import Context, check_body_digests, drain, empty_response, xml_response
 from relay.s3.payload import Payload
 from relay.s3.routing import (
     DeleteBucketConfiguration,
@@ -41,6 +41,14 @@ MAX_TAGS: Final = 10
 MAX_TAG_KEY: Final = 128
 MAX_TAG_VALUE: Final = 256
 MAX_CONFIG_BODY_BYTES: Final = 64 << 10
+
+
+async def read_config_body(ctx: Context) -> bytes:
+    """A configuration document (tags, ACL, versioning), checked against its digests."""
+    payload = Payload(ctx.body, ctx.auth, ctx.content_length())
+    body = await drain(payload, MAX_CONFIG_BODY_BYTES)
+    check_body_digests(ctx.headers, body, payload.trailers)
+    return body
 
 
 def check_tags(tags: list[tuple[str, str]]) -> dict[str, str]:
@@ -124,7 +132,7 @@ async def get_object_tagging(ctx: Context, endpoint: GetObjectTagging) -> Respon
 
 
 async def put_object_tagging(ctx: Context, endpoint: PutObjectTagging) -> Response:
-    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    body = await read_config_body(ctx)
     await _replace_tags(ctx, endpoint.bucket, endpoint.key, parse_tagging(body))
     return empty_response(200)
 
@@ -161,7 +169,7 @@ def _acl_document(owner: str) -> bytes:
 
 async def _put_acl(ctx: Context) -> Response:
     check_canned_acl(ctx)
-    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    body = await read_config_body(ctx)
     if body.strip() and "x-amz-acl" not in ctx.headers:
         try:
             root = ET.fromstring(body)
@@ -213,7 +221,7 @@ async def get_bucket_versioning(ctx: Context, endpoint: GetBucketVersioning) -> 
 
 async def put_bucket_versioning(ctx: Context, endpoint: PutBucketVersioning) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
-    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_CONFIG_BODY_BYTES)
+    body = await read_config_body(ctx)
     try:
         root = ET.fromstring(body)
     except ET.ParseError:
@@ -221,6 +229,8 @@ async def put_bucket_versioning(ctx: Context, endpoint: PutBucketVersioning) -> 
     status = [c.text for c in root if _local(c.tag) == "Status"]
     if status == ["Enabled"]:
         raise e.NotImplemented_("relay buckets are single-version: versioning cannot be enabled")
+    if [c.text for c in root if _local(c.tag) == "MfaDelete"] == ["Enabled"]:
+        raise e.NotImplemented_("relay does not implement MFA delete: it cannot be enabled")
     return empty_response(200)
 
 

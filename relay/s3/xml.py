@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 from xml.sax.saxutils import escape
 
-from relay.s3.errors import MalformedXML
+from relay.s3.errors import MalformedXML, NotImplemented_
 
 NAMESPACE: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 _DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -126,6 +126,13 @@ def parse_delete(body: bytes) -> DeleteRequest:
         key = _child_text(item, "Key")
         if key is None:
             raise MalformedXML()
+        for condition in ("ETag", "LastModifiedTime", "Size"):
+            if _child_text(item, condition) is not None:
+                # A conditional delete relay would perform unconditionally: refused.
+                raise NotImplemented_(
+                    f"relay does not implement conditional DeleteObjects: {condition} in an"
+                    " Object of the Delete document is not supported"
+                )
         keys.append((key, _child_text(item, "VersionId")))
     if not keys or len(keys) > 1000:
         raise MalformedXML()

@@ -63,6 +63,11 @@ def test_routes(
         ("PUT", "/bkt", "policy", {}),
         ("PUT", "/bkt", "lifecycle", {}),
         ("GET", "/bkt/k", "retention", {}),
+        # Object lock, whatever the method: relay has none to set or show.
+        ("PUT", "/bkt/k", "retention", {}),
+        ("PUT", "/bkt/k", "legal-hold", {}),
+        ("GET", "/bkt/k", "legal-hold", {}),
+        ("PUT", "/bkt", "object-lock", {}),
         ("POST", "/bkt", "", {}),
     ],
 )
