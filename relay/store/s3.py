@@ -16,19 +16,24 @@ object with identical bytes harmlessly, and against moto on loopback a HEAD cost
 half a 1 MiB PUT (3.3 ms vs 6.5 ms, 50 blobs each) while it saves a PUT only for chunks
 another process already wrote: new data, the common case, would pay 50% more. Within
 this process, blobs known to be present (put, read or seen by ``has``) are HEADed rather
-than uploaded again, and concurrent puts of one blob share a single upload. After each
-upload ``on_stored(mh, url)`` runs (relay records a
-location claim there) before ``put`` returns; if it fails, the put fails.
+than uploaded again (see "Healing"), and concurrent puts of one blob share a single
+upload. After each upload ``on_stored(mh, url)`` runs (relay records a location claim
+there) before ``put`` returns; if it fails, the put fails.
 
 Healing (see ``relay.store.base``). Known present is only a hint: the upstream may lose
 an object (a lifecycle rule, an operator, a bucket emptied), so a put of a blob known
 present is deduplicated only after a HEAD answers 200 with the blob's Content-Length; a
 404 or another length uploads it again. The HEAD sees a missing or resized object, not a
 flipped byte (S3 checked the SHA-256 on upload; a later flip is the upstream's fault),
-which the next read sees. A read that finds the object missing, or the whole blob not
-matching its multihash, forgets it (drops it from the set: the next put uploads it
-without asking first); a partial range that fails its ``expect`` first fetches the whole
-blob to tell a damaged object from a wrong ``expect``. The location claim recorded at the
+which the next read sees. The cost falls on repeated bytes only (a new blob is PUT with
+no HEAD, as before): against moto on loopback, 50 blobs each, a known 4 KiB blob now
+costs a HEAD of ~7 ms (a new one's PUT ~8 ms), a known 1 MiB blob ~10-11 ms (its PUT
+~21-33 ms), where trusting the set cost no request at all. Not caching the answer (no
+"confirmed recently" window) keeps the rule simple: a put that returned was checked.
+A read that finds the object missing, or the whole blob not matching its multihash,
+forgets it (drops it from the set: the next put uploads it without asking first); a
+partial range that fails its ``expect`` first fetches the whole blob to tell a damaged
+object from a wrong ``expect``. The location claim recorded at the
 first upload names the object's URL, so an upload of the same bytes makes it true again.
 
 Reads. A whole-blob read is a plain GET; a partial read a ``Range`` GET. Every byte is
