@@ -19,7 +19,8 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
 - ``get_many(reads)``: several such reads at once, each checked the same way, answered in
   order. Listing a page needs a thousand small blocks from a few CARs; a backend batches
   them where it can (the disk store reads them all in one worker-thread hop).
-- ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op).
+- ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op). ``has`` answers what
+  the store believes, as cheaply as it can (the disk store: its index), not a check.
 - ``aclose()``: release files and connections.
 
 A torn write (a crash mid-put) must never be read back as valid: a backend either makes
