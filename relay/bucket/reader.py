@@ -12,9 +12,10 @@ hundred concurrent ones hold a hundred chunks plus the budget, not ``100 × pref
 
 The first chunk. A GET must not answer ``200`` and then fail on its first byte: the
 caller fetches the first span's chunk (``fetch_span``) before it commits to a status line,
-and hands it over as ``first``, so it is not fetched twice. It is that stream's "next
-chunk" (no budget token) while the response head goes out. Past it, a chunk that fails
-can only abort the body: the status line has been sent.
+and hands it over as ``first``, so it is not fetched twice. It is that stream's one
+chunk in flight (no budget token) while the response head goes out, and goes into the
+channel before any other fetch starts, so the memory above holds. Past it, a chunk that
+fails can only abort the body: the status line has been sent.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ async def serve_spans(
                         pending.append(slot)
                         nursery.start_soon(_fetch_span, store, spans_left.popleft(), slot)
 
-                fill()
                 if first is not None:
+                    # Into the channel's empty slot first: then the next fetch is this
+                    # stream's one chunk in flight, as for any other chunk.
                     await send.send(first)
+                fill()
                 while pending:
                     slot = pending[0]
                     await slot.done.wait()
