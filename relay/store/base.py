@@ -103,6 +103,8 @@ class StoreStatistics:
     blobs_deduplicated: int
     syncs: int
     reads: int
+    # Blobs a read found missing or damaged and forgot (see "Self-healing" above).
+    blobs_forgotten: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,8 +265,10 @@ class DiskBlobStore:
         pending = self._pending.get(mh)
         with trio.CancelScope(shield=True):  # the read's error is raised either way
             forgotten = await self._in_thread(self._forget_blocking, mh, pending)
-        if forgotten is not None and self._pending.get(mh) is forgotten:
-            del self._pending[mh]  # the next sync skips it, and a put writes it again
+        if forgotten is not None:
+            self._counters.forgotten += 1
+            if self._pending.get(mh) is forgotten:
+                del self._pending[mh]  # the next sync skips it, and a put writes it again
 
     def _forget_blocking(self, mh: bytes, pending: Location | None) -> Location | None:
         location = pending or self._index.lookup(mh)

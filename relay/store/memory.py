@@ -44,6 +44,7 @@ class MemoryBlobStore:
         except CorruptBlob:
             if not multihash.matches(mh, blob):
                 del self.blobs[mh]  # forget: the next put stores the bytes again
+                self._counters.forgotten += 1
             raise
 
     async def get_many(self, reads: Sequence[BlobRead]) -> list[bytes]:

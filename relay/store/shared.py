@@ -107,7 +107,9 @@ class UpstreamPuts:
 
     def forget(self, mh: bytes) -> None:
         """A read found ``mh`` missing or corrupt upstream: the next put uploads it."""
-        self.present.discard(mh)
+        if mh in self.present:
+            self.present.discard(mh)
+            self._counters.forgotten += 1
 
 
 async def get_each(get: Get, reads: Sequence[BlobRead]) -> list[bytes]:
@@ -166,10 +168,13 @@ class StoreCounters:
     deduplicated: int = 0
     syncs: int = 0
     reads: int = 0
+    forgotten: int = 0
 
     def stored(self, size: int) -> None:
         self.written += 1
         self.bytes += size
 
     def snapshot(self) -> StoreStatistics:
-        return StoreStatistics(self.written, self.bytes, self.deduplicated, self.syncs, self.reads)
+        return StoreStatistics(
+            self.written, self.bytes, self.deduplicated, self.syncs, self.reads, self.forgotten
+        )

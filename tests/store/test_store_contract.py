@@ -319,6 +319,7 @@ async def test_a_read_of_a_flipped_byte_forgets_the_blob(any_store: BlobStore, s
     await flip_a_byte(any_store, mh, data)
     with pytest.raises(CorruptBlob):
         await any_store.get(mh)
+    assert any_store.statistics().blobs_forgotten == 1
     await any_store.put(mh, data)  # forgotten by the read: stored again, whatever the check
     await any_store.sync()
     assert await any_store.get(mh) == data
@@ -355,6 +356,7 @@ async def test_a_range_read_with_the_wrong_expect_forgets_nothing(any_store: Blo
     await any_store.put(BLOB_MH, BLOB)
     await any_store.sync()
     assert any_store.statistics().blobs_written == 1
+    assert any_store.statistics().blobs_forgotten == 0
 
 
 @pytest.mark.parametrize("size", HEALING_SIZES)
