@@ -106,6 +106,7 @@ def test_a_get_of_a_lost_first_chunk_is_an_s3_error(tmp_path: Path) -> None:
         assert ranged.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
 
 
+@pytest.mark.slow  # three relay starts
 def test_a_flipped_byte_is_an_error_and_the_next_put_heals_it(tmp_path: Path) -> None:
     put_x1(tmp_path)
     flip_a_data_byte(tmp_path / "data")
