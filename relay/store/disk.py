@@ -70,7 +70,8 @@ does not index it. The damaged record itself stays as garbage (below).
 Garbage. Unsynced records, deleted blobs, damaged records and duplicate records (rare: a
 blob deleted or found damaged and put again) stay in their packs as unreferenced bytes.
 Reclaiming them (compaction: copy live records to a new pack, re-point the index, delete
-the old pack) is not done yet. ``delete`` only removes the index entry, durably, before it returns.
+the old pack) is not done yet. ``delete`` only removes the index entry, durably, before
+it returns.
 
 Threads. All file and SQLite I/O, and the hashing of what is read from packs, runs in
 worker threads behind one ``CapacityLimiter(max_io_threads)``; the trio thread only touches
@@ -83,6 +84,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -263,8 +265,13 @@ class DiskBlobStore:
     async def _forget_if_damaged(self, mh: bytes) -> None:
         """A read of ``mh`` failed its checks: if its record is damaged, forget it."""
         pending = self._pending.get(mh)
-        with trio.CancelScope(shield=True):  # the read's error is raised either way
-            forgotten = await self._in_thread(self._forget_blocking, mh, pending)
+        try:
+            with trio.CancelScope(shield=True):  # the read's error is raised either way
+                forgotten = await self._in_thread(self._forget_blocking, mh, pending)
+        except (StoreError, OSError, sqlite3.Error):
+            # Closing, or the disk failing worse: the read's own error is what the caller
+            # hears, and the next read that meets the damage tries to forget it again.
+            return
         if forgotten is not None:
             self._counters.forgotten += 1
             if self._pending.get(mh) is forgotten:
