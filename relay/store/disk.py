@@ -55,9 +55,10 @@ record deduplicates; a damaged one has its index row forgotten and the bytes are
 again. What this check cannot see is a byte flipped inside the data: the next read sees
 it (every read hashes what it returns) and forgets the blob, so the put after that read
 stores it again. Re-hashing the record on every dedupe would see the flip too, but it
-costs about twice the write it saves: per 1 MiB put, measured on this 2-core VM, a write
-plus its share of the sync took 1.44 ms (0.48 ms CPU), the header check 0.16 ms (0.13 ms
-CPU), re-reading and hashing the record 2.78 ms (1.45 ms CPU). Blobs put by this process
+costs about twice the write it saves: per 1 MiB put, measured on a busy 2-core VM
+(``python -m bench.bench_dedupe_check``), a write plus its share of the sync took 1.2-1.8
+ms (0.5-0.65 ms CPU), the header check 0.16-0.6 ms (0.13-0.33 ms CPU), re-reading and
+hashing the record 2.1-4.3 ms (1.4-1.7 ms CPU). Blobs put by this process
 and not yet synced (staged, pending) deduplicate without a check: their bytes are in
 memory or were written moments ago.
 

@@ -26,9 +26,10 @@ present is deduplicated only after a HEAD answers 200 with the blob's Content-Le
 404 or another length uploads it again. The HEAD sees a missing or resized object, not a
 flipped byte (S3 checked the SHA-256 on upload; a later flip is the upstream's fault),
 which the next read sees. The cost falls on repeated bytes only (a new blob is PUT with
-no HEAD, as before): against moto on loopback, 50 blobs each, a known 4 KiB blob now
-costs a HEAD of ~7 ms (a new one's PUT ~8 ms), a known 1 MiB blob ~10-11 ms (its PUT
-~21-33 ms), where trusting the set cost no request at all. Not caching the answer (no
+no HEAD, as before): against moto on loopback, 50 blobs each, on a busy 2-core VM
+(``python -m bench.bench_dedupe_check --s3``), a known 4 KiB blob now costs a HEAD of
+5-11 ms (a new one's PUT 6-14 ms), a known 1 MiB blob 6-11 ms (its PUT 12-33 ms), where
+trusting the set cost no request at all. Not caching the answer (no
 "confirmed recently" window) keeps the rule simple: a put that returned was checked.
 A read that finds the object missing, or the whole blob not matching its multihash,
 forgets it (drops it from the set: the next put uploads it without asking first); a
