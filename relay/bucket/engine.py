@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Final
 
@@ -34,7 +34,7 @@ from relay.bucket.errors import (
 )
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
 from relay.bucket.reach import backfill_reach, body_parts
-from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, serve_spans
+from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, fetch_span, serve_spans
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_BATCH,
@@ -124,6 +124,8 @@ class ReadPlan:
     start: int
     end: int  # exclusive
     spans: list[LeafSpan]
+    # The bytes of spans[0], fetched and verified ahead (``fetch_first_chunk``).
+    first_chunk: bytes | None = None
 
     @property
     def length(self) -> int:
@@ -515,6 +517,15 @@ class Engine:
         )
         return ReadPlan(manifest, start, end, spans)
 
+    async def fetch_first_chunk(self, plan: ReadPlan) -> ReadPlan:
+        """``plan`` with its first chunk fetched and verified, so that a missing or corrupt
+        first block (or an unreachable store) raises here, before a status line is sent.
+        ``write_object`` then sends these bytes rather than fetching them again."""
+        if not plan.spans or plan.first_chunk is not None:
+            await trio.lowlevel.checkpoint()
+            return plan
+        return replace(plan, first_chunk=await fetch_span(self.store, plan.spans[0]))
+
     async def write_object(
         self, plan: ReadPlan, write: Callable[[bytes], Awaitable[object]]
     ) -> None:
@@ -522,7 +533,7 @@ class Engine:
 
         The prefetching tasks live inside this call, so the caller's task tree stays
         properly nested however it streams (an HTTP response body calls this)."""
-        async with self._stream(plan.spans) as chunks:
+        async with self._stream(plan.spans, plan.first_chunk) as chunks:
             async for chunk in chunks:
                 await write(chunk)
 
@@ -547,7 +558,7 @@ class Engine:
 
     @asynccontextmanager
     async def _stream(
-        self, spans: Sequence[LeafSpan]
+        self, spans: Sequence[LeafSpan], first: bytes | None = None
     ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
         """The chunks of ``spans`` through a one-slot channel, fetched ahead by a nursery
         that lives exactly as long as this context."""
@@ -558,6 +569,7 @@ class Engine:
                     partial(
                         serve_spans, self.store, spans, send,
                         prefetch=self.config.read_prefetch, budget=self.read_ahead_budget,
+                        first=first,
                     )
                 )  # fmt: skip
                 async with receive:

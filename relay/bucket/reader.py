@@ -9,6 +9,13 @@ chunks fetched *beyond* that each take a token from a ``ReadAheadBudget`` the wh
 shares, and give it back when handed over. A stream that finds no token free reads one
 chunk at a time until one is. So a lone download reads ``prefetch`` chunks ahead, and a
 hundred concurrent ones hold a hundred chunks plus the budget, not ``100 × prefetch``.
+
+The first chunk. A GET must not answer ``200`` and then fail on its first byte: the
+caller fetches the first span's chunk (``fetch_span``) before it commits to a status line,
+and hands it over as ``first``, so it is not fetched twice. It is that stream's one
+chunk in flight (no budget token) while the response head goes out, and goes into the
+channel before any other fetch starts, so the memory above holds. Past it, a chunk that
+fails can only abort the body: the status line has been sent.
 """
 
 from __future__ import annotations
@@ -63,10 +70,15 @@ class _Fetch:
             self.token = None
 
 
+async def fetch_span(store: BlobStore, span: LeafSpan) -> bytes:
+    """The bytes of one span, from its chunk verified whole by the store."""
+    chunk = await store.get(span.cid.multihash)
+    return chunk[span.skip : span.skip + span.take]
+
+
 async def _fetch_span(store: BlobStore, span: LeafSpan, slot: _Fetch) -> None:
     try:
-        chunk = await store.get(span.cid.multihash)
-        slot.data = chunk[span.skip : span.skip + span.take]
+        slot.data = await fetch_span(store, span)
     except Exception as exc:
         slot.error = exc
     finally:
@@ -80,13 +92,16 @@ async def serve_spans(
     *,
     prefetch: int = DEFAULT_PREFETCH,
     budget: ReadAheadBudget | None = None,
+    first: bytes | None = None,
 ) -> None:
-    """Send the bytes of ``spans`` in order; a failed or corrupt chunk raises."""
+    """Send the bytes of ``spans`` in order; a failed or corrupt chunk raises.
+
+    ``first``: the bytes of ``spans[0]``, already fetched (see "The first chunk")."""
     pending: deque[_Fetch] = deque()
     try:
         with single_error():
             async with send, trio.open_nursery() as nursery:
-                spans_left = deque(spans)
+                spans_left = deque(spans if first is None else spans[1:])
 
                 def fill() -> None:
                     while spans_left and len(pending) < max(1, prefetch):
@@ -97,6 +112,10 @@ async def serve_spans(
                         pending.append(slot)
                         nursery.start_soon(_fetch_span, store, spans_left.popleft(), slot)
 
+                if first is not None:
+                    # Into the channel's empty slot first: then the next fetch is this
+                    # stream's one chunk in flight, as for any other chunk.
+                    await send.send(first)
                 fill()
                 while pending:
                     slot = pending[0]

@@ -127,6 +127,9 @@ InvalidObjectState = _error(
     "InvalidObjectState", 403, "The operation is not valid for the object's state"
 )
 
+# Says what happened and names nothing behind relay (no upstream host, no bucket).
+STORE_UNAVAILABLE_MESSAGE = "The storage behind this service is unavailable. Please try again."
+
 BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclasses__()}
 BY_CODE["InternalError"] = S3Error
 
@@ -141,7 +144,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.bucket import multipart
     from relay.chunker import BodyTooLarge
     from relay.sigv4 import SigV4Error
-    from relay.store.base import StoreError, StoreRefused
+    from relay.store.base import StoreError, StoreRefused, StoreUnavailable
 
     if isinstance(exc, S3Error):
         return exc
@@ -162,6 +165,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (BodyTooLarge, lambda e: EntityTooLarge()),
         # A storage node's refusal (piri: the delegation) is a configuration matter: named.
         (StoreRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
+        # An unreachable or failing upstream is transient: 503 tells clients to retry.
+        (StoreUnavailable, lambda e: ServiceUnavailable(STORE_UNAVAILABLE_MESSAGE)),
         (StoreError, lambda e: S3Error()),
     ]
     for kind, convert in table:

@@ -295,6 +295,8 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
             endpoint.bucket, endpoint.key, first=first, last=last, suffix=suffix,
             manifest=manifest,
         )  # fmt: skip
+        # A missing or corrupt first block is an S3 error, not a 200 cut short.
+        plan = await ctx.engine.fetch_first_chunk(plan)
         start, end = plan.start, plan.end
     status = 200
     if wanted is not None:

@@ -11,6 +11,7 @@ from relay.store.base import (
     StoreError,
     StoreRefused,
     StoreStatistics,
+    StoreUnavailable,
 )
 from relay.store.disk import DiskBlobStore, DiskStoreStatistics, open_disk_store
 from relay.store.memory import MemoryBlobStore
@@ -30,6 +31,7 @@ __all__ = [
     "StoreError",
     "StoreRefused",
     "StoreStatistics",
+    "StoreUnavailable",
     "open_disk_store",
     "open_s3_store",
 ]

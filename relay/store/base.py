@@ -19,11 +19,36 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
 - ``get_many(reads)``: several such reads at once, each checked the same way, answered in
   order. Listing a page needs a thousand small blocks from a few CARs; a backend batches
   them where it can (the disk store reads them all in one worker-thread hop).
-- ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op).
+- ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op). ``has`` answers what
+  the store believes, as cheaply as it can (the disk store: its index), not a check.
 - ``aclose()``: release files and connections.
 
 A torn write (a crash mid-put) must never be read back as valid: a backend either makes
 the write atomic or relies on the verification above to refuse it.
+
+Self-healing. Storage loses and damages bytes behind the store's back (a pack file
+truncated or deleted, a bit flipped on disk, an upstream object removed by a lifecycle
+rule or an operator). Two rules keep that from being trusted forever:
+
+- A put is deduplicated only against bytes the store has just checked it still holds
+  (each backend's check is in its module docstring: the disk store reads the indexed
+  record's header and last byte, the s3 store HEADs the object, the piri store asks piri
+  with ``blob/allocate``, the memory store re-hashes).
+  A check that fails makes the put store the bytes again. So a put that returned always
+  means the bytes are held, as far as the check can see.
+- A read that finds the store's own copy missing or corrupt *forgets* it before raising
+  ``BlobNotFound`` / ``CorruptBlob``: the store itself does this, inside ``get`` and
+  ``get_many``, so no caller can forget to. Forgetting drops what made the store believe
+  it held the blob (the disk store's index row, durably; the upstream stores' known-
+  present entry), never bytes; the next put of the same bytes then stores them again and
+  heals every object that names them. Only a proven fault of the stored copy forgets: a
+  partial range that does not match ``expect`` forgets the blob only if the whole blob
+  then fails its own multihash (the caller may simply have asked for the wrong block),
+  and a range past the end of the blob forgets nothing.
+
+What a put's check cannot see (a byte flipped inside the data: the disk store's header
+check and the s3 store's HEAD see a missing, truncated or resized blob, not a flip) the
+next read sees, and forgets; the put after that read stores the bytes again.
 """
 
 from __future__ import annotations
@@ -51,6 +76,12 @@ class CorruptBlob(StoreError):
         self.multihash = mh
 
 
+class StoreUnavailable(StoreError):
+    """The upstream could not be reached, or kept failing (connection errors, timeouts,
+    5xx), for every attempt the store makes. Transient by nature: the S3 front door
+    answers 503, so clients retry."""
+
+
 class StoreRefused(StoreError):
     """The storage node refused the request for a reason the operator must fix (piri: a
     missing or wrong delegation). ``summary`` names the cause and no secret; the S3 front
@@ -72,6 +103,8 @@ class StoreStatistics:
     blobs_deduplicated: int
     syncs: int
     reads: int
+    # Blobs a read found missing or damaged and forgot (see "Self-healing" above).
+    blobs_forgotten: int = 0
 
 
 @dataclass(frozen=True, slots=True)

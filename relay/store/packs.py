@@ -644,6 +644,21 @@ class PackIndex:
                 raise
             self._writer.execute("COMMIT")
 
+    def remove_at(self, entries: Iterable[tuple[bytes, Location]]) -> None:
+        """Forget each blob, durably, only if its row still points at that location: a
+        row another put wrote since (the blob stored again elsewhere) is kept."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany(
+                    "DELETE FROM blobs WHERE mh = ? AND pack = ? AND offset = ?",
+                    [(mh, location.pack, location.offset) for mh, location in entries],
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
     def close(self) -> None:
         with self._readers_lock:
             for connection in self._all_readers:

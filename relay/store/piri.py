@@ -27,6 +27,13 @@ refusal (``Unauthorized``, ``Expired``…) raises ``PiriRefused``, naming the ab
 piri's error; it is never retried. Invocations expire ``invocation_lifetime_seconds`` after
 they are made: piri judges them by its own clock.
 
+Healing (see ``relay.store.base``). A put of a blob known present asks piri first, with
+a ``blob/allocate`` alone: an answer without an upload address means piri holds the
+bytes (deduplicated, one POST instead of the protocol's two and the PUT); an address
+means piri lost them, and the whole protocol runs again. A read that gets a 404, or a
+blob that does not match its multihash, forgets it (drops it from the known-present set
+and the read cache), so the next put runs the protocol without asking first.
+
 Reads. ``GET {endpoint}/blob/{z…}`` answers the whole blob (piri honours no ``Range``), so
 every read fetches the whole blob and verifies it against ``mh`` before slicing; a range
 is then checked against ``expect`` (``relay.store.memory.check_read``). Blobs read for a
@@ -39,7 +46,7 @@ protocol again and gets a fresh claim); the bytes stay on the node.
 
 Failures. Connection errors, timeouts and 5xx answers (to the invocation POSTs, the PUT and
 GETs) are retried up to ``max_attempts`` times in all, with the backoff of
-``relay.store.retry``; then ``StoreError``. Retrying is safe: allocate and accept are
+``relay.store.retry``; then ``StoreUnavailable``. Retrying is safe: allocate and accept are
 idempotent for one blob, the PUT and GETs are of content-addressed bytes. Connections go
 through one bounded ``HttpPool`` per origin (the upload address may be on another host
 than the endpoint).
@@ -68,6 +75,7 @@ from relay.store.base import (
     StoreError,
     StoreRefused,
     StoreStatistics,
+    StoreUnavailable,
 )
 from relay.store.httpclient import ConnectionFailed, HttpPool, Response
 from relay.store.memory import check_read
@@ -82,6 +90,7 @@ from relay.store.shared import (
 )
 from relay.ucan import (
     REQUEST_HEADERS,
+    Allocation,
     ByteRange,
     Capability,
     Delegation,
@@ -180,7 +189,15 @@ class PiriBlobStore:
     # -- the contract --------------------------------------------------------------------
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        await self._puts.put(mh, len(data), lambda: self._put_once(mh, data))
+        size = len(data)
+        await self._puts.put(
+            mh, size, lambda: self._put_once(mh, data), lambda: self._still_holds(mh, size)
+        )
+
+    async def _still_holds(self, mh: bytes, size: int) -> bool:
+        """The put path's check: piri allocates nothing for a blob it holds."""
+        _, allocated = await self._allocate(mh, size, int(time.time()))
+        return allocated.address is None
 
     async def _put_once(self, mh: bytes, data: bytes) -> None:
         await self._store(mh, bytes(data))
@@ -246,27 +263,10 @@ class PiriBlobStore:
 
     async def _store(self, mh: bytes, data: bytes) -> None:
         config = self.config
-        expiration = int(time.time()) + config.invocation_lifetime_seconds
+        now = int(time.time())
+        expiration = now + config.invocation_lifetime_seconds
         proofs = [self.delegation.cid]
-        blob = {"digest": mh, "size": len(data)}
-        cause = invocation(
-            self.signer,
-            self.signer.did,
-            Capability(self.space, "space/blob/add", {"blob": blob}),
-            proofs=[],
-            expiration=expiration,
-        )
-        allocate = blob_allocate(
-            self.signer,
-            config.did,
-            space=self.space,
-            digest=mh,
-            size=len(data),
-            cause=cause.cid,
-            proofs=proofs,
-            expiration=expiration,
-        )
-        allocated = self._outcome("blob/allocate", mh, await self._invoke(allocate, mh), allocation)
+        allocate, allocated = await self._allocate(mh, len(data), now)
         if allocated.address is not None:
             headers = [
                 (name, value)
@@ -300,6 +300,31 @@ class PiriBlobStore:
             span = None  # the whole blob: what a plain GET of the URL returns
         if self._on_stored is not None:
             await self._on_stored(mh, claim.urls, span)
+
+    async def _allocate(self, mh: bytes, size: int, now: int) -> tuple[Block, Allocation]:
+        """Invoke ``blob/allocate`` of ``mh``: the invocation and piri's answer."""
+        config = self.config
+        expiration = now + config.invocation_lifetime_seconds
+        blob = {"digest": mh, "size": size}
+        cause = invocation(
+            self.signer,
+            self.signer.did,
+            Capability(self.space, "space/blob/add", {"blob": blob}),
+            proofs=[],
+            expiration=expiration,
+        )
+        allocate = blob_allocate(
+            self.signer,
+            config.did,
+            space=self.space,
+            digest=mh,
+            size=size,
+            cause=cause.cid,
+            proofs=[self.delegation.cid],
+            expiration=expiration,
+        )
+        receipt = await self._invoke(allocate, mh)
+        return allocate, self._outcome("blob/allocate", mh, receipt, allocation)
 
     def _outcome(
         self, ability: str, mh: bytes, receipt: Receipt, decode: Callable[[Receipt], T]
@@ -337,9 +362,15 @@ class PiriBlobStore:
         if mh in self._forgotten:
             await trio.lowlevel.checkpoint()
             raise BlobNotFound(mh)
-        response = await self._http("GET", self.blob_url(mh), [], b"", ok=(200,), mh=mh)
+        try:
+            response = await self._http("GET", self.blob_url(mh), [], b"", ok=(200,), mh=mh)
+        except BlobNotFound:
+            self._puts.forget(mh)
+            raise
         blob = response.body
         if not await in_thread_if_large(lambda: multihash.matches(mh, blob), len(blob)):
+            self._puts.forget(mh)
+            self._forget_cached(mh)
             raise CorruptBlob(mh)
         self._puts.present.add(mh)
         return blob
@@ -426,7 +457,7 @@ class PiriBlobStore:
             if response.status == 404 and method == "GET":
                 raise BlobNotFound(mh)
             raise StoreError(f"piri refused {method} {url}: {_describe(response)}")
-        raise StoreError(
+        raise StoreUnavailable(
             f"piri {method} {url} failed after {config.max_attempts} attempts: {failure}"
         )
 

@@ -6,6 +6,12 @@ does the work; the others wait for it and take its outcome. If it stored the blo
 are done (counted as deduplicated); if it failed, they try again themselves, one at a time.
 A waiter never re-checks a cache that a sync may have emptied in the meantime, so N
 identical puts cost one write and N wake-ups, not N writes or N² wake-ups.
+
+Known present is a hint, not a truth (``UpstreamPuts``). An upstream can lose an object
+behind relay's back, so a put of a blob the store believes present first asks the
+upstream (``confirm``: a HEAD, a ``blob/allocate``) and uploads it again if the answer is
+no; a blob not known present is uploaded straight away (new data, the common case, pays
+no extra round trip). A read that finds a blob missing or corrupt drops it from the set.
 """
 
 from __future__ import annotations
@@ -73,16 +79,24 @@ class UpstreamPuts:
         self._flights = SingleFlight()
         self._counters = counters
 
-    async def put(self, mh: bytes, size: int, upload: Callable[[], Awaitable[None]]) -> None:
-        """Upload ``mh`` unless it is known present or being uploaded already."""
-        if mh in self.present:
-            await trio.lowlevel.checkpoint()
-            self._counters.deduplicated += 1
-            return
+    async def put(
+        self,
+        mh: bytes,
+        size: int,
+        upload: Callable[[], Awaitable[None]],
+        confirm: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """Upload ``mh`` unless the upstream confirms it holds it, or it is being uploaded.
+
+        ``confirm`` is asked only for a blob known present, and returns whether the
+        upstream still holds it; a no drops the blob from the set and uploads it.
+        """
 
         async def once() -> bool:
-            if mh in self.present:  # a put that failed, retried after another succeeded
-                return False
+            if mh in self.present:
+                if await confirm():
+                    return False
+                self.present.discard(mh)
             await upload()
             self.present.add(mh)
             self._counters.stored(size)
@@ -90,6 +104,12 @@ class UpstreamPuts:
 
         if not await self._flights.run(mh, once):
             self._counters.deduplicated += 1
+
+    def forget(self, mh: bytes) -> None:
+        """A read found ``mh`` missing or corrupt upstream: the next put uploads it."""
+        if mh in self.present:
+            self.present.discard(mh)
+            self._counters.forgotten += 1
 
 
 async def get_each(get: Get, reads: Sequence[BlobRead]) -> list[bytes]:
@@ -148,10 +168,13 @@ class StoreCounters:
     deduplicated: int = 0
     syncs: int = 0
     reads: int = 0
+    forgotten: int = 0
 
     def stored(self, size: int) -> None:
         self.written += 1
         self.bytes += size
 
     def snapshot(self) -> StoreStatistics:
-        return StoreStatistics(self.written, self.bytes, self.deduplicated, self.syncs, self.reads)
+        return StoreStatistics(
+            self.written, self.bytes, self.deduplicated, self.syncs, self.reads, self.forgotten
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from relay.bucket.reader import ReadAheadBudget, serve_spans
+from relay.bucket.reader import ReadAheadBudget, fetch_span, serve_spans
 from relay.errorgroups import single_error
 from relay.ipld.block import raw_block
 from relay.store import MemoryBlobStore
@@ -114,3 +114,21 @@ async def test_a_cancelled_stream_gives_every_token_back() -> None:
     with trio.move_on_after(0.025):
         await read_all(store, spans, budget)
     assert budget.free == 3
+
+
+async def test_a_first_chunk_fetched_ahead_is_sent_first_and_not_fetched_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = SlowStore()
+    spans = await stored_spans(store)
+    first = await fetch_span(store, spans[0])
+    reads = store.statistics().reads
+    send, receive = trio.open_memory_channel[bytes](1)
+    received = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: serve_spans(store, spans, send, prefetch=4, first=first))
+        async with receive:
+            async for data in receive:
+                received.append(data)
+    assert received == CHUNKS
+    assert store.statistics().reads - reads == len(CHUNKS) - 1

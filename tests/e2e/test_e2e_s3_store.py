@@ -124,3 +124,73 @@ def test_objects_put_through_relay_land_upstream_as_claimed_blobs(
     claimed = {url for line in exported.splitlines() for url in json.loads(line)["location"]}
     # Every blob relay wrote upstream is claimed at its path-style URL, and nothing else.
     assert claimed == {f"{moto.endpoint}/{upstream_bucket}/{key}" for key in keys}
+
+
+ONE_CHUNK = os.urandom(300_000)
+
+
+def chunk_object_key(data: bytes) -> str:
+    name = "z" + b58encode(b"\x12\x20" + hashlib.sha256(data).digest())
+    return f"{name}/{name}.blob"
+
+
+def test_a_blob_deleted_upstream_is_stored_again_by_the_next_put(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """The store's known-present set is only a hint: a put of bytes whose object vanished
+    upstream uploads them again, and a GET of an object whose first chunk is gone is an
+    S3 error, not a 200 cut short."""
+    from botocore.exceptions import ClientError
+
+    upstream_bucket = moto.new_bucket("relay-blobs")
+    upstream = moto.client()
+    relay = start_relay_on(moto, upstream_bucket, tmp_path)
+    try:
+        client = boto_client(relay)
+        client.create_bucket(Bucket="heal")
+        client.put_object(Bucket="heal", Key="x1", Body=ONE_CHUNK)
+        upstream.delete_object(Bucket=upstream_bucket, Key=chunk_object_key(ONE_CHUNK))
+        client.put_object(Bucket="heal", Key="x2", Body=ONE_CHUNK)
+        upstream.head_object(Bucket=upstream_bucket, Key=chunk_object_key(ONE_CHUNK))
+        for key in ("x1", "x2"):
+            assert client.get_object(Bucket="heal", Key=key)["Body"].read() == ONE_CHUNK
+
+        upstream.delete_object(Bucket=upstream_bucket, Key=chunk_object_key(ONE_CHUNK))
+        with pytest.raises(ClientError) as caught:
+            client.get_object(Bucket="heal", Key="x1")
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert caught.value.response["Error"]["Code"] == "InternalError"
+        client.put_object(Bucket="heal", Key="x3", Body=ONE_CHUNK)
+        assert client.get_object(Bucket="heal", Key="x1")["Body"].read() == ONE_CHUNK
+    finally:
+        code = stop_relay(relay.process)
+    assert code == 0, relay.log()[-3000:]
+
+
+@pytest.mark.slow  # its own moto, and relay retries the dead upstream before it answers
+def test_a_get_while_the_upstream_is_down_is_a_503(tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    (tmp_path / "moto").mkdir()
+    (tmp_path / "relay").mkdir()
+    own_moto = moto_or_skip(tmp_path / "moto")  # this test stops it
+    try:
+        upstream_bucket = own_moto.new_bucket("relay-blobs")
+        relay = start_relay_on(own_moto, upstream_bucket, tmp_path / "relay")
+        try:
+            client = boto_client(relay)
+            client.create_bucket(Bucket="heal")
+            client.put_object(Bucket="heal", Key="x1", Body=ONE_CHUNK)
+            # Read once: the manifest is cached, so the GET below needs only the chunk.
+            assert client.get_object(Bucket="heal", Key="x1")["Body"].read() == ONE_CHUNK
+            stop_moto(own_moto.process)
+            with pytest.raises(ClientError) as caught:
+                client.get_object(Bucket="heal", Key="x1")
+            assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+            assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+            assert own_moto.endpoint not in caught.value.response["Error"]["Message"]
+        finally:
+            code = stop_relay(relay.process)
+        assert code == 0, relay.log()[-3000:]
+    finally:
+        stop_moto(own_moto.process)

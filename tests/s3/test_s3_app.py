@@ -17,7 +17,7 @@ from relay.ipld import multihash
 from relay.registry import open_sqlite_registry
 from relay.s3.app import S3App
 from relay.sigv4 import presign_url, sign_headers
-from relay.store import CorruptBlob, MemoryBlobStore
+from relay.store import CorruptBlob, MemoryBlobStore, StoreUnavailable
 
 KEYS = {"alice": "alice-secret", "bob": "bob-secret"}
 
@@ -79,7 +79,48 @@ async def engine(tmp_path: Path, store: MemoryBlobStore) -> AsyncIterator[Engine
         yield engine
 
 
-async def test_a_corrupt_chunk_fails_the_get_instead_of_serving_it(
+class FlakyStore(MemoryBlobStore):
+    """A memory store whose upstream can be made unreachable."""
+
+    unreachable = False
+
+    async def get(
+        self, mh: bytes, offset: int = 0, length: int | None = None, *, expect: bytes | None = None
+    ) -> bytes:
+        if self.unreachable:
+            raise StoreUnavailable("upstream GET failed after 4 attempts: connection refused")
+        return await super().get(mh, offset, length, expect=expect)
+
+
+def with_range(request: Request, value: str) -> Request:
+    headers = (*request.headers, ("range", value))
+    return Request(
+        request.method, request.target, request.path, request.query, headers, "1.1", None
+    )
+
+
+async def get_range(app: S3App, target: str, value: str) -> Response:
+    return await app.handle(with_range(signed("GET", target), value), Body(b""))  # type: ignore[arg-type]
+
+
+CHUNK = 1 << 20
+TWO_CHUNKS = bytes(range(256)) * (CHUNK // 256) + b"second chunk" * 1000
+
+
+async def put_two_chunks(app: S3App) -> None:
+    assert (await call(app, "PUT", "/photos")).status == 200
+    assert (await call(app, "PUT", "/photos/big.bin", TWO_CHUNKS)).status == 200
+
+
+async def assert_internal_error(response: Response) -> None:
+    assert response.status == 500
+    body = await body_of(response)
+    assert b"<Code>InternalError</Code>" in body
+    assert b"blob" not in body  # nothing about the store leaks: no blob name, no cause
+    assert b"multihash" not in body
+
+
+async def test_a_corrupt_first_chunk_is_an_error_before_any_status_line(
     engine: Engine, store: MemoryBlobStore
 ) -> None:
     app = S3App(engine, KEYS)
@@ -87,10 +128,87 @@ async def test_a_corrupt_chunk_fails_the_get_instead_of_serving_it(
     data = bytes(range(256)) * 1000  # one chunk: its blob is named by sha256(data)
     assert (await call(app, "PUT", "/photos/cat.jpg", data)).status == 200
     store.blobs[multihash.sha2_256(data)] = b"not the bytes" + data[13:]
-    response = await call(app, "GET", "/photos/cat.jpg")
-    assert response.status == 200  # the head goes out; the body then fails, never lies
-    with pytest.raises(CorruptBlob):
+    await assert_internal_error(await call(app, "GET", "/photos/cat.jpg"))
+    # The read forgot the damaged chunk: the same bytes under another key store it again,
+    # and both keys read back (they name the same chunk).
+    assert (await call(app, "PUT", "/photos/copy.jpg", data)).status == 200
+    for key in ("cat.jpg", "copy.jpg"):
+        response = await call(app, "GET", f"/photos/{key}")
+        assert response.status == 200
+        assert await body_of(response) == data
+
+
+async def test_a_missing_first_chunk_is_an_error_before_any_status_line(
+    engine: Engine, store: MemoryBlobStore
+) -> None:
+    app = S3App(engine, KEYS)
+    await put_two_chunks(app)
+    del store.blobs[multihash.sha2_256(TWO_CHUNKS[:CHUNK])]
+    await assert_internal_error(await call(app, "GET", "/photos/big.bin"))
+
+
+async def test_a_ranged_get_checks_the_first_chunk_of_its_range(
+    engine: Engine, store: MemoryBlobStore
+) -> None:
+    app = S3App(engine, KEYS)
+    await put_two_chunks(app)
+    second = multihash.sha2_256(TWO_CHUNKS[CHUNK:])
+    store.blobs[second] = b"X" + TWO_CHUNKS[CHUNK + 1 :]
+    await assert_internal_error(await get_range(app, "/photos/big.bin", f"bytes={CHUNK + 5}-"))
+    store.blobs[second] = b"X" + TWO_CHUNKS[CHUNK + 1 :]  # damaged again (the read forgot it)
+    inside_the_first = await get_range(app, "/photos/big.bin", "bytes=10-19")
+    assert inside_the_first.status == 206
+    assert await body_of(inside_the_first) == TWO_CHUNKS[10:20]
+
+
+async def test_past_the_first_chunk_a_failed_chunk_aborts_the_body(
+    engine: Engine, store: MemoryBlobStore
+) -> None:
+    app = S3App(engine, KEYS)
+    await put_two_chunks(app)
+    store.blobs[multihash.sha2_256(TWO_CHUNKS[CHUNK:])] = b"X" + TWO_CHUNKS[CHUNK + 1 :]
+    response = await call(app, "GET", "/photos/big.bin")
+    assert response.status == 200  # the first chunk was sound: the head goes out ...
+    with pytest.raises(CorruptBlob):  # ... and the body can only be cut short
         await body_of(response)
+
+
+async def test_the_first_chunk_is_fetched_once(engine: Engine, store: MemoryBlobStore) -> None:
+    app = S3App(engine, KEYS)
+    await put_two_chunks(app)
+    await body_of(await call(app, "GET", "/photos/big.bin"))  # the file node is cached now
+    reads = store.statistics().reads
+    response = await call(app, "GET", "/photos/big.bin")
+    assert await body_of(response) == TWO_CHUNKS
+    assert store.statistics().reads - reads == 2  # one per chunk, the first one included
+
+
+async def test_a_zero_length_object_reads_no_chunk(engine: Engine, store: MemoryBlobStore) -> None:
+    app = S3App(engine, KEYS)
+    assert (await call(app, "PUT", "/photos")).status == 200
+    assert (await call(app, "PUT", "/photos/empty", b"")).status == 200
+    store.blobs.clear()
+    response = await call(app, "GET", "/photos/empty")
+    assert response.status == 200
+    assert await body_of(response) == b""
+
+
+async def test_an_unreachable_store_is_a_503_before_any_status_line(tmp_path: Path) -> None:
+    store = FlakyStore()
+    async with (
+        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
+        open_engine(store, registry) as engine,
+    ):
+        app = S3App(engine, KEYS)
+        assert (await call(app, "PUT", "/photos")).status == 200
+        assert (await call(app, "PUT", "/photos/cat.jpg", b"meow")).status == 200
+        store.unreachable = True
+        response = await call(app, "GET", "/photos/cat.jpg")
+        assert response.status == 503
+        body = await body_of(response)
+        assert b"<Code>ServiceUnavailable</Code>" in body
+        assert b"refused" not in body
+        assert b"upstream" not in body
 
 
 async def test_buckets_belong_to_the_credential_that_made_them(engine: Engine) -> None:

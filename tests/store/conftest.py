@@ -1,4 +1,7 @@
 """The ``any_store`` fixture: every contract test runs against each BlobStore backend.
+``damageable_store`` is the same but for piri, whose stored bytes live inside the fake
+node: the healing tests damage a store's bytes behind its back, which for piri
+``test_piri_store`` does against the fake node itself.
 
 The ``s3`` backend runs against moto's standalone server (one per test session, see
 ``tests/moto_upstream.py``), each test in a fresh upstream bucket; the ``piri`` backend
@@ -8,6 +11,7 @@ against a fake piri node on loopback (``tests/piri_fake.py``), one per test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -33,14 +37,30 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 @pytest.fixture(params=["memory", "disk", "s3", "piri"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
-    if request.param == "memory":
+    async with _open_store(request.param, request, tmp_path) as store:
+        yield store
+
+
+@pytest.fixture(params=["memory", "disk", "s3"])
+async def damageable_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BlobStore]:
+    async with _open_store(request.param, request, tmp_path) as store:
+        yield store
+
+
+@asynccontextmanager
+async def _open_store(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BlobStore]:
+    if kind == "memory":
         store = MemoryBlobStore()
         yield store
         await store.aclose()
-    elif request.param == "disk":
+    elif kind == "disk":
         async with open_disk_store(tmp_path / "store") as disk_store:
             yield disk_store
-    elif request.param == "piri":
+    elif kind == "piri":
         relay_key = Signer.generate()
         async with running_fake_piri() as fake:
             config = piri_store_config(

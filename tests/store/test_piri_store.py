@@ -29,7 +29,7 @@ from piri_fake import (
 from relay.cli import main
 from relay.config import ConfigError, load_config
 from relay.ipld.base import b58encode
-from relay.store.base import CorruptBlob, StoreError
+from relay.store.base import BlobNotFound, CorruptBlob, StoreError
 from relay.store.piri import PiriRefused, open_piri_store
 from relay.ucan import ByteRange, Signer
 
@@ -110,9 +110,10 @@ async def test_put_allocates_uploads_accepts_and_reports_piris_claim() -> None:
         config = piri_store_config(fake.url, fake.did, piri_delegation(fake.signer, relay.did))
         async with open_piri_store(config, signer=relay, on_stored=on_stored) as store:
             await store.put(BLOB_MH, BLOB)
-            await store.put(BLOB_MH, BLOB)  # known here: nothing sent
-            assert store.piri_statistics().invocations == 2
-        assert fake.abilities == ["blob/allocate", "blob/accept"]
+            await store.put(BLOB_MH, BLOB)  # known here: piri is only asked whether it holds it
+            assert store.piri_statistics().invocations == 3
+            assert store.statistics().blobs_deduplicated == 1
+        assert fake.abilities == ["blob/allocate", "blob/accept", "blob/allocate"]
         assert fake.blobs == {BLOB_MH: BLOB}
         assert fake.puts == 1
     # piri's claim says {offset 0, length size}: the whole blob, recorded as whole.
@@ -332,3 +333,36 @@ def test_a_corrupt_key_file_is_a_clear_error(
     (tmp_path / "relay.pem").write_text("not a key")
     assert main(["did", "--data", str(tmp_path)]) == 1
     assert "relay.pem is not an ed25519 PEM key" in capsys.readouterr().err
+
+
+async def test_a_blob_piri_lost_is_uploaded_again_by_the_next_put() -> None:
+    relay = Signer.generate()
+    async with running_fake_piri() as fake:
+        config = piri_store_config(fake.url, fake.did, piri_delegation(fake.signer, relay.did))
+        async with open_piri_store(config, signer=relay) as store:
+            await store.put(BLOB_MH, BLOB)
+            del fake.blobs[BLOB_MH]  # lost behind relay's back
+            await store.put(BLOB_MH, BLOB)
+            assert await store.get(BLOB_MH) == BLOB
+            assert store.statistics().blobs_written == 2
+        assert fake.puts == 2
+
+
+async def test_a_read_that_finds_a_blob_missing_or_corrupt_forgets_it() -> None:
+    relay = Signer.generate()
+    async with running_fake_piri() as fake:
+        config = piri_store_config(fake.url, fake.did, piri_delegation(fake.signer, relay.did))
+        async with open_piri_store(config, signer=relay) as store:
+            await store.put(BLOB_MH, BLOB)
+            fake.corrupt.add(BLOB_MH)
+            with pytest.raises(CorruptBlob):
+                await store.get(BLOB_MH)
+            fake.corrupt.clear()
+            del fake.blobs[BLOB_MH]
+            with pytest.raises(BlobNotFound):
+                await store.get(BLOB_MH)
+            fake.abilities.clear()
+            await store.put(BLOB_MH, BLOB)  # forgotten: the protocol runs without asking
+            assert fake.abilities == ["blob/allocate", "blob/accept"]
+            assert await store.get(BLOB_MH) == BLOB
+        assert fake.puts == 2

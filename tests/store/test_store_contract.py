@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.ipld import multihash
 from relay.store.base import BlobNotFound, BlobRead, BlobStore, CorruptBlob
-from relay.store.disk import open_disk_store
+from relay.store.disk import DiskBlobStore, open_disk_store
 from relay.store.memory import MemoryBlobStore
+from relay.store.s3 import S3BlobStore
 
 
 def sha256_multihash(data: bytes) -> bytes:
@@ -200,6 +204,191 @@ async def test_statistics_count_writes_syncs_and_reads(any_store: BlobStore) -> 
     assert stats.reads == 3
 
 
+# -- self-healing: lost and damaged bytes are never trusted for long --------------------------
+#
+# Each test damages the store's bytes behind its back, the way a disk or an upstream can:
+# the memory store's dict, the disk store's pack file, the s3 store's upstream object. (The
+# piri store's healing is tested against the fake node in ``test_piri_store``.)
+
+# One staged by the disk store until its sync, one written through at once.
+HEALING_SIZES = [len(BLOB), 200_000]
+
+
+def _upstream_client(store: S3BlobStore) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = store.config
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=config.endpoint,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        region_name=config.region,
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def _record_offset(store: DiskBlobStore, data: bytes) -> tuple[Path, int]:
+    """The pack holding ``data`` and where its bytes start (the record's data)."""
+    for pack in sorted((store.root / "packs").glob("*.pack")):
+        found = pack.read_bytes().find(data)
+        if found >= 0:
+            return pack, found
+    raise AssertionError("the blob is in no pack")
+
+
+async def lose(store: BlobStore, mh: bytes, data: bytes) -> None:
+    """The bytes vanish: a dropped dict entry, a pack's lost tail, a deleted upstream object.
+
+    (A pack deleted while the store runs is its active pack here, still open for appends:
+    ``test_disk_store`` deletes packs between runs instead.)"""
+    if isinstance(store, MemoryBlobStore):
+        del store.blobs[mh]
+    elif isinstance(store, DiskBlobStore):
+        pack, start = _record_offset(store, data)
+        os.truncate(pack, start)
+    elif isinstance(store, S3BlobStore):
+        await trio.to_thread.run_sync(
+            lambda: _upstream_client(store).delete_object(
+                Bucket=store.config.bucket, Key=store.object_key(mh)
+            )
+        )
+    else:
+        raise AssertionError(f"no way to damage a {type(store).__name__} here")
+
+
+async def flip_a_byte(store: BlobStore, mh: bytes, data: bytes) -> None:
+    """One byte in the middle of the blob flips; its length stays the same."""
+    middle = len(data) // 2
+    flipped = data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+    if isinstance(store, MemoryBlobStore):
+        store.blobs[mh] = flipped
+    elif isinstance(store, DiskBlobStore):
+        pack, start = _record_offset(store, data)
+        with pack.open("r+b") as file:
+            file.seek(start + middle)
+            file.write(flipped[middle : middle + 1])
+    elif isinstance(store, S3BlobStore):
+        await trio.to_thread.run_sync(
+            lambda: _upstream_client(store).put_object(
+                Bucket=store.config.bucket, Key=store.object_key(mh), Body=flipped
+            )
+        )
+    else:
+        raise AssertionError(f"no way to damage a {type(store).__name__} here")
+
+
+def healing_blob(size: int) -> tuple[bytes, bytes]:
+    data = (BLOB * (size // len(BLOB) + 1))[:size]
+    return sha256_multihash(data), data
+
+
+@pytest.mark.parametrize("size", HEALING_SIZES)
+async def test_a_put_of_lost_bytes_stores_them_again(
+    damageable_store: BlobStore, size: int
+) -> None:
+    mh, data = healing_blob(size)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    await lose(damageable_store, mh, data)
+    await damageable_store.put(mh, data)  # the same bytes again: not deduplicated against nothing
+    await damageable_store.sync()
+    assert await damageable_store.get(mh) == data
+    assert damageable_store.statistics().blobs_written == 2
+
+
+@pytest.mark.parametrize("size", HEALING_SIZES)
+async def test_a_read_of_lost_bytes_forgets_them(damageable_store: BlobStore, size: int) -> None:
+    mh, data = healing_blob(size)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    await lose(damageable_store, mh, data)
+    with pytest.raises((BlobNotFound, CorruptBlob)):
+        await damageable_store.get(mh)
+    with pytest.raises(BlobNotFound):  # forgotten: no longer believed held
+        await damageable_store.get(mh)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    assert await damageable_store.get(mh) == data
+
+
+@pytest.mark.parametrize("size", HEALING_SIZES)
+async def test_a_read_of_a_flipped_byte_forgets_the_blob(
+    damageable_store: BlobStore, size: int
+) -> None:
+    mh, data = healing_blob(size)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    await flip_a_byte(damageable_store, mh, data)
+    with pytest.raises(CorruptBlob):
+        await damageable_store.get(mh)
+    assert damageable_store.statistics().blobs_forgotten == 1
+    await damageable_store.put(mh, data)  # forgotten by the read: stored again, whatever the check
+    await damageable_store.sync()
+    assert await damageable_store.get(mh) == data
+    assert damageable_store.statistics().blobs_written == 2
+
+
+@pytest.mark.parametrize("size", HEALING_SIZES)
+async def test_a_range_read_of_a_flipped_byte_forgets_the_blob(
+    damageable_store: BlobStore, size: int
+) -> None:
+    mh, data = healing_blob(size)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    await flip_a_byte(damageable_store, mh, data)
+    middle = len(data) // 2
+    part = data[middle - 10 : middle + 10]
+    with pytest.raises(CorruptBlob):
+        await damageable_store.get(mh, middle - 10, 20, expect=sha256_multihash(part))
+    with pytest.raises((BlobNotFound, CorruptBlob)):
+        await damageable_store.get(mh)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    assert await damageable_store.get(mh, middle - 10, 20, expect=sha256_multihash(part)) == part
+
+
+async def test_a_range_read_with_the_wrong_expect_forgets_nothing(
+    damageable_store: BlobStore,
+) -> None:
+    await damageable_store.put(BLOB_MH, BLOB)
+    await damageable_store.sync()
+    with pytest.raises(CorruptBlob):
+        await damageable_store.get(BLOB_MH, 10, 20, expect=sha256_multihash(b"another block"))
+    with pytest.raises(CorruptBlob):
+        await damageable_store.get(BLOB_MH, len(BLOB) - 5, 10, expect=sha256_multihash(BLOB[-5:]))
+    assert await damageable_store.get(BLOB_MH) == BLOB  # the blob was fine: still held
+    await damageable_store.put(BLOB_MH, BLOB)
+    await damageable_store.sync()
+    assert damageable_store.statistics().blobs_written == 1
+    assert damageable_store.statistics().blobs_forgotten == 0
+
+
+@pytest.mark.parametrize("size", HEALING_SIZES)
+async def test_a_flipped_byte_is_stored_again_by_the_put_or_after_the_next_read(
+    damageable_store: BlobStore, size: int
+) -> None:
+    """The memory store's put check re-hashes what it holds; the disk store's reads the
+    record's header and last byte, the s3 store's HEAD sees only the length: there the
+    put is deduplicated, the next read catches the flip and forgets, and the put after it
+    stores the bytes again."""
+    mh, data = healing_blob(size)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    await flip_a_byte(damageable_store, mh, data)
+    await damageable_store.put(mh, data)
+    await damageable_store.sync()
+    if not isinstance(damageable_store, MemoryBlobStore):
+        assert damageable_store.statistics().blobs_deduplicated == 1
+        with pytest.raises(CorruptBlob):
+            await damageable_store.get(mh)
+        await damageable_store.put(mh, data)
+        await damageable_store.sync()
+    assert await damageable_store.get(mh) == data
+    assert damageable_store.statistics().blobs_written == 2
+
+
 @asynccontextmanager
 async def open_store(kind: str, directory: Path) -> AsyncIterator[BlobStore]:
     if kind == "memory":
@@ -210,7 +399,7 @@ async def open_store(kind: str, directory: Path) -> AsyncIterator[BlobStore]:
 
 
 # Hypothesis runs each example in its own trio.run, so this test opens its own store
-# rather than sharing the (per-test) ``any_store`` fixture across examples.
+# rather than sharing the (per-test) ``damageable_store`` fixture across examples.
 @pytest.mark.parametrize("kind", ["memory", "disk"])
 @settings(
     max_examples=40,
