@@ -215,4 +215,10 @@ ReplicationConfigurationNotFoundError = _error(
 NoSuchConfiguration = _error(
     "NoSuchConfiguration", 404, "The specified configuration does not exist."
 )
+MalformedTrailerError = _error(
+    "MalformedTrailerError",
+    400,
+    "The request contained trailing data that was not well-formed or did not conform to our"
+    " published schema.",
+)
 BY_CODE.update({cls.code: cls for cls in S3Error.__subclasses__()})

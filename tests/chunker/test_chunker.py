@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
 import blake3
+import crc_reference
 import google_crc32c
 import pytest
 import trio
@@ -112,6 +113,7 @@ def reference_digests(body: bytes) -> dict[str, bytes]:
         "blake3": blake3.blake3(body).digest(),
         "crc32": zlib.crc32(body).to_bytes(4, "big"),
         "crc32c": google_crc32c.value(body).to_bytes(4, "big"),
+        "crc64nvme": crc_reference.crc64nvme(body).to_bytes(8, "big"),
         "sha1": hashlib.sha1(body).digest(),
         "sha256": hashlib.sha256(body).digest(),
     }
