@@ -63,12 +63,17 @@ def _invalid_value(name: str, *, trailing: bool = False) -> S3Error:
 
 
 def decode_digest(kind: Checksum, value: str) -> bytes | None:
-    """A base64 checksum value as bytes; None when it is not base64 of the right length."""
+    """A base64 checksum value as bytes; None unless it is the canonical base64 of a digest
+    of the algorithm's length (S3 refuses ``y/Q5Jh==`` for ``y/Q5Jg==``: the padding bits
+    must be zero)."""
+    text = value.strip()
     try:
-        digest = base64.b64decode(value.strip(), validate=True)
+        digest = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return digest if len(digest) == kind.digest_size else None
+    if len(digest) != kind.digest_size or encode_digest(digest) != text:
+        return None
+    return digest
 
 
 def encode_digest(digest: bytes) -> str:
