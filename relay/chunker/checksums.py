@@ -1,10 +1,12 @@
 """S3's additional checksums (``x-amz-checksum-*``): the algorithms, and how parts combine.
 
 An upload may carry one checksum of the object's bytes besides Content-MD5: a CRC
-(CRC32, CRC32C, CRC64NVME) or a secure hash (SHA1, SHA256). The chunker feeds every
-requested one chunk by chunk; the CRCs come from AWS's C runtime (``awscrt``, the
-library botocore itself uses), which takes any buffer without a copy and carries the
-running value, and the hashes from hashlib.
+(CRC32, CRC32C, CRC64NVME), a hash (SHA1, SHA256, SHA512, MD5) or an xxHash (XXHASH64,
+XXHASH3, XXHASH128: S3's 64-bit XXH64 and XXH3 and the 128-bit XXH3, each digest in its
+canonical big-endian form). The chunker feeds every requested one chunk by chunk, in C
+with the GIL released: the CRCs come from AWS's C runtime (``awscrt``, the library
+botocore itself uses), which takes any buffer without a copy and carries the running
+value, the hashes from hashlib and the xxHashes from the ``xxhash`` binding.
 
 A multipart object's checksum is of one of two types, chosen at CreateMultipartUpload:
 
@@ -13,7 +15,7 @@ A multipart object's checksum is of one of two types, chosen at CreateMultipartU
 * FULL_OBJECT: the checksum of the whole object's bytes, as if it had been sent in one
   PUT. Only a CRC can be one: the CRC of a concatenation follows from the parts' CRCs
   and lengths alone (``combine``), so Complete reads no byte. CRC64NVME is always
-  FULL_OBJECT; CRC32 and CRC32C may be either; SHA1 and SHA256 only COMPOSITE.
+  FULL_OBJECT; CRC32 and CRC32C may be either; the hashes and xxHashes only COMPOSITE.
 
 Combining a CRC is O(log n) in the length of the second part (zlib's ``crc32_combine``:
 multiply by x^(8·len) in GF(2)), here awscrt's C implementation of it.
@@ -26,6 +28,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
+import xxhash
 from awscrt import checksums as crt
 
 
@@ -37,6 +40,11 @@ class Checksum(enum.Enum):
     CRC64NVME = "crc64nvme"
     SHA1 = "sha1"
     SHA256 = "sha256"
+    SHA512 = "sha512"
+    MD5 = "md5"
+    XXHASH64 = "xxhash64"
+    XXHASH3 = "xxhash3"
+    XXHASH128 = "xxhash128"
 
     @property
     def header(self) -> str:
@@ -64,12 +72,32 @@ class ChecksumType(enum.Enum):
     FULL_OBJECT = "FULL_OBJECT"
 
 
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
 _DIGEST_SIZES: Final = {
     Checksum.CRC32: 4,
     Checksum.CRC32C: 4,
     Checksum.CRC64NVME: 8,
     Checksum.SHA1: 20,
     Checksum.SHA256: 32,
+    Checksum.SHA512: 64,
+    Checksum.MD5: 16,
+    Checksum.XXHASH64: 8,
+    Checksum.XXHASH3: 8,
+    Checksum.XXHASH128: 16,
+}
+_OTHER_HASHERS: Final[dict[Checksum, Callable[[], Hasher]]] = {
+    Checksum.SHA1: hashlib.sha1,
+    Checksum.SHA256: hashlib.sha256,
+    Checksum.SHA512: hashlib.sha512,
+    Checksum.MD5: hashlib.md5,
+    Checksum.XXHASH64: xxhash.xxh64,
+    Checksum.XXHASH3: xxhash.xxh3_64,
+    Checksum.XXHASH128: xxhash.xxh3_128,
 }
 _CRC_FUNCTIONS: Final[dict[Checksum, Callable[[bytes, int], int]]] = {
     Checksum.CRC32: crt.crc32,
@@ -97,12 +125,6 @@ def default_type(kind: Checksum) -> ChecksumType:
     return ChecksumType.FULL_OBJECT if kind is Checksum.CRC64NVME else ChecksumType.COMPOSITE
 
 
-class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
 class _Crc:
     """A CRC as running state with a hashlib-like face."""
 
@@ -121,9 +143,7 @@ class _Crc:
 def new_hasher(kind: Checksum) -> Hasher:
     if kind.is_crc:
         return _Crc(kind)
-    if kind is Checksum.SHA1:
-        return hashlib.sha1()
-    return hashlib.sha256()
+    return _OTHER_HASHERS[kind]()
 
 
 def checksum_of(kind: Checksum, data: bytes) -> bytes:

@@ -21,7 +21,11 @@ from relay.s3.errors import MalformedXML
 NAMESPACE: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 # The checksum elements of a CompleteMultipartUpload <Part> (relay.chunker.Checksum's).
 CHECKSUM_ELEMENTS: Final = frozenset(
-    {"ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"}
+    f"Checksum{name}"
+    for name in (
+        *("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256", "SHA512", "MD5"),
+        *("XXHASH64", "XXHASH3", "XXHASH128"),
+    )
 )
 _DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
 

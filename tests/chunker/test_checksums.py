@@ -32,6 +32,8 @@ def reference(kind: Checksum, data: bytes) -> bytes:
         return google_crc32c.value(data).to_bytes(4, "big")
     if kind is Checksum.CRC64NVME:
         return crc_reference.crc64nvme(data).to_bytes(8, "big")
+    if kind.value.startswith("xxhash"):
+        return crc_reference.xxhash(data, kind.value)
     return hashlib.new(kind.value, data).digest()
 
 
@@ -42,8 +44,11 @@ def test_each_algorithm_matches_an_independent_implementation(kind: Checksum) ->
         assert len(checksum_of(kind, data)) == kind.digest_size
 
 
-def test_crc64nvme_check_value() -> None:
+def test_check_values() -> None:
+    # Published values: CRC-64/NVME's check of b"123456789"; XXH64 and XXH3-64 of b"".
     assert checksum_of(Checksum.CRC64NVME, b"123456789").hex() == "ae8b14860a799888"
+    assert checksum_of(Checksum.XXHASH64, b"").hex() == "ef46db3751d8e999"
+    assert checksum_of(Checksum.XXHASH3, b"").hex() == "2d06800538d394c2"
 
 
 @pytest.mark.parametrize("kind", CRCS)
@@ -76,8 +81,9 @@ def test_which_types_each_algorithm_allows() -> None:
     assert allowed_types(Checksum.CRC64NVME) == {ChecksumType.FULL_OBJECT}
     assert allowed_types(Checksum.CRC32) == both
     assert allowed_types(Checksum.CRC32C) == both
-    assert allowed_types(Checksum.SHA1) == {ChecksumType.COMPOSITE}
-    assert allowed_types(Checksum.SHA256) == {ChecksumType.COMPOSITE}
+    for kind in Checksum:
+        if not kind.is_crc:
+            assert allowed_types(kind) == {ChecksumType.COMPOSITE}
     assert default_type(Checksum.CRC64NVME) is ChecksumType.FULL_OBJECT
     assert {default_type(kind) for kind in CRCS[:2]} == {ChecksumType.COMPOSITE}
 

@@ -18,6 +18,7 @@ import http.client
 import zlib
 from typing import Any
 
+import crc_reference
 import google_crc32c
 import pytest
 from awscrt import checksums as crt_checksums
@@ -28,7 +29,12 @@ from botocore.exceptions import ClientError
 from e2e_helpers import ACCESS_KEY, REGION, SECRET_KEY, RelayProcess, boto_client
 
 MiB = 1 << 20
-ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
+ALGORITHMS = [
+    *("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256", "SHA512", "MD5"),
+    *("XXHASH64", "XXHASH3", "XXHASH128"),
+]
+# botocore computes every algorithm but MD5; an MD5 checksum is sent as a value.
+COMPUTED_BY_BOTOCORE = set(ALGORITHMS) - {"MD5"}
 # Every (algorithm, type) S3 allows for a multipart upload.
 MULTIPART_KINDS = [
     ("CRC32", "COMPOSITE"),
@@ -38,6 +44,11 @@ MULTIPART_KINDS = [
     ("CRC64NVME", "FULL_OBJECT"),
     ("SHA1", "COMPOSITE"),
     ("SHA256", "COMPOSITE"),
+    ("SHA512", "COMPOSITE"),
+    ("MD5", "COMPOSITE"),
+    ("XXHASH64", "COMPOSITE"),
+    ("XXHASH3", "COMPOSITE"),
+    ("XXHASH128", "COMPOSITE"),
 ]
 
 
@@ -48,7 +59,16 @@ def digest(algorithm: str, data: bytes) -> bytes:
         return google_crc32c.value(data).to_bytes(4, "big")
     if algorithm == "CRC64NVME":
         return crt_checksums.crc64nvme(data).to_bytes(8, "big")
+    if algorithm.startswith("XXHASH"):
+        return crc_reference.xxhash(data, algorithm.lower())
     return hashlib.new(algorithm.lower(), data).digest()
+
+
+def checksum_argument(algorithm: str, data: bytes) -> dict[str, str]:
+    """Ask botocore to compute the checksum, or give MD5's value (botocore has no MD5)."""
+    if algorithm in COMPUTED_BY_BOTOCORE:
+        return {"ChecksumAlgorithm": algorithm}
+    return {f"Checksum{algorithm}": b64(digest(algorithm, data))}
 
 
 def b64(value: bytes) -> str:
@@ -102,15 +122,23 @@ def assert_absent(s3: Any, bucket: str, key: str) -> None:
 # -- PutObject ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("form", ["header", "trailer"])
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(
+    ("algorithm", "form"),
+    [
+        (algorithm, form)
+        for algorithm in ALGORITHMS
+        for form in ("header", "trailer")
+        # botocore sends a value it was given (MD5's) as a header, never as a trailer.
+        if form == "header" or algorithm in COMPUTED_BY_BOTOCORE
+    ],
+)
 def test_put_checksum_is_verified_stored_and_returned(
     clients: dict[str, Any], bucket: str, algorithm: str, form: str
 ) -> None:
     s3 = clients[form]
     body = pattern(300_000, seed=1)
     expected = b64(digest(algorithm, body))
-    put = s3.put_object(Bucket=bucket, Key="k", Body=body, ChecksumAlgorithm=algorithm)
+    put = s3.put_object(Bucket=bucket, Key="k", Body=body, **checksum_argument(algorithm, body))
     assert put[f"Checksum{algorithm}"] == expected
     assert put["ChecksumType"] == "FULL_OBJECT"
     head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
@@ -204,7 +232,7 @@ def upload_parts(
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
-            ChecksumAlgorithm=algorithm,
+            **checksum_argument(algorithm, data),
         )
         assert response[f"Checksum{algorithm}"] == b64(digest(algorithm, data))
         completed.append(
