@@ -71,3 +71,19 @@ def test_entity_expansion_is_refused() -> None:
 
 def test_timestamps() -> None:
     assert xml.iso8601(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def test_complete_multipart_parts_keep_their_checksums() -> None:
+    body = (
+        b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>aa</ETag>"
+        b"<ChecksumCRC64NVME> rosUhgp5mIg= </ChecksumCRC64NVME></Part>"
+        b"<Part><PartNumber>2</PartNumber><ETag>bb</ETag></Part></CompleteMultipartUpload>"
+    )
+    parts = xml.parse_complete_multipart(body)
+    assert [p.checksums for p in parts] == [{"ChecksumCRC64NVME": "rosUhgp5mIg="}, {}]
+
+
+def test_checksum_elements() -> None:
+    assert xml.checksum_elements({"crc32": "y/Q5Jg==", "xxhash128": "a&b-2"}) == (
+        "<ChecksumCRC32>y/Q5Jg==</ChecksumCRC32><ChecksumXXHASH128>a&amp;b-2</ChecksumXXHASH128>"
+    )
