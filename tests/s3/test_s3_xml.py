@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from relay.chunker import Checksum
 from relay.s3 import xml
 from relay.s3.errors import MalformedXML
 
@@ -87,3 +88,7 @@ def test_checksum_elements() -> None:
     assert xml.checksum_elements({"crc32": "y/Q5Jg==", "xxhash128": "a&b-2"}) == (
         "<ChecksumCRC32>y/Q5Jg==</ChecksumCRC32><ChecksumXXHASH128>a&amp;b-2</ChecksumXXHASH128>"
     )
+
+
+def test_every_checksum_algorithm_has_its_xml_element() -> None:
+    assert {kind.xml_name for kind in Checksum} == xml.CHECKSUM_ELEMENTS
