@@ -7,13 +7,13 @@ and the reader takes the next buffer and goes straight back to the socket. The h
 stage runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
 checksum of ``relay.chunker.checksums``) and the chunk's own sha2-256 in worker threads —
 MD5, the slowest, on one thread while the others run on a second, so two cores overlap
-them; hashlib, blake3 and awscrt release the GIL on large buffers — then starts the chunk's blob put
-(on a read-only view of the buffer; a store copies what it keeps) and goes back for the
-next chunk. The buffer returns to the pool when its put is done. At most
-``max_puts_in_flight`` puts run at once; the hashing stage waits for a free slot before it
-starts another, which stalls the channel, which stalls the reader, which stops reading the
-socket: backpressure all the way to TCP. The pool adds the same backpressure across
-uploads.
+them; hashlib, blake3, awscrt and xxhash release the GIL on large buffers — then starts
+the chunk's blob put (on a read-only view of the buffer; a store copies what it keeps)
+and goes back for the next chunk. The buffer returns to the pool when its put is done.
+At most ``max_puts_in_flight`` puts run at once; the hashing stage waits for a free slot
+before it starts another, which stalls the channel, which stalls the reader, which stops
+reading the socket: backpressure all the way to TCP. The pool adds the same backpressure
+across uploads.
 
 One upload holds at most ``max_puts_in_flight + 3`` buffers: the one being filled, the
 one in the channel, the one being hashed, and those being stored. It does not depend on
