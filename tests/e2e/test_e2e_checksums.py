@@ -531,6 +531,7 @@ def put_chunked(
 
 
 CRC32_HEADER = "x-amz-checksum-crc32"
+CRC32_123456789 = "y/Q5Jg=="  # S3's documented CRC32 of b"123456789"
 
 
 @pytest.mark.parametrize(
@@ -567,3 +568,21 @@ def test_trailers_are_held_to_what_x_amz_trailer_declared(
         assert head["ChecksumCRC32"] == right[CRC32_HEADER]
     else:
         assert_absent(s3, bucket, "k")
+
+
+def test_parts_of_a_checksummed_upload_must_be_numbered_from_one_without_gaps(
+    s3: Any, bucket: str
+) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32")[
+        "UploadId"
+    ]
+    response = s3.upload_part(
+        Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=2, Body=b"123456789"
+    )
+    parts = [{"PartNumber": 2, "ETag": response["ETag"], "ChecksumCRC32": CRC32_123456789}]
+    with pytest.raises(ClientError) as excinfo:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    assert error_of(excinfo)[:2] == ("InvalidPartOrder", 400)
+    assert_absent(s3, bucket, "k")
