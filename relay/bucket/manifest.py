@@ -7,10 +7,13 @@ never null, so the encoding of a manifest is unique)::
      "etag": str (unquoted), "mtime": int (ms since the epoch), "type": str,
      "meta": {str: str}, "hdrs": {str: str}, "sums": {str: bytes},
      "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?, "psums": [{str: bytes}]?,
-     "tags": {str: str}?}
+     "tags": {str: str}?, "ctype": "COMPOSITE" | "FULL_OBJECT"?}
 
-A multipart object's ``sums`` hold S3's *composite* checksums (the checksum of the parts'
-binary checksums, shown with a ``-N`` suffix) and ``psums`` each part's own.
+A single PUT's ``sums`` are checksums of its bytes (type FULL_OBJECT). A multipart
+object's ``psums`` hold each part's own, and its ``sums`` are of the type ``ctype`` says:
+COMPOSITE (the checksum of the parts' binary checksums, shown with a ``-N`` suffix; the
+type of a multipart object that has no ``ctype``) or FULL_OBJECT (a CRC of the whole
+object, combined from the parts' CRCs).
 """
 
 from __future__ import annotations
@@ -58,13 +61,25 @@ class Manifest:
     part_sizes: tuple[int, ...] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     part_checksums: tuple[dict[str, bytes], ...] | None = None
+    # "COMPOSITE" or "FULL_OBJECT"; None: what the object's shape implies (see checksum_type).
+    stored_checksum_type: str | None = None
+
+    @property
+    def checksum_type(self) -> str:
+        """How ``checksums`` were made: FULL_OBJECT for a single PUT, the upload's type for a
+        multipart object (COMPOSITE when the manifest predates the field)."""
+        if self.stored_checksum_type is not None:
+            return self.stored_checksum_type
+        return "FULL_OBJECT" if self.part_sizes is None else "COMPOSITE"
 
     def summary(self) -> ObjectSummary:
         return ObjectSummary(self.size, self.etag, self.last_modified_ms)
 
     def checksum_values(self) -> dict[str, str]:
         """Each stored checksum as S3 shows it: base64, ``-N`` for a composite one."""
-        suffix = "" if self.part_sizes is None else f"-{len(self.part_sizes)}"
+        suffix = ""
+        if self.part_sizes is not None and self.checksum_type == "COMPOSITE":
+            suffix = f"-{len(self.part_sizes)}"
         return {
             name: base64.b64encode(digest).decode("ascii") + suffix
             for name, digest in self.checksums.items()
@@ -99,6 +114,8 @@ class Manifest:
             value["tags"] = dict(self.tags)
         if self.part_checksums is not None:
             value["psums"] = [dict(sums) for sums in self.part_checksums]
+        if self.stored_checksum_type is not None:
+            value["ctype"] = self.stored_checksum_type
         return value
 
     def to_block(self) -> Block:
@@ -109,6 +126,12 @@ def _str_map(value: object, name: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ManifestError(f"manifest field {name!r} must map strings to strings")
     return value
+
+
+def _checksum_type(value: object) -> str | None:
+    if value is None or value == "COMPOSITE" or value == "FULL_OBJECT":
+        return value
+    raise ManifestError("manifest checksum type must be COMPOSITE or FULL_OBJECT")
 
 
 def manifest_from_ipld(value: object) -> Manifest:
@@ -136,6 +159,7 @@ def manifest_from_ipld(value: object) -> Manifest:
             part_checksums=None
             if value.get("psums") is None
             else tuple(dict(sums) for sums in value["psums"]),
+            stored_checksum_type=_checksum_type(value.get("ctype")),
         )
     except KeyError as exc:
         raise ManifestError(f"manifest lacks field {exc}") from None

@@ -1,20 +1,24 @@
 """Multipart uploads: parts stream through the chunker like any PUT; Complete stitches.
 
 A part's chunks are stored as it arrives, and the registry remembers the part's leaves
-(CID and size of each chunk), its MD5 and checksums: nothing is committed to the bucket.
+(CID and size of each chunk), its MD5 and its checksum: nothing is committed to the bucket.
 CompleteMultipartUpload checks the client's part list (InvalidPart, InvalidPartOrder,
 EntityTooSmall), concatenates the parts' leaves in order and builds ONE UnixFS DAG over
 them, so when every part but the last is a multiple of the chunk size the object's root is
 exactly the root of the same bytes sent in a single PUT. No chunk is read or copied, except
 to compute the BLAKE3 ``x-cid`` digest when the object is within ``cid_budget_bytes``
 (above it the digest is left out: absent, never wrong).
+
+An upload created with a checksum algorithm gives the object that algorithm's checksum of
+the upload's type (``relay.chunker.checksums``): COMPOSITE hashes the parts' checksums,
+FULL_OBJECT combines the parts' CRCs with their lengths; neither reads a byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +29,16 @@ from relay.bucket.errors import EngineError
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.reach import body_parts
 from relay.bucket.writer import Precondition
-from relay.chunker import Checksum, ChunkedBody, Leaf, checksum_of
+from relay.chunker import (
+    Checksum,
+    ChecksumType,
+    ChunkedBody,
+    Leaf,
+    combine,
+    composite,
+    default_type,
+)
+from relay.chunker.checksums import new_hasher
 from relay.ipld import dagcbor
 from relay.ipld.block import raw_block
 from relay.registry.base import PartRecord, UploadMissing, UploadRecord
@@ -63,6 +76,18 @@ class UploadRequest:
     headers: dict[str, str] = field(default_factory=dict)
     checksum: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # COMPOSITE or FULL_OBJECT; None: the algorithm's default (see checksum_kind).
+    checksum_type: str | None = None
+
+    @property
+    def checksum_kind(self) -> tuple[Checksum, ChecksumType] | None:
+        """The upload's algorithm and checksum type, if it was created with one."""
+        if self.checksum is None:
+            return None
+        kind = Checksum(self.checksum)
+        if self.checksum_type is None:
+            return kind, default_type(kind)
+        return kind, ChecksumType(self.checksum_type)
 
     def encode(self) -> bytes:
         value: dict[str, Any] = {
@@ -73,13 +98,20 @@ class UploadRequest:
         }
         if self.checksum is not None:
             value["sum"] = self.checksum
+        if self.checksum_type is not None:
+            value["stype"] = self.checksum_type
         return dagcbor.encode(value)
 
     @classmethod
     def decode(cls, data: bytes) -> UploadRequest:
         value = dagcbor.decode(data)
         return cls(
-            value["type"], value["meta"], value["hdrs"], value.get("sum"), value.get("tags", {})
+            value["type"],
+            value["meta"],
+            value["hdrs"],
+            value.get("sum"),
+            value.get("tags", {}),
+            value.get("stype"),
         )
 
 
@@ -103,11 +135,15 @@ class Part:
     checksums: dict[str, bytes]
 
 
-def _encode_part(chunked: ChunkedBody) -> bytes:
+def _encode_part(chunked: ChunkedBody, keep: frozenset[Checksum] | None = None) -> bytes:
     return dagcbor.encode(
         {
             "leaves": [[leaf.cid, leaf.size] for leaf in chunked.leaves],
-            "sums": {kind.value: digest for kind, digest in chunked.checksums.items()},
+            "sums": {
+                kind.value: digest
+                for kind, digest in chunked.checksums.items()
+                if keep is None or kind in keep
+            },
         }
     )
 
@@ -168,7 +204,10 @@ class Multipart:
         checksums: frozenset[Checksum] = frozenset(),
         verify: Callable[[ChunkedBody], None] | None = None,
         size_hint: int | None = None,
+        keep_checksums: frozenset[Checksum] | None = None,
     ) -> Part:
+        """``checksums`` are computed over the part; it keeps ``keep_checksums`` of them
+        (all when None: a payload-hash SHA-256 the client did not ask for need not be)."""
         chunked = (
             await self.engine.store_body(
                 body,
@@ -186,7 +225,7 @@ class Multipart:
             chunked.size,
             chunked.md5.hex(),
             now_ms(),
-            _encode_part(chunked),
+            _encode_part(chunked, keep_checksums),
         )
         try:
             await self.engine.registry.put_part(record)
@@ -205,18 +244,24 @@ class Multipart:
             "", source.key, manifest=source, first=start, last=end - 1
         )
         md5 = hashlib.md5()
+        # The upload's algorithm, as a part sent with its checksum would have it.
+        wanted = upload.request.checksum_kind
+        checksum = None if wanted is None else new_hasher(wanted[0])
         leaves: list[Leaf] = []
         for span in plan.spans:
             chunk = await self.engine.store.get(span.cid.multihash)
             piece = chunk[span.skip : span.skip + span.take]
             md5.update(piece)
+            if checksum is not None:
+                checksum.update(piece)
             if span.skip == 0 and span.take == span.size:
                 leaves.append(Leaf(span.cid, span.size))
             else:
                 block = raw_block(piece)
                 await self.engine.store.put(block.cid.multihash, block.data)
                 leaves.append(Leaf(block.cid, len(piece)))
-        data = dagcbor.encode({"leaves": [[leaf.cid, leaf.size] for leaf in leaves], "sums": {}})
+        sums = {} if wanted is None or checksum is None else {wanted[0].value: checksum.digest()}
+        data = dagcbor.encode({"leaves": [[leaf.cid, leaf.size] for leaf in leaves], "sums": sums})
         record = PartRecord(
             upload.upload_id, part_number, end - start, md5.hexdigest(), now_ms(), data
         )
@@ -253,21 +298,52 @@ class Multipart:
         requested: Sequence[tuple[int, str]],
         *,
         precondition: Precondition | None = None,
+        given_checksums: Sequence[Mapping[str, bytes]] | None = None,
+        verify: Callable[[Mapping[str, bytes]], None] | None = None,
     ) -> Manifest:
-        """Stitch the requested (part number, ETag) list into the object and commit it."""
+        """Stitch the requested (part number, ETag) list into the object and commit it.
+
+        ``given_checksums`` are the checksums the client listed for each requested part
+        (by algorithm name); each must be the part's own (else InvalidPart, as for an
+        ETag). ``verify`` sees the object's checksums before anything is stored; raising
+        there commits nothing."""
         numbers = [number for number, _ in requested]
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise InvalidPartOrder("the list of parts was not in ascending order")
+        request = upload.request
+        checksum_kind = request.checksum_kind
+        if checksum_kind is not None and numbers != list(range(1, len(numbers) + 1)):
+            # S3: with a checksum on every part, the parts must be 1, 2, … N.
+            raise InvalidPartOrder("the parts of a checksummed upload must be 1 to N")
         stored = {part.part_number: part for part in await self.list_parts(upload, limit=MAX_PARTS)}
         chosen: list[Part] = []
-        for number, etag in requested:
+        for index, (number, etag) in enumerate(requested):
             part = stored.get(number)
             if part is None or part.etag != etag.lower():
                 raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
+            given = {} if given_checksums is None else given_checksums[index]
+            if any(part.checksums.get(name) != digest for name, digest in given.items()):
+                raise InvalidPart(f"part {number}'s checksum differs")
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < MIN_PART_BYTES:
                 raise EntityTooSmall(f"part {part.part_number} is smaller than 5 MiB")
+        checksums: dict[str, bytes] = {}
+        part_checksums: tuple[dict[str, bytes], ...] | None = None
+        stored_type: str | None = None
+        if checksum_kind is not None and all(request.checksum in p.checksums for p in chosen):
+            kind, checksum_type = checksum_kind
+            sums = [part.checksums[kind.value] for part in chosen]
+            if checksum_type is ChecksumType.FULL_OBJECT:
+                checksums[kind.value] = combine(
+                    kind, [(s, part.size) for s, part in zip(sums, chosen, strict=True)]
+                )
+            else:
+                checksums[kind.value] = composite(kind, sums)
+            part_checksums = tuple({kind.value: s} for s in sums)
+            stored_type = checksum_type.value
+        if verify is not None:
+            verify(checksums)
         leaves = [leaf for part in chosen for leaf in part.leaves]
         # A zero-byte part contributes an empty leaf; a file's DAG takes those only alone.
         non_empty = [leaf for leaf in leaves if leaf.size]
@@ -279,17 +355,6 @@ class Multipart:
         md5s = b"".join(bytes.fromhex(part.etag) for part in chosen)
         size = sum(part.size for part in chosen)
         digest = await self._blake3(non_empty) if size <= self.cid_budget_bytes else None
-        request = upload.request
-        checksums: dict[str, bytes] = {}
-        part_checksums: tuple[dict[str, bytes], ...] | None = None
-        if request.checksum is not None and all(request.checksum in p.checksums for p in chosen):
-            # S3's composite checksum: the checksum of the parts' binary checksums.
-            kind = Checksum(request.checksum)
-            joined = b"".join(part.checksums[request.checksum] for part in chosen)
-            checksums[request.checksum] = checksum_of(kind, joined)
-            part_checksums = tuple(
-                {request.checksum: p.checksums[request.checksum]} for p in chosen
-            )
         manifest = Manifest(
             key=upload.key,
             size=size,
@@ -305,6 +370,7 @@ class Multipart:
             tags=dict(request.tags),
             checksums=checksums,
             part_checksums=part_checksums,
+            stored_checksum_type=stored_type,
         )
         await self.engine.commit_manifest(
             upload.bucket,

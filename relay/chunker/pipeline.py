@@ -5,15 +5,15 @@ chunk-sized buffer taken from the server's pool (``relay.chunker.buffers``); whe
 full, the buffer itself (no copy) goes over a channel of one slot to the hashing stage,
 and the reader takes the next buffer and goes straight back to the socket. The hashing
 stage runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
-CRC32 / CRC32C / SHA1 / SHA256) and the chunk's own sha2-256 in worker threads — MD5, the
-slowest, on one thread while the others run on a second, so two cores overlap them;
-hashlib and blake3 release the GIL on large buffers — then starts the chunk's blob put
-(on a read-only view of the buffer; a store copies what it keeps) and goes back for the
-next chunk. The buffer returns to the pool when its put is done. At most
-``max_puts_in_flight`` puts run at once; the hashing stage waits for a free slot before it
-starts another, which stalls the channel, which stalls the reader, which stops reading the
-socket: backpressure all the way to TCP. The pool adds the same backpressure across
-uploads.
+checksum of ``relay.chunker.checksums``) and the chunk's own sha2-256 in worker threads —
+MD5, the slowest, on one thread while the others run on a second, so two cores overlap
+them; hashlib, blake3, awscrt and xxhash release the GIL on large buffers — then starts
+the chunk's blob put (on a read-only view of the buffer; a store copies what it keeps)
+and goes back for the next chunk. The buffer returns to the pool when its put is done.
+At most ``max_puts_in_flight`` puts run at once; the hashing stage waits for a free slot
+before it starts another, which stalls the channel, which stalls the reader, which stops
+reading the socket: backpressure all the way to TCP. The pool adds the same backpressure
+across uploads.
 
 One upload holds at most ``max_puts_in_flight + 3`` buffers: the one being filled, the
 one in the channel, the one being hashed, and those being stored. It does not depend on
@@ -27,18 +27,16 @@ that nothing references, and nothing is committed.
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Final
 
 import blake3
-import google_crc32c
 import trio
 
 from relay.chunker.buffers import ChunkBuffers
+from relay.chunker.checksums import Checksum, new_hasher
 from relay.errorgroups import single_error
 from relay.ipld.cid import CID
 from relay.ipld.multihash import wrap_sha2_256
@@ -59,15 +57,6 @@ DEFAULT_UPLOAD_MEMORY_BYTES: Final = 12 << 20
 _PRIVATE_BUFFER_LIMIT: Final = 64 << 10
 # Below this, handing a chunk to a worker thread costs more than hashing it in place.
 _THREAD_HASH_THRESHOLD: Final = 64 << 10
-
-
-class Checksum(enum.Enum):
-    """Whole-body checksums S3 clients may ask for (``x-amz-checksum-*``)."""
-
-    CRC32 = "crc32"
-    CRC32C = "crc32c"
-    SHA1 = "sha1"
-    SHA256 = "sha256"
 
 
 class BodyTooLarge(Exception):
@@ -115,46 +104,6 @@ class ChunkerConfig:
             raise ValueError("at least one put must be allowed in flight")
 
 
-class _Crc:
-    """CRC32 / CRC32C as running state with a hashlib-like face."""
-
-    def __init__(self, extend: Callable[[int, bytes], int]) -> None:
-        self._extend = extend
-        self._value = 0
-
-    def update(self, data: bytes) -> None:
-        self._value = self._extend(self._value, data)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(4, "big")
-
-
-def _crc32_extend(value: int, data: bytes) -> int:
-    return zlib.crc32(data, value)
-
-
-def _crc32c_extend(value: int, data: bytes) -> int:
-    # google_crc32c takes only bytes; a chunk is a view of a pooled buffer.
-    return int(google_crc32c.extend(value, data if type(data) is bytes else bytes(data)))
-
-
-def _new_checksum(kind: Checksum) -> _Crc | hashlib._Hash:
-    if kind is Checksum.CRC32:
-        return _Crc(_crc32_extend)
-    if kind is Checksum.CRC32C:
-        return _Crc(_crc32c_extend)
-    if kind is Checksum.SHA1:
-        return hashlib.sha1()
-    return hashlib.sha256()
-
-
-def checksum_of(kind: Checksum, data: bytes) -> bytes:
-    """One checksum over bytes in hand (S3's composite checksums hash part checksums)."""
-    hasher = _new_checksum(kind)
-    hasher.update(data)
-    return hasher.digest()
-
-
 class BodyHasher:
     """The whole-body digests, fed chunk by chunk, in order."""
 
@@ -163,7 +112,7 @@ class BodyHasher:
     ) -> None:
         self._md5 = hashlib.md5()
         self._blake3 = blake3.blake3() if whole_blake3 else None
-        self._extra = {kind: _new_checksum(kind) for kind in checksums}
+        self._extra = {kind: new_hasher(kind) for kind in checksums}
 
     def _update_all_but_md5(self, chunk: bytes) -> bytes:
         if self._blake3 is not None:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from relay.bucket.manifest import Manifest
 from relay.http import Response
 from relay.registry.sqlite import now_ms
-from relay.s3 import conditions
+from relay.s3 import checksums, conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, xml_response
 from relay.s3.errors import InvalidArgument, InvalidRange, InvalidRequest, NoSuchVersion
@@ -91,8 +91,9 @@ async def copy_object(ctx: Context, endpoint: CopyObject) -> Response:
     body = element("LastModified", iso8601(copy.last_modified_ms)) + element(
         "ETag", f'"{copy.etag}"'
     )
-    for name, value in copy.checksum_values().items():
-        body += element(f"Checksum{name.upper()}", value)
+    if copy.checksums:
+        body += xml.checksum_elements(copy.checksum_values())
+        body += element("ChecksumType", copy.checksum_type)
     headers = [("x-amz-copy-source-version-id", "null")]
     cid = copy.content_cid
     if cid is not None:
@@ -118,5 +119,8 @@ async def upload_part_copy(ctx: Context, endpoint: UploadPartCopy) -> Response:
     part = await ctx.multipart.upload_part_copy(upload, endpoint.part_number, source, start, end)
     body = element("LastModified", iso8601(part.last_modified_ms)) + element(
         "ETag", f'"{part.etag}"'
+    )
+    body += xml.checksum_elements(
+        {name: checksums.encode_digest(digest) for name, digest in part.checksums.items()}
     )
     return xml_response(200, document("CopyPartResult", body))

@@ -218,4 +218,10 @@ NoSuchConfiguration = _error(
 InvalidStorageClass = _error(
     "InvalidStorageClass", 400, "The storage class you specified is not valid"
 )
+MalformedTrailerError = _error(
+    "MalformedTrailerError",
+    400,
+    "The request contained trailing data that was not well-formed or did not conform to our"
+    " published schema.",
+)
 BY_CODE.update({cls.code: cls for cls in S3Error.__subclasses__()})

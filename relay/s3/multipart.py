@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Mapping
 from typing import Final
 
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE
 from relay.bucket.multipart import MAX_PARTS, Upload, UploadRequest
+from relay.chunker import ChecksumType
 from relay.http import Response
-from relay.s3 import conditions, xml
+from relay.s3 import checksums, conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
 from relay.s3.listing import parse_max_keys
-from relay.s3.objects import (
-    body_checksums,
-    body_verifier,
-    requested_checksums,
-    stored_headers,
-)
+from relay.s3.objects import body_checksums, body_payload, body_verifier, stored_headers
 from relay.s3.payload import Payload
 from relay.s3.routing import (
     AbortMultipartUpload,
@@ -47,13 +43,14 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
     check_canned_acl(ctx)
     await owned_bucket(ctx, endpoint.bucket)
     content_type, metadata, content = stored_headers(ctx.headers)
-    algorithm = ctx.headers.get("x-amz-checksum-algorithm")
+    kind, checksum_type = checksums.upload_checksum(ctx.headers)
     request = UploadRequest(
         content_type=content_type or DEFAULT_CONTENT_TYPE,
         metadata=metadata,
         headers=content,
-        checksum=None if algorithm is None else algorithm.lower(),
+        checksum=None if kind is None else kind.value,
         tags=tags_from_header(ctx.headers.get("x-amz-tagging")),
+        checksum_type=None if checksum_type is None else checksum_type.value,
     )
     upload = await ctx.multipart.create(endpoint.bucket, endpoint.key, request, owner=ctx.owner)
     body = (
@@ -61,26 +58,34 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
         + element("Key", endpoint.key)
         + element("UploadId", upload.upload_id)
     )
-    return xml_response(200, document("InitiateMultipartUploadResult", body))
+    headers = []
+    if kind is not None and checksum_type is not None:
+        headers = [
+            (checksums.ALGORITHM_HEADER, kind.value.upper()),
+            (checksums.TYPE_HEADER, checksum_type.value),
+        ]
+    return xml_response(200, document("InitiateMultipartUploadResult", body), headers)
 
 
 async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
+    check = checksums.body_checksum(ctx.headers)
     upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
-    payload = Payload(ctx.body, ctx.auth, ctx.content_length(), defer_sha256=True)
+    upload_kind = upload.request.checksum_kind
+    checksums.check_part(check, None if upload_kind is None else upload_kind[0])
+    payload = body_payload(ctx, check)
     part = await ctx.multipart.upload_part(
         upload,
         endpoint.part_number,
         payload,
-        checksums=body_checksums(ctx, payload),
-        verify=body_verifier(ctx, payload),
+        checksums=body_checksums(check, payload),
+        verify=body_verifier(ctx, payload, check),
         size_hint=payload.size_hint,
+        keep_checksums=check.kinds,
     )
     headers = [("etag", f'"{part.etag}"')]
-    requested = {kind.value for kind in requested_checksums(ctx.headers)}
     headers.extend(
-        (f"x-amz-checksum-{name}", base64.b64encode(digest).decode("ascii"))
+        (f"x-amz-checksum-{name}", checksums.encode_digest(digest))
         for name, digest in part.checksums.items()
-        if name in requested
     )
     return empty_response(200, headers)
 
@@ -91,10 +96,28 @@ async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
     parts = xml.parse_complete_multipart(body)
     if len(parts) > MAX_PARTS:
         raise InvalidPart()
+    upload_kind = upload.request.checksum_kind
+    kind, checksum_type = (None, None) if upload_kind is None else upload_kind
+    expected = checksums.complete_expectation(ctx.headers, kind, checksum_type)
+    given = [checksums.completed_part_checksums(part.checksums) for part in parts]
+    if kind is not None and checksum_type is ChecksumType.COMPOSITE:
+        for part, sums in zip(parts, given, strict=True):
+            if kind.value not in sums:
+                raise checksums.missing_part_checksum(kind, part.part_number)
+
+    def verify(object_checksums: Mapping[str, bytes]) -> None:
+        if expected is None or kind is None:
+            return
+        digest, count = expected
+        if object_checksums.get(kind.value) != digest or count not in (None, len(parts)):
+            raise checksums.complete_mismatch(kind)
+
     manifest = await ctx.multipart.complete(
         upload,
         [(part.part_number, part.etag) for part in parts],
         precondition=conditions.write_precondition(ctx.headers, endpoint.bucket, endpoint.key),
+        given_checksums=given,
+        verify=verify,
     )
     result = (
         element("Location", f"/{endpoint.bucket}/{endpoint.key}")
@@ -102,6 +125,9 @@ async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
         + element("Key", endpoint.key)
         + element("ETag", f'"{manifest.etag}"')
     )
+    if manifest.checksums:
+        result += xml.checksum_elements(manifest.checksum_values())
+        result += element("ChecksumType", manifest.checksum_type)
     headers = []
     cid = manifest.content_cid
     if cid is not None:
@@ -147,12 +173,19 @@ async def list_parts(ctx: Context, endpoint: ListParts) -> Response:
         + element("MaxParts", max_parts)
         + element("IsTruncated", "true" if truncated else "false")
     )
+    upload_kind = upload.request.checksum_kind
+    if upload_kind is not None:
+        body += element("ChecksumAlgorithm", upload_kind[0].value.upper())
+        body += element("ChecksumType", upload_kind[1].value)
     body += "".join(
         "<Part>"
         + element("PartNumber", part.part_number)
         + element("LastModified", iso8601(part.last_modified_ms))
         + element("ETag", f'"{part.etag}"')
         + element("Size", part.size)
+        + xml.checksum_elements(
+            {name: checksums.encode_digest(digest) for name, digest in part.checksums.items()}
+        )
         + "</Part>"
         for part in parts
     )

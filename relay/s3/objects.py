@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable
 from functools import partial
@@ -12,8 +11,9 @@ from relay.bucket.engine import resolve_range
 from relay.bucket.manifest import Manifest
 from relay.chunker import Checksum, ChunkedBody
 from relay.http import Response, WriterBody
-from relay.s3 import conditions, xml
+from relay.s3 import checksums, conditions, xml
 from relay.s3.buckets import owned_bucket
+from relay.s3.checksums import BodyChecksum
 from relay.s3.context import (
     Context,
     check_body_digests,
@@ -45,13 +45,6 @@ from relay.s3.routing import (
 from relay.s3.tagging import check_canned_acl, check_version, tags_from_header
 from relay.s3.xml import document, element
 
-CHECKSUM_HEADERS: Final = {f"x-amz-checksum-{kind.value}": kind for kind in Checksum}
-_DIGEST_SIZES: Final = {
-    Checksum.CRC32: 4,
-    Checksum.CRC32C: 4,
-    Checksum.SHA1: 20,
-    Checksum.SHA256: 32,
-}
 # Standard headers stored with the object and returned as they were given.
 CONTENT_HEADERS: Final = (
     "cache-control",
@@ -64,38 +57,27 @@ META_PREFIX: Final = "x-amz-meta-"
 MAX_DELETE_BODY_BYTES: Final = 2 << 20
 
 
-def _checksum_named(name: str) -> Checksum:
-    try:
-        return Checksum(name.strip().lower())
-    except ValueError:
-        raise InvalidRequest(f"unsupported checksum algorithm {name!r}") from None
-
-
-def requested_checksums(headers: dict[str, str]) -> frozenset[Checksum]:
-    """Every checksum the client sent a value for, announced, or will send as a trailer."""
-    kinds = {kind for name, kind in CHECKSUM_HEADERS.items() if name in headers}
-    if "x-amz-sdk-checksum-algorithm" in headers:
-        kinds.add(_checksum_named(headers["x-amz-sdk-checksum-algorithm"]))
-    for name in headers.get("x-amz-trailer", "").split(","):
-        name = name.strip().lower()
-        if name:
-            if name not in CHECKSUM_HEADERS:
-                raise InvalidRequest(f"unsupported trailer {name!r}")
-            kinds.add(CHECKSUM_HEADERS[name])
-    return frozenset(kinds)
-
-
-def body_checksums(ctx: Context, payload: Payload) -> frozenset[Checksum]:
-    """What the chunker computes: the client's checksums, and SHA-256 when the signature
+def body_checksums(check: BodyChecksum, payload: Payload) -> frozenset[Checksum]:
+    """What the chunker computes: the client's checksum, and SHA-256 when the signature
     covers the payload's hash (checked by ``body_verifier`` off the event loop)."""
-    kinds = requested_checksums(ctx.headers)
+    kinds = check.kinds
     if payload.signed_sha256 is not None:
         kinds |= {Checksum.SHA256}
     return kinds
 
 
-def body_verifier(ctx: Context, payload: Payload) -> Callable[[ChunkedBody], None]:
-    """Check the signed payload hash, Content-MD5 and every x-amz-checksum-* (header or
+def body_payload(ctx: Context, check: BodyChecksum) -> Payload:
+    """The body of a PUT or UploadPart, held to the trailers ``x-amz-trailer`` declared."""
+    declared = check.declared_trailers if ctx.auth.is_streaming else None
+    return Payload(
+        ctx.body, ctx.auth, ctx.content_length(), defer_sha256=True, declared_trailers=declared
+    )
+
+
+def body_verifier(
+    ctx: Context, payload: Payload, check: BodyChecksum
+) -> Callable[[ChunkedBody], None]:
+    """Check the signed payload hash, Content-MD5 and the x-amz-checksum-* (header or
     trailer) before commit."""
     content_md5 = ctx.headers.get("content-md5")
     expected_md5 = None if content_md5 is None else _md5_header(content_md5)
@@ -107,16 +89,7 @@ def body_verifier(ctx: Context, payload: Payload) -> Callable[[ChunkedBody], Non
             raise XAmzContentSHA256Mismatch()
         if expected_md5 is not None and body.md5 != expected_md5:
             raise BadDigest("The Content-MD5 you specified did not match what we received.")
-        given = dict(ctx.headers)
-        given.update(payload.trailers)
-        for name, kind in CHECKSUM_HEADERS.items():
-            if name in given:
-                expected = decode_base64_digest(given[name], _DIGEST_SIZES[kind], name)
-                if body.checksums.get(kind) != expected:
-                    raise BadDigest(
-                        f"The {kind.value.upper()} you specified did not match the calculated"
-                        " checksum."
-                    )
+        checksums.verify(check, body, payload.trailers)
 
     return verify
 
@@ -150,7 +123,7 @@ def stored_headers(headers: dict[str, str]) -> tuple[str | None, dict[str, str],
     return headers.get("content-type"), metadata, content
 
 
-def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, str]]:
+def object_headers(manifest: Manifest) -> list[tuple[str, str]]:
     headers = [
         ("etag", f'"{manifest.etag}"'),
         ("last-modified", http_date(manifest.last_modified_ms)),
@@ -167,11 +140,24 @@ def object_headers(manifest: Manifest, *, checksums: bool) -> list[tuple[str, st
     headers.append(("x-unixfs-cid", str(manifest.body)))
     if manifest.tags:
         headers.append(("x-amz-tagging-count", str(len(manifest.tags))))
-    if checksums:
-        headers.extend(
-            (f"x-amz-checksum-{name}", value) for name, value in manifest.checksum_values().items()
-        )
     return headers
+
+
+def _read_checksum_headers(
+    manifest: Manifest, part_number: int | None, start: int, end: int
+) -> list[tuple[str, str]]:
+    """GET / HEAD with ``x-amz-checksum-mode: ENABLED``: the object's checksums when the
+    response carries the whole object, a part's own for ``?partNumber=N`` of a multipart
+    object, and none for any other range (a whole-object checksum does not describe it)."""
+    if part_number is not None and manifest.part_checksums is not None:
+        values = {
+            name: checksums.encode_digest(digest)
+            for name, digest in manifest.part_checksums[part_number - 1].items()
+        }
+        return checksums.response_headers(values, manifest.checksum_type)
+    if start != 0 or end != manifest.size:
+        return []
+    return checksums.response_headers(manifest.checksum_values(), manifest.checksum_type)
 
 
 async def put_object(ctx: Context, endpoint: PutObject) -> Response:
@@ -179,7 +165,8 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
     tags = tags_from_header(ctx.headers.get("x-amz-tagging"))
     precondition = conditions.write_precondition(ctx.headers, endpoint.bucket, endpoint.key)
     await owned_bucket(ctx, endpoint.bucket)
-    payload = Payload(ctx.body, ctx.auth, ctx.content_length(), defer_sha256=True)
+    check = checksums.body_checksum(ctx.headers)
+    payload = body_payload(ctx, check)
     content_type, metadata, content = stored_headers(ctx.headers)
     manifest = await ctx.engine.put_object(
         endpoint.bucket,
@@ -189,9 +176,9 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
         metadata=metadata,
         headers=content,
         tags=tags,
-        checksums=body_checksums(ctx, payload),
-        keep_checksums=requested_checksums(ctx.headers),
-        verify=body_verifier(ctx, payload),
+        checksums=body_checksums(check, payload),
+        keep_checksums=check.kinds,
+        verify=body_verifier(ctx, payload, check),
         precondition=precondition,
         size_hint=payload.size_hint,
     )
@@ -203,9 +190,7 @@ def _written_headers(manifest: Manifest) -> list[tuple[str, str]]:
     cid = manifest.content_cid
     if cid is not None:
         headers.append(("x-cid", str(cid)))
-    headers.extend(
-        (f"x-amz-checksum-{name}", value) for name, value in manifest.checksum_values().items()
-    )
+    headers.extend(checksums.response_headers(manifest.checksum_values(), manifest.checksum_type))
     return headers
 
 
@@ -281,9 +266,7 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
         if wanted is not None:
             raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
         wanted = (part[0], part[1], None)
-    # A whole-object checksum describes the whole object: a range does not carry it.
-    checksums = wanted is None and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-    headers = _with_overrides(ctx, object_headers(manifest, checksums=checksums))
+    headers = _with_overrides(ctx, object_headers(manifest))
     if part is not None and manifest.part_sizes is not None:
         headers.append(("x-amz-mp-parts-count", str(len(manifest.part_sizes))))
     first, last, suffix = wanted if wanted is not None else (None, None, None)
@@ -298,6 +281,9 @@ async def get_object(ctx: Context, endpoint: GetObject | HeadObject) -> Response
         # A missing or corrupt first block is an S3 error, not a 200 cut short.
         plan = await ctx.engine.fetch_first_chunk(plan)
         start, end = plan.start, plan.end
+    if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        part_number = None if part is None else int(ctx.query["partNumber"])
+        headers.extend(_read_checksum_headers(manifest, part_number, start, end))
     status = 200
     if wanted is not None:
         status = 206  # also for ?partNumber=1 of a single-part object, as S3 answers
@@ -338,14 +324,10 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
     if "ETag" in wanted:
         body += element("ETag", manifest.etag)
     if "Checksum" in wanted and manifest.checksums:
-        kind = "COMPOSITE" if manifest.part_sizes is not None else "FULL_OBJECT"
         body += (
             "<Checksum>"
-            + "".join(
-                element(f"Checksum{name.upper()}", value)
-                for name, value in manifest.checksum_values().items()
-            )
-            + element("ChecksumType", kind)
+            + xml.checksum_elements(manifest.checksum_values())
+            + element("ChecksumType", manifest.checksum_type)
             + "</Checksum>"
         )
     if "ObjectParts" in wanted and manifest.part_sizes is not None:
@@ -363,9 +345,8 @@ async def get_object_attributes(ctx: Context, endpoint: GetObjectAttributes) -> 
             + element("IsTruncated", "true" if truncated else "false")
             + "".join(
                 f"<Part>{element('PartNumber', n)}{element('Size', size)}"
-                + "".join(
-                    element(f"Checksum{name.upper()}", base64.b64encode(d).decode("ascii"))
-                    for name, d in part_sums.items()
+                + xml.checksum_elements(
+                    {name: checksums.encode_digest(digest) for name, digest in part_sums.items()}
                 )
                 + "</Part>"
                 for n, (size, part_sums) in shown

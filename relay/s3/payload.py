@@ -3,7 +3,8 @@
 ``Payload`` turns the raw HTTP body into the object's bytes according to how the client
 signed it (``x-amz-content-sha256``): passed through (UNSIGNED-PAYLOAD), hashed as it
 flows and compared at the end (a hex SHA-256), or decoded from aws-chunked framing with
-every chunk signature checked (the STREAMING-* modes; trailers kept for the caller).
+every chunk signature checked (the STREAMING-* modes; trailers kept for the caller, and
+checked to be exactly the ones ``x-amz-trailer`` declared when the caller says which).
 Any failure raises out of the iteration, which makes the chunker fail the upload, so a
 body that does not verify commits nothing. The length the client announced
 (``x-amz-decoded-content-length`` or ``Content-Length``) must be exactly what arrives.
@@ -50,8 +51,10 @@ class Payload:
         content_length: int | None,
         *,
         defer_sha256: bool = False,
+        declared_trailers: frozenset[str] | None = None,
     ) -> None:
         self._body = body
+        self._declared_trailers = declared_trailers
         self._auth = auth
         self._content_length = content_length
         self._defer_sha256 = defer_sha256
@@ -104,7 +107,7 @@ class Payload:
             raise XAmzContentSHA256Mismatch()
 
     async def _decoded(self) -> AsyncIterator[bytes]:
-        decoder = AwsChunkedDecoder(self._auth)
+        decoder = AwsChunkedDecoder(self._auth, declared_trailers=self._declared_trailers)
         raw = self._raw()
         while True:
             event = decoder.next_event()

@@ -11,14 +11,22 @@ from __future__ import annotations
 import datetime
 import functools
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 from xml.sax.saxutils import escape
 
 from relay.s3.errors import MalformedXML, NotImplemented_
 
 NAMESPACE: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
+# The checksum elements of a CompleteMultipartUpload <Part> (relay.chunker.Checksum's).
+CHECKSUM_ELEMENTS: Final = frozenset(
+    f"Checksum{name}"
+    for name in (
+        *("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256", "SHA512", "MD5"),
+        *("XXHASH64", "XXHASH3", "XXHASH128"),
+    )
+)
 _DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
@@ -50,6 +58,11 @@ def element(name: str, value: object) -> str:
 
 def optional(name: str, value: object | None) -> str:
     return "" if value is None else element(name, value)
+
+
+def checksum_elements(values: Mapping[str, str]) -> str:
+    """``<ChecksumCRC32>…</ChecksumCRC32>`` for each (algorithm name, shown value)."""
+    return "".join(element(f"Checksum{name.upper()}", value) for name, value in values.items())
 
 
 def error_document(
@@ -143,6 +156,8 @@ def parse_delete(body: bytes) -> DeleteRequest:
 class CompletedPart:
     part_number: int
     etag: str  # unquoted, unescaped
+    # The part's checksum elements as given: {"ChecksumCRC32": base64 value}.
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 def unquote_etag(value: str) -> str:
@@ -165,7 +180,12 @@ def parse_complete_multipart(body: bytes) -> list[CompletedPart]:
             part_number = int(number.strip())
         except ValueError:
             raise MalformedXML() from None
-        parts.append(CompletedPart(part_number, unquote_etag(etag)))
+        sums = {
+            _local(child.tag): (child.text or "").strip()
+            for child in item
+            if _local(child.tag) in CHECKSUM_ELEMENTS
+        }
+        parts.append(CompletedPart(part_number, unquote_etag(etag), sums))
     if not parts:
         raise MalformedXML()
     return parts

@@ -40,7 +40,11 @@ therefore not act on data (beyond buffering and hashing it) before ``END``.
 Every error is final: after one, discard the decoder (and the body).
 
 The decoder does not check a trailing checksum's value (the caller computes CRC32 and the
-rest over the data); it returns the trailers, verified when the mode signs them. When
+rest over the data); it returns the trailers, verified when the mode signs them. Given the
+names ``x-amz-trailer`` declared, it also checks that exactly those trailers arrived: a
+declared trailer missing from a complete trailer section, one that was not declared, or
+any trailer in a mode that carries none is ``MalformedTrailerError``, as S3 answers (a body
+that ends before its trailer section is complete is ``IncompleteBody``). When
 ``x-amz-decoded-content-length`` was sent, the total of chunk sizes must equal it.
 """
 
@@ -53,7 +57,12 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from relay.sigv4 import canonical as c
-from relay.sigv4.errors import IncompleteBody, MalformedChunkedBody, SignatureDoesNotMatch
+from relay.sigv4.errors import (
+    IncompleteBody,
+    MalformedChunkedBody,
+    MalformedTrailerError,
+    SignatureDoesNotMatch,
+)
 from relay.sigv4.verify import VerifiedRequest
 
 # A chunk line is "<16 hex digits at most>;chunk-signature=<64 hex>" (~100 bytes); a
@@ -101,7 +110,11 @@ class _State(enum.Enum):
 class AwsChunkedDecoder:
     """Decode (and, in signed modes, verify) one aws-chunked body. See the module docstring."""
 
-    def __init__(self, request: VerifiedRequest) -> None:
+    def __init__(
+        self, request: VerifiedRequest, *, declared_trailers: frozenset[str] | None = None
+    ) -> None:
+        """``declared_trailers``: the lowercase names ``x-amz-trailer`` listed, which must be
+        exactly the trailers that arrive; None leaves the trailers unchecked."""
         if request.payload not in c.STREAMING_MODES:
             raise ValueError(f"payload mode {request.payload!r} is not aws-chunked")
         self._mode = request.payload
@@ -122,6 +135,7 @@ class AwsChunkedDecoder:
         self._decoded_length = 0
         self._trailers: list[tuple[str, str]] = []
         self._trailer_signature: str | None = None
+        self._declared_trailers = declared_trailers
 
     def feed(self, data: bytes) -> None:
         """Add received bytes; ``b""`` means the body ended."""
@@ -238,7 +252,7 @@ class AwsChunkedDecoder:
 
     def _add_trailer(self, line: bytes) -> None:
         if not self._has_trailers:
-            raise MalformedChunkedBody(f"{self._mode} bodies carry no trailers")
+            raise MalformedTrailerError(f"{self._mode} bodies carry no trailers")
         name_bytes, sep, value_bytes = line.partition(b":")
         name = c.as_text(name_bytes).strip().lower()
         if not sep or not name or any(ch.isspace() for ch in name):
@@ -251,6 +265,11 @@ class AwsChunkedDecoder:
             return
         if len(self._trailers) >= MAX_TRAILERS:
             raise MalformedChunkedBody("too many trailers")
+        declared = self._declared_trailers
+        if declared is not None and name not in declared:
+            raise MalformedTrailerError(f"trailer {name!r} was not declared in x-amz-trailer")
+        if any(name == seen for seen, _ in self._trailers):
+            raise MalformedTrailerError(f"trailer {name!r} arrived twice")
         self._trailers.append((name, value))
 
     def _finish_trailers(self) -> Event | None:
@@ -266,6 +285,12 @@ class AwsChunkedDecoder:
                 raise SignatureDoesNotMatch("the trailer signature does not match the trailers")
         elif self._trailer_signature is not None:
             raise MalformedChunkedBody(f"{self._mode} bodies carry no trailer signature")
+        if self._declared_trailers is not None:
+            missing = self._declared_trailers - {name for name, _ in self._trailers}
+            if missing:
+                raise MalformedTrailerError(
+                    f"declared trailer {sorted(missing)[0]!r} did not arrive"
+                )
         if not self._has_trailers:
             self._state = _State.DONE
             return None

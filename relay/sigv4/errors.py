@@ -87,3 +87,11 @@ class IncompleteBody(SigV4Error):
 
     code = "IncompleteBody"
     status = 400
+
+
+class MalformedTrailerError(SigV4Error):
+    """The trailers are not the ones ``x-amz-trailer`` declared: one is missing, one was
+    not declared, or one came in a mode that carries none (S3 answers the same code)."""
+
+    code = "MalformedTrailerError"
+    status = 400

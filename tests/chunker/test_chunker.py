@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
 import blake3
+import crc_reference
 import google_crc32c
 import pytest
 import trio
@@ -108,10 +109,16 @@ async def test_source_with_no_pieces_is_the_empty_body() -> None:
 
 def reference_digests(body: bytes) -> dict[str, bytes]:
     return {
-        "md5": hashlib.md5(body).digest(),
+        "etag-md5": hashlib.md5(body).digest(),
         "blake3": blake3.blake3(body).digest(),
         "crc32": zlib.crc32(body).to_bytes(4, "big"),
         "crc32c": google_crc32c.value(body).to_bytes(4, "big"),
+        "crc64nvme": crc_reference.crc64nvme(body).to_bytes(8, "big"),
+        "sha512": hashlib.sha512(body).digest(),
+        "md5": hashlib.md5(body).digest(),
+        "xxhash64": crc_reference.xxhash(body, "xxhash64"),
+        "xxhash3": crc_reference.xxhash(body, "xxhash3"),
+        "xxhash128": crc_reference.xxhash(body, "xxhash128"),
         "sha1": hashlib.sha1(body).digest(),
         "sha256": hashlib.sha256(body).digest(),
     }
@@ -119,7 +126,7 @@ def reference_digests(body: bytes) -> dict[str, bytes]:
 
 def digests_of(result: ChunkedBody) -> dict[str, bytes]:
     return {
-        "md5": result.md5,
+        "etag-md5": result.md5,
         "blake3": result.blake3,
         **{kind.value: digest for kind, digest in result.checksums.items()},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from relay.chunker import Checksum
 from relay.s3 import xml
 from relay.s3.errors import MalformedXML
 
@@ -71,3 +72,23 @@ def test_entity_expansion_is_refused() -> None:
 
 def test_timestamps() -> None:
     assert xml.iso8601(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def test_complete_multipart_parts_keep_their_checksums() -> None:
+    body = (
+        b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>aa</ETag>"
+        b"<ChecksumCRC64NVME> rosUhgp5mIg= </ChecksumCRC64NVME></Part>"
+        b"<Part><PartNumber>2</PartNumber><ETag>bb</ETag></Part></CompleteMultipartUpload>"
+    )
+    parts = xml.parse_complete_multipart(body)
+    assert [p.checksums for p in parts] == [{"ChecksumCRC64NVME": "rosUhgp5mIg="}, {}]
+
+
+def test_checksum_elements() -> None:
+    assert xml.checksum_elements({"crc32": "y/Q5Jg==", "xxhash128": "a&b-2"}) == (
+        "<ChecksumCRC32>y/Q5Jg==</ChecksumCRC32><ChecksumXXHASH128>a&amp;b-2</ChecksumXXHASH128>"
+    )
+
+
+def test_every_checksum_algorithm_has_its_xml_element() -> None:
+    assert {kind.xml_name for kind in Checksum} == xml.CHECKSUM_ELEMENTS

@@ -24,6 +24,7 @@ from relay.sigv4 import (
     Event,
     IncompleteBody,
     MalformedChunkedBody,
+    MalformedTrailerError,
     SignatureDoesNotMatch,
     Trailers,
     VerifiedRequest,
@@ -100,9 +101,13 @@ def example_body(mode: str) -> bytes:
     return body + b"\r\n"
 
 
-def events_for(request: VerifiedRequest, pieces: list[bytes]) -> list[Event]:
+def events_for(
+    request: VerifiedRequest,
+    pieces: list[bytes],
+    declared_trailers: frozenset[str] | None = None,
+) -> list[Event]:
     """Feed ``pieces`` then EOF, pulling events after each feed, until END."""
-    decoder = AwsChunkedDecoder(request)
+    decoder = AwsChunkedDecoder(request, declared_trailers=declared_trailers)
     events: list[Event] = []
     for piece in [*pieces, b""]:
         decoder.feed(piece)
@@ -271,8 +276,59 @@ def test_the_declared_decoded_length_must_match(declared: int) -> None:
 def test_trailers_are_refused_where_the_mode_has_none() -> None:
     request = example_request(STREAMING_SIGNED_PAYLOAD)
     body = example_body(STREAMING_SIGNED_PAYLOAD)[:-2] + b"x-amz-checksum-crc32:AAAAAA==\r\n\r\n"
-    with pytest.raises(MalformedChunkedBody):
+    with pytest.raises(MalformedTrailerError):
         events_for(request, [body])
+
+
+CRC32 = frozenset({"x-amz-checksum-crc32"})
+
+
+def test_declared_trailers_that_arrive_are_returned() -> None:
+    body = b"2\r\nhi\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+    assert decoded(events_for(unsigned_request(), [body], CRC32))[1] == [
+        Trailers([("x-amz-checksum-crc32", "AAAAAA==")]),
+        END,
+    ]
+
+
+def test_signed_declared_trailer_verifies() -> None:
+    request = example_request(STREAMING_SIGNED_PAYLOAD_TRAILER)
+    body = example_body(STREAMING_SIGNED_PAYLOAD_TRAILER)
+    declared = frozenset({"x-amz-checksum-crc32c"})
+    assert decoded(events_for(request, [body], declared))[1][-1] is END
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"2\r\nhi\r\n0\r\n\r\n",  # declared, never sent
+        b"2\r\nhi\r\n0\r\nx-amz-checksum-sha1:AAAAAA==\r\n\r\n",  # another one instead
+        # declared and sent, and one that was not declared
+        b"2\r\nhi\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\nx-amz-meta-x:y\r\n\r\n",
+        # sent twice
+        b"2\r\nhi\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n",
+    ],
+)
+def test_trailers_must_be_exactly_the_declared_ones(body: bytes) -> None:
+    with pytest.raises(MalformedTrailerError):
+        events_for(unsigned_request(), [body], CRC32)
+
+
+def test_a_signed_body_without_its_declared_trailer_is_refused() -> None:
+    request = example_request(STREAMING_SIGNED_PAYLOAD_TRAILER)
+    body = example_body(STREAMING_SIGNED_PAYLOAD_TRAILER)
+    with pytest.raises(MalformedTrailerError):
+        events_for(request, [body], frozenset({"x-amz-checksum-sha256"}))
+
+
+def test_a_body_cut_in_its_trailers_is_incomplete() -> None:
+    with pytest.raises(IncompleteBody):
+        events_for(unsigned_request(), [b"2\r\nhi\r\n0\r\n"], CRC32)
+
+
+def test_an_undeclared_trailer_is_accepted_when_nothing_was_declared_to_check() -> None:
+    body = b"2\r\nhi\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+    assert decoded(events_for(unsigned_request(), [body]))[1][-1] is END
 
 
 def test_non_streaming_requests_have_no_chunked_decoder() -> None:
