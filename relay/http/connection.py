@@ -11,7 +11,10 @@ looking at those two states; it keeps no parallel copy of them (STYLE §2). One 
            from that byte. A connection with no byte of a next request is *idle*: it
            closes quietly on its timeout or when graceful shutdown begins. Garbage gets
            400 (or h11's hint, e.g. 501), a head over `max_header_bytes` 431, a partial
-           head that timed out 408; each closes the connection.
+           head that timed out 408, a head h11 accepts but strict framing does not
+           (`relay.http.framing`: Content-Length with Transfer-Encoding, repeated
+           Content-Length, obsolete line folding) 400 and a version other than 1.0 or
+           1.1 505; each closes the connection before any handler runs.
 2. handle  The handler gets the `Request` and a `RequestBody`. Nothing of the body is read
            before the handler asks: the first read sends "100 Continue" if the client is
            waiting for it, so a handler that refuses first (bad signature, no bucket) never
@@ -52,6 +55,7 @@ import h11
 import trio
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
+from relay.http.framing import FramingRefusal, check_request_head, raw_head
 from relay.http.messages import (
     SERVER_NAME,
     BadRequestBody,
@@ -108,6 +112,15 @@ class GracefulShutdown:
 
     def _unwatch_idle(self, scope: trio.CancelScope) -> None:
         self._idle_waits.discard(scope)
+
+
+def _strict_framing_refusal(
+    event: h11.Request, received: list[bytes | bytearray]
+) -> FramingRefusal | None:
+    head = raw_head(b"".join(received))
+    if head is None:  # h11 found a head, so this cannot happen; refuse rather than guess
+        return FramingRefusal(400, "request head not found")
+    return check_request_head(head)
 
 
 class _WriteTimeout(Exception):
@@ -241,8 +254,12 @@ class _Connection:
         if self._shutdown.begun:
             return None
         first = self._requests_started == 0
-        buffered = len(conn.trailing_data[0])  # pipelined bytes left by the last cycle
+        pipelined = conn.trailing_data[0]  # bytes of this head the last cycle read already
+        buffered = len(pipelined)
         idle = buffered == 0
+        # The raw bytes fed since this head began (at most max_header_bytes): h11's event
+        # has lost what the strict framing checks look for (relay.http.framing).
+        received = [pipelined] if pipelined else []
         if first:
             deadline = connection_started_at + config.header_timeout_seconds
         elif idle:
@@ -280,9 +297,15 @@ class _Connection:
                                     trio.current_time() + config.header_timeout_seconds
                                 )
                         buffered += len(data)
+                        received.append(data)
                         self._feed(data)
                     elif type(event) is h11.Request:
-                        return event
+                        refused = _strict_framing_refusal(event, received)
+                        if refused is None:
+                            return event
+                        logger.debug("refused a request head: %s", refused.reason)
+                        refusal = refused.status
+                        break
                     else:  # ConnectionClosed: the client closed between requests
                         return None
             finally:
