@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, cast
 
 import h11
@@ -114,9 +114,7 @@ class GracefulShutdown:
         self._idle_waits.discard(scope)
 
 
-def _strict_framing_refusal(
-    event: h11.Request, received: list[bytes | bytearray]
-) -> FramingRefusal | None:
+def _strict_framing_refusal(received: Sequence[bytes | bytearray]) -> FramingRefusal | None:
     head = raw_head(b"".join(received))
     if head is None:  # h11 found a head, so this cannot happen; refuse rather than guess
         return FramingRefusal(400, "request head not found")
@@ -259,7 +257,7 @@ class _Connection:
         idle = buffered == 0
         # The raw bytes fed since this head began (at most max_header_bytes): h11's event
         # has lost what the strict framing checks look for (relay.http.framing).
-        received = [pipelined] if pipelined else []
+        received: list[bytes | bytearray] = [pipelined] if pipelined else []
         if first:
             deadline = connection_started_at + config.header_timeout_seconds
         elif idle:
@@ -300,7 +298,7 @@ class _Connection:
                         received.append(data)
                         self._feed(data)
                     elif type(event) is h11.Request:
-                        refused = _strict_framing_refusal(event, received)
+                        refused = _strict_framing_refusal(received)
                         if refused is None:
                             return event
                         logger.debug("refused a request head: %s", refused.reason)
