@@ -11,9 +11,15 @@ class HttpConfig:
     # From the connection's start (first request) or the first byte of a later request to
     # a complete request head: a slow-loris client cannot hold a connection with a trickle.
     header_timeout_seconds: float = 30.0
-    # The longest gap between two pieces of a request body. Long enough for a client
-    # stuck behind a congested link, short enough that a dead peer frees its upload.
+    # The longest gap between two pieces of a request body, and the most waiting time a
+    # fast body banks for later (relay.http.pacing). Long enough for a client stuck behind
+    # a congested link, short enough that a dead peer frees its upload.
     body_stall_timeout_seconds: float = 60.0
+    # A request body must average at least this rate, or it is refused (S3: 400
+    # RequestTimeout) and the connection closes. 512 B/s is ~4 kbit/s, slower than any
+    # real link even shared ten ways, yet a 1-byte-per-5-s trickle runs out of time within
+    # body_stall_timeout_seconds.
+    body_min_bytes_per_second: float = 512.0
     # How long a kept-alive connection may sit with no byte of a next request. Longer than
     # the idle limits clients commonly apply to pooled sockets (60 s and less), so the
     # client usually closes first and rarely writes into a socket we are closing.

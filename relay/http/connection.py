@@ -36,9 +36,10 @@ looking at those two states; it keeps no parallel copy of them (STYLE §2). One 
            pair (MUST_CLOSE after `Connection: close` or HTTP/1.0, ERROR) closes.
 
 Timeouts are cancel scopes, each created in one place: `_receive_head` (idle and header),
-`_receive_body_bytes` (body stall), `_send` (write), `_drain` (drain) and `_release`
-(aclose). Memory per connection: one socket read (at most 256 KiB) plus h11's buffer of
-unparsed bytes, plus whatever the handler holds.
+`_receive_body_bytes` (body pace: at least `body_min_bytes_per_second` on average, no gap
+over `body_stall_timeout_seconds`, see `relay.http.pacing`), `_send` (write), `_drain`
+(drain) and `_release` (aclose). Memory per connection: one socket read (at most
+256 KiB) plus h11's buffer of unparsed bytes, plus whatever the handler holds.
 
 A peer that went away is not answered; a handler that raised gets 500 if nothing was
 sent yet; either way the connection closes and the cause is logged on "relay.http".
@@ -71,6 +72,7 @@ from relay.http.messages import (
     response_has_no_body,
     response_headers,
 )
+from relay.http.pacing import BodyPace
 
 logger = logging.getLogger("relay.http")
 
@@ -130,8 +132,9 @@ class RequestBody:
 
     Pieces are bytes-like: h11 hands out `bytearray` objects, passed through uncopied.
     The first read sends "100 Continue" if the client asked for it. Errors: `BodyTimeout`
-    (a gap longer than `body_stall_timeout_seconds`), `ClientDisconnected`,
-    `BadRequestBody` (framing); after one, every later read raises the same kind.
+    (slower than `body_min_bytes_per_second`, or a gap over `body_stall_timeout_seconds`),
+    `ClientDisconnected`, `BadRequestBody` (framing); after one, every later read raises
+    the same kind.
     """
 
     __slots__ = ("_connection", "_ended", "_failure", "_pending", "_released", "bytes_received")
@@ -232,6 +235,12 @@ class _Connection:
         self._shutdown = shutdown
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
         self._requests_started = 0
+        self._body_pace = self._new_body_pace()
+
+    def _new_body_pace(self) -> BodyPace:
+        return BodyPace(
+            self._config.body_min_bytes_per_second, self._config.body_stall_timeout_seconds
+        )
 
     async def serve(self) -> None:
         started_at = trio.current_time()
@@ -321,6 +330,7 @@ class _Connection:
         """Run the handler and answer it; True if the connection can carry another request."""
         request = request_from_h11(event, self._client)
         body = RequestBody(self)
+        self._body_pace = self._new_body_pace()
         try:
             try:
                 response = await self._handler(request, body)
@@ -373,16 +383,20 @@ class _Connection:
                 raise BadRequestBody(f"unexpected {type(event).__name__} in the request body")
 
     async def _receive_body_bytes(self) -> bytes | bytearray:
-        with trio.move_on_after(self._config.body_stall_timeout_seconds):
+        pace = self._body_pace
+        started = trio.current_time()
+        with trio.move_on_after(pace.allowance_seconds()):
             try:
                 data = await self._stream.receive_some(_BODY_RECEIVE_BYTES)
             except trio.BrokenResourceError as exc:
                 raise ClientDisconnected("the connection broke mid-body") from exc
             if not data:
                 raise ClientDisconnected("the client closed the connection mid-body")
+            pace.record(trio.current_time() - started, len(data))
             return data
         raise BodyTimeout(
-            f"no request body bytes for {self._config.body_stall_timeout_seconds} seconds"
+            f"the request body arrived slower than {self._config.body_min_bytes_per_second}"
+            f" bytes/s or stopped for {self._config.body_stall_timeout_seconds} seconds"
         )
 
     # 3. respond

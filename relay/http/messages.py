@@ -103,7 +103,7 @@ class RequestBodyError(Exception):
 
 
 class BodyTimeout(RequestBodyError):
-    """No body byte arrived for `body_stall_timeout_seconds`."""
+    """The body fell below `body_min_bytes_per_second` or stopped (relay.http.pacing)."""
 
     status = 408
 

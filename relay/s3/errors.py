@@ -121,7 +121,7 @@ RequestTimeout = _error(
     "RequestTimeout",
     400,
     "Your socket connection to the server was not read from or written to within the"
-    " timeout period.",
+    " timeout period. Idle connections will be closed.",
 )
 InvalidObjectState = _error(
     "InvalidObjectState", 403, "The operation is not valid for the object's state"

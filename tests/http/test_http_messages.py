@@ -140,7 +140,7 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["messages.py", "config.py"])
+@pytest.mark.parametrize("module", ["messages.py", "config.py", "framing.py", "pacing.py"])
 def test_the_pure_parts_never_import_trio(module: str) -> None:
     assert "trio" not in imports_of(HTTP_PACKAGE / module)
 
@@ -154,6 +154,8 @@ def test_the_http_layer_knows_nothing_of_s3() -> None:
             "relay.http",
             "relay.http.config",
             "relay.http.connection",
+            "relay.http.framing",
             "relay.http.messages",
+            "relay.http.pacing",
             "relay.http.server",
         }, module.name
