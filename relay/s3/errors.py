@@ -145,6 +145,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.bucket import errors as engine
     from relay.bucket import multipart
     from relay.chunker import BodyTooLarge
+    from relay.chunker.buffers import SlowUpload
     from relay.sigv4 import SigV4Error
     from relay.store.base import StoreError, StoreRefused
 
@@ -165,6 +166,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
         (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
         (BodyTooLarge, lambda e: EntityTooLarge()),
+        # The upload stalled holding buffered bytes that moving uploads needed.
+        (SlowUpload, lambda e: RequestTimeout()),
         # A storage node's refusal (piri: the delegation) is a configuration matter: named.
         (StoreRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
         (StoreError, lambda e: S3Error()),
