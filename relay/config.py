@@ -49,7 +49,7 @@ options (``--data``) override both. Units are in the names.
     body_min_bytes_per_second = 512      # RELAY_HTTP_BODY_MIN_BYTES_PER_SECOND
     keepalive_idle_timeout_seconds = 75  # RELAY_HTTP_KEEPALIVE_IDLE_TIMEOUT_SECONDS
     max_header_bytes = 65536             # RELAY_HTTP_MAX_HEADER_BYTES
-    max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS
+    max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS (then 503 SlowDown)
     shutdown_grace_seconds = 30          # RELAY_HTTP_SHUTDOWN_GRACE_SECONDS
 
     [[credentials]]                # any number; RELAY_ACCESS_KEY_ID / RELAY_SECRET_ACCESS_KEY

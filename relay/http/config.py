@@ -27,8 +27,15 @@ class HttpConfig:
     # A request line plus headers larger than this is answered 431. S3 requests carry at
     # most a few KiB (2 KiB of user metadata plus SigV4 headers).
     max_header_bytes: int = 64 * 1024
-    # Open connections beyond this wait in the kernel's accept backlog.
+    # At this many open connections the longest-idle one is closed to admit a new one;
+    # with none idle, the new one is answered 503 and closed (relay.http.server).
     max_connections: int = 1024
+    # Those 503 answers: at most this many at once (beyond, a new connection is closed
+    # unanswered), each done within this long: the answer is written and what the client
+    # sent meanwhile (at most 64 KiB) is discarded, so that closing does not reset the
+    # connection before the client reads the answer.
+    max_busy_answers: int = 64
+    busy_answer_timeout_seconds: float = 1.0
     # After shutdown is requested: how long requests in flight may take to finish.
     shutdown_grace_seconds: float = 30.0
     # After a final response sent before the request body was read: discard at most this

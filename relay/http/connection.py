@@ -88,17 +88,19 @@ _dates = HttpDate()
 
 
 class GracefulShutdown:
-    """Tells connections that the server is stopping.
+    """Tells connections that the server is stopping, and knows which ones are idle.
 
-    After `begin()`, idle connections (no byte of a next request yet) close at once, and
-    busy ones answer their current request with `Connection: close`.
+    After `begin()`, idle connections (no byte of a next request yet: kept alive between
+    requests, or accepted and silent) close at once, and busy ones answer their current
+    request with `Connection: close`. At the connection limit the server sheds idle
+    connections one at a time with `shed_idle()`, the longest idle first.
     """
 
     __slots__ = ("_begun", "_idle_waits")
 
     def __init__(self) -> None:
         self._begun = False
-        self._idle_waits: set[trio.CancelScope] = set()
+        self._idle_waits: dict[trio.CancelScope, None] = {}  # oldest first
 
     @property
     def begun(self) -> bool:
@@ -109,11 +111,19 @@ class GracefulShutdown:
         for scope in self._idle_waits:
             scope.cancel()
 
+    def shed_idle(self) -> bool:
+        """Close the longest-idle connection (quietly); False if none is idle."""
+        for scope in self._idle_waits:
+            del self._idle_waits[scope]
+            scope.cancel()
+            return True
+        return False
+
     def _watch_idle(self, scope: trio.CancelScope) -> None:
-        self._idle_waits.add(scope)
+        self._idle_waits[scope] = None
 
     def _unwatch_idle(self, scope: trio.CancelScope) -> None:
-        self._idle_waits.discard(scope)
+        self._idle_waits.pop(scope, None)
 
 
 def _strict_framing_refusal(received: Sequence[bytes | bytearray]) -> FramingRefusal | None:
