@@ -20,11 +20,12 @@ idle ``patience_seconds`` (so a fast upload's momentary waits are never touched)
    carries on; when its next bytes arrive it takes a pooled buffer again (charged only the
    difference) and copies its bytes back.
 2. *evict*: if the budget is still short and spills hold more than half of it, spilled
-   leases idle for ``patience_seconds`` are ended, the longest spilled first: the upload
-   fails with ``SlowUpload`` (S3 answers 400 RequestTimeout) and its bytes are dropped.
-   So moving uploads always have at least half the budget. When spills hold all of the
-   budget that is out (no pooled buffer will come back), any other spilled lease is
-   evicted, even one waiting for the pool, so that the pool never deadlocks.
+   leases idle for ``evict_after_seconds`` are ended, slowest first (the chunk that
+   began filling longest ago): the upload fails with ``SlowUpload`` (S3 answers 400
+   RequestTimeout) and its bytes are dropped. So moving uploads always have at least
+   half the budget. When spills hold all of the budget that is out (no pooled buffer will
+   come back), any other spilled lease is evicted, slowest first, even one waiting for
+   the pool, so that the pool never deadlocks.
 
 Memory bound: pooled buffers and spilled chunks together never exceed
 ``capacity × chunk_size`` bytes (``engine.upload_memory_bytes``), whatever the number or
@@ -35,6 +36,7 @@ uploads cannot deadlock on the pool.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +48,11 @@ import trio
 # evicted. Far above the gaps of a fast upload (a loopback or LAN client refills the
 # socket within milliseconds), far below anything a waiting upload would notice.
 DEFAULT_PATIENCE_SECONDS: Final = 0.05
+# How long a spilled upload must have waited on its client before it may be evicted.
+# Dropping an upload is final, so this is far above the delays a busy server adds to a
+# fast client's reads, yet a client that pauses this long while others wait is not one
+# the budget should be kept for.
+DEFAULT_EVICT_AFTER_SECONDS: Final = 1.0
 # Spills may keep at most this share of the budget before the longest-stalled ones are
 # evicted, so uploads that are moving always have the rest: half of 12 buffers is about
 # what one upload at full speed keeps busy.
@@ -74,16 +81,19 @@ class ChunkBuffers:
         capacity: int,
         *,
         patience_seconds: float = DEFAULT_PATIENCE_SECONDS,
+        evict_after_seconds: float = DEFAULT_EVICT_AFTER_SECONDS,
     ) -> None:
         if capacity < 1:
             raise ValueError("the pool needs at least one buffer")
         self.chunk_size = chunk_size
         self.capacity = capacity
         self.patience_seconds = patience_seconds
+        self.evict_after_seconds = evict_after_seconds
         self._free_bytes = capacity * chunk_size
         self._spill_limit_bytes = capacity * chunk_size * _SPILL_SHARE
         self._spares: list[bytearray] = []
-        self._room = trio.lowlevel.ParkingLot()
+        self._room = trio.lowlevel.ParkingLot()  # where the first in line waits
+        self._queue: deque[trio.Event] = deque()  # uploads waiting for budget, in order
         self._in_use = 0
         self._allocated = 0
         self._spilled_bytes = 0
@@ -105,12 +115,8 @@ class ChunkBuffers:
         """
         await trio.lowlevel.checkpoint()
         credit = lease._spill_charge if lease is not None else 0
-        while self._free_bytes + credit < self.chunk_size:
-            self._make_room(lease)
-            if self._free_bytes + credit >= self.chunk_size:
-                break
-            with trio.move_on_after(self.patience_seconds):
-                await self._room.park()
+        if self._queue or self._free_bytes + credit < self.chunk_size:
+            await self._wait_turn(lease, credit)
         if lease is not None and credit:
             lease._drop_spill()  # its charge becomes part of the buffer's
         self._free_bytes -= self.chunk_size - credit
@@ -119,6 +125,30 @@ class ChunkBuffers:
             return self._spares.pop()
         self._allocated += 1
         return bytearray(self.chunk_size)
+
+    async def _wait_turn(self, lease: ChunkLease | None, credit: int) -> None:
+        """Wait in line (first come, first served) until the budget has room for us.
+
+        Only the first in line watches the budget: it makes room (see the module
+        docstring) and re-checks whenever budget comes back, or every `patience_seconds`
+        for leases that have since become idle long enough. The others sleep, so a long
+        line costs nothing while it waits.
+        """
+        turn = trio.Event()
+        self._queue.append(turn)
+        try:
+            if self._queue[0] is not turn:
+                await turn.wait()
+            while self._free_bytes + credit < self.chunk_size:
+                self._make_room(lease)
+                if self._free_bytes + credit >= self.chunk_size:
+                    break
+                with trio.move_on_after(self.patience_seconds):
+                    await self._room.park()
+        finally:
+            self._queue.remove(turn)
+            if self._queue:
+                self._queue[0].set()
 
     def release(self, buffer: bytearray) -> None:
         self._spares.append(buffer)
@@ -130,7 +160,7 @@ class ChunkBuffers:
             capacity=self.capacity,
             in_use=self._in_use,
             allocated=self._allocated,
-            waiting=len(self._room),
+            waiting=len(self._queue),
             spilled_bytes=self._spilled_bytes,
             spills=self._spills,
             evictions=self._evictions,
@@ -154,13 +184,14 @@ class ChunkBuffers:
             if lease._idle_for(now) >= self.patience_seconds:
                 lease._spill()
         nothing_returns = self._in_use == 0  # no pooled buffer out will come back
-        for lease in list(self._spilled):
+        # The slowest first: the chunk that began longest ago and is still not full.
+        for lease in sorted(self._spilled, key=ChunkLease._chunk_began_at):
             if not short():
                 return
             if lease is requester:
                 continue
             over = self._spilled_bytes > self._spill_limit_bytes
-            if (over and lease._idle_for(now) >= self.patience_seconds) or nothing_returns:
+            if (over and lease._idle_for(now) >= self.evict_after_seconds) or nothing_returns:
                 lease._evict()
 
 
@@ -174,6 +205,7 @@ class ChunkLease:
     """
 
     __slots__ = (
+        "_chunk_began",
         "_evicted",
         "_idle_since",
         "_pool",
@@ -193,6 +225,10 @@ class ChunkLease:
         self._idle_since: float | None = None
         self._scope: trio.CancelScope | None = None
         self._evicted = False
+        self._chunk_began = 0.0
+
+    def _chunk_began_at(self) -> float:
+        return self._chunk_began
 
     async def take(self, size: int) -> None:
         """Make `buffer` a fresh buffer of `size` (pooled if chunk-sized), keeping what
@@ -208,6 +244,8 @@ class ChunkLease:
         if self.filled:
             assert self.buffer is not None
             fresh[: self.filled] = self.buffer
+        else:
+            self._chunk_began = trio.current_time()
         self._let_go()
         self.buffer, self.pooled = fresh, pooled
 
@@ -226,11 +264,16 @@ class ChunkLease:
         """The next piece from the client, None at the end. Meanwhile the lease is idle:
         the pool may spill its partial chunk, or evict it (then this raises SlowUpload)."""
         pool = self._pool
-        if pool is not None and self.filled:
-            self._idle_since = trio.current_time()
-            if self.pooled:
-                pool._idle[self] = None
+        if self._evicted:
+            raise SlowUpload("the upload was dropped while it waited on its client")
+        if pool is None or not (self.filled or self.pooled):  # nothing to lend or evict
+            return await anext(pieces, None)
+        self._idle_since = trio.current_time()
+        if self.pooled:
+            pool._idle[self] = None
         try:
+            if not self.filled:  # an empty reserved buffer: lent back at no cost
+                return await anext(pieces, None)
             with self._evictable():
                 return await anext(pieces, None)
         finally:
@@ -277,6 +320,11 @@ class ChunkLease:
         assert pool is not None
         assert self.buffer is not None
         assert self.pooled
+        if not self.filled:  # reserved and still empty: just give it back
+            pool._idle.pop(self, None)
+            pool.release(self.buffer)
+            self.buffer, self.pooled = None, False
+            return
         private = bytearray(self.buffer[: self.filled])
         pool._idle.pop(self, None)
         pool._free_bytes -= self.filled  # charged before the buffer's chunk comes back

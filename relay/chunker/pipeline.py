@@ -293,7 +293,17 @@ async def chunk_into_store(
                     first_size = chunk_size
                     if expected_size is not None and expected_size <= _PRIVATE_BUFFER_LIMIT:
                         first_size = max(1, min(chunk_size, expected_size))
-                    while (piece := await lease.receive(body_pieces)) is not None:
+                    while True:
+                        if pool is not None and lease.buffer is None and first_size == chunk_size:
+                            # Reserve the next chunk's buffer before reading from the
+                            # client, so that an upload waiting for the pool leaves its
+                            # bytes in the kernel instead of holding a read in memory. A
+                            # reserved buffer the client is slow to fill is lent back.
+                            if expected_size is None or size < expected_size:
+                                await lease.take(chunk_size)
+                        piece = await lease.receive(body_pieces)
+                        if piece is None:
+                            break
                         size += len(piece)
                         if max_body_bytes is not None and size > max_body_bytes:
                             raise BodyTooLarge(max_body_bytes)
@@ -312,7 +322,7 @@ async def chunk_into_store(
                             taken += n
                             if lease.filled == chunk_size:
                                 await hand_on()
-                    if lease.buffer is not None:
+                    if lease.filled:
                         await hand_on()
                     elif size == 0:
                         await send_chunk.send((bytearray(), 0))

@@ -162,3 +162,33 @@ async def test_spilled_and_restored_chunks_keep_every_byte(
     assert joined(store, chunked.leaves) == data
     stats = pool.statistics()
     assert (stats.in_use, stats.spilled_bytes) == (0, 0)
+
+
+async def test_an_empty_buffer_reserved_for_a_stalled_client_is_lent_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # An upload reserves its next chunk's buffer before it reads from its client (so a
+    # queued upload leaves its bytes in the kernel); a client that then stalls must not
+    # keep that empty buffer from anyone.
+    pool = ChunkBuffers(CHUNK, capacity=1)
+    store = BoundCheckingStore(pool)
+    go_on = trio.Event()
+    head, tail = os.urandom(CHUNK), os.urandom(3)
+    finished: dict[str, bytes] = {}
+
+    async def stalled() -> None:
+        chunked = await chunk_into_store(stalling(head, go_on, tail), store, CONFIG, buffers=pool)
+        finished["stalled"] = joined(store, chunked.leaves)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stalled)
+        await trio.sleep(1)
+        assert pool.statistics().in_use == 1  # the reserved, empty buffer
+        normal = os.urandom(CHUNK * 3)
+        with trio.fail_after(1):
+            chunked = await chunk_into_store(fast(normal), store, CONFIG, buffers=pool)
+        assert joined(store, chunked.leaves) == normal
+        go_on.set()
+    assert finished == {"stalled": head + tail}
+    stats = pool.statistics()
+    assert (stats.in_use, stats.spills, stats.evictions) == (0, 0, 0)
