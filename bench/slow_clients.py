@@ -173,11 +173,65 @@ def run(max_connections: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def run_fast(count: int, size: int) -> dict[str, Any]:
+    """`count` concurrent PUTs of `size` bytes each (from one file): the server's peak RSS,
+    to check that fair uploads cost fast ones no memory."""
+    with tempfile.TemporaryDirectory(prefix="relay-fast-uploads-") as workdir:
+        source = Path(workdir) / "body"
+        with source.open("wb") as out:
+            for _ in range(size // MIB):
+                out.write(os.urandom(MIB))
+        server = Server(PEERS["relay"], Path(workdir))
+        try:
+            client = _client(server)
+            client.create_bucket(Bucket="bench")
+            errors: list[BaseException] = []
+
+            def upload(index: int) -> None:
+                try:
+                    with source.open("rb") as body:
+                        client.put_object(Bucket="bench", Key=f"fast-{index}", Body=body)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            started = time.perf_counter()
+            threads = [threading.Thread(target=upload, args=(i,)) for i in range(count)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            if errors:
+                raise errors[0]
+            peak_rss = server.peak_rss_mib()
+        finally:
+            server.stop()
+    return {
+        "fast_uploads": count,
+        "fast_size_mib": size // MIB,
+        "fast_seconds": elapsed,
+        "fast_mb_per_second": count * size / 1e6 / elapsed,
+        "fast_server_peak_rss_mib": peak_rss,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.slow_clients", description=__doc__)
     parser.add_argument("--max-connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--fast-uploads",
+        type=int,
+        default=0,
+        help="instead: this many concurrent fast PUTs, reporting the server's peak RSS",
+    )
+    parser.add_argument("--fast-size-mib", type=int, default=256)
     args = parser.parse_args(argv)
+    if args.fast_uploads:
+        fast = run_fast(args.fast_uploads, args.fast_size_mib * MIB)
+        print(table([(name, f"{value:.1f}") for name, value in fast.items()]))
+        print(f"wrote {save('fast_uploads', fast)}")
+        return
     if args.max_connections <= 10:
         parser.error("--max-connections must be above 10")
     result = run(args.max_connections, args.rounds)
