@@ -28,19 +28,63 @@ SLOW_SENT = 3 << 19  # 1.5 MiB: one whole chunk and half of the next
 NORMAL_SIZE = 5 << 20
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
+def relay_with(tmp_path: Path, http_settings: str) -> RelayProcess:
     config = tmp_path / "relay.toml"
     config.write_text(
-        f"[http]\nmax_connections = {MAX_CONNECTIONS}\n"
+        f"[http]\n{http_settings}\n"
         f'[[credentials]]\naccess_key_id = "{ACCESS_KEY}"\nsecret_access_key = "{SECRET_KEY}"\n',
         encoding="utf-8",
     )
-    process = start_relay(tmp_path, config=config)
+    return start_relay(tmp_path, config=config)
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    process = relay_with(tmp_path, f"max_connections = {MAX_CONNECTIONS}")
     try:
         yield process
     finally:
         stop_relay(process.process)
+
+
+def test_a_trickled_body_gets_request_timeout_and_nothing_is_stored(tmp_path: Path) -> None:
+    # A short stall timeout keeps the test quick; the rule is the same at the defaults.
+    relay = relay_with(tmp_path, "body_stall_timeout_seconds = 2\nbody_min_bytes_per_second = 1000")
+    try:
+        client = boto_client(relay)
+        client.create_bucket(Bucket="trickle")
+        url = client.generate_presigned_url("put_object", Params={"Bucket": "trickle", "Key": "k"})
+        parts = urlsplit(url)
+        with socket.create_connection((relay.host, relay.port), timeout=30) as sock:
+            sock.sendall(
+                f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Content-Length: 1000000\r\n\r\n".encode()
+                + b"x" * 5000
+            )
+            started = time.monotonic()
+            answer = b""
+            sock.settimeout(0.5)
+            # Before: one byte every half second restarted the stall timer for ever.
+            while time.monotonic() - started < 20 and b"\r\n\r\n" not in answer:
+                try:
+                    sock.sendall(b"x")
+                    answer += sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            waited = time.monotonic() - started
+            sock.settimeout(5)
+            while chunk := sock.recv(65536):  # the rest of the answer, then the close
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert b"connection: close" in answer.lower()
+        assert b"<Code>RequestTimeout</Code>" in answer
+        assert b"Idle connections will be closed." in answer
+        assert waited < 10
+        assert client.list_objects_v2(Bucket="trickle").get("KeyCount") == 0
+    finally:
+        stop_relay(relay.process)
 
 
 def open_slow_upload(relay: RelayProcess, url: str) -> socket.socket:
