@@ -15,6 +15,8 @@ front of it could disagree about where a request ends (request smuggling). Read 
   relay rejects (400).
 - Any ``HTTP/d.d`` version: h11 accepts all and treats anything but 1.0 as 1.1. relay
   answers 505 to anything but HTTP/1.0 and HTTP/1.1.
+- ``Transfer-Encoding`` in an HTTP/1.0 request: h11 reads it as chunked. RFC 9112 §6.1
+  calls that framing faulty; relay refuses it (400), as no HTTP/1.0 client sends it.
 
 What h11 already refuses is left to it: conflicting lengths (400), a ``Transfer-Encoding``
 other than exactly ``chunked`` such as ``gzip, chunked`` or ``chunked, chunked``, and two
@@ -71,4 +73,6 @@ def check_request_head(head: bytes) -> FramingRefusal | None:
             transfer_encoding = True
     if transfer_encoding and content_lengths:
         return FramingRefusal(400, "both Content-Length and Transfer-Encoding")
+    if transfer_encoding and version == b"HTTP/1.0":
+        return FramingRefusal(400, "Transfer-Encoding in an HTTP/1.0 request")
     return None

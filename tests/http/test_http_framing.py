@@ -37,6 +37,10 @@ REFUSED = {
         b"GET /a HTTP/1.1\r\nHost: t\r\nX-Amz-Meta-A: one\r\n two\r\n\r\n",
         400,
     ),
+    "chunked-in-http-1.0": (
+        b"PUT /a HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     "http-3.0": (b"GET /a HTTP/3.0\r\nHost: t\r\n\r\n", 505),
     "http-1.2": (b"GET /a HTTP/1.2\r\nHost: t\r\n\r\n", 505),
     "http-0.9-style-version": (b"GET /a HTTP/0.9\r\nHost: t\r\n\r\n", 505),
