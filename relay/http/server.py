@@ -189,9 +189,7 @@ async def _serve(
             await trio.aclose_forcefully(listener)
 
 
-async def _accept_loop(
-    listener: trio.abc.Listener[trio.abc.Stream], admission: _Admission
-) -> None:
+async def _accept_loop(listener: trio.abc.Listener[trio.abc.Stream], admission: _Admission) -> None:
     while True:
         try:
             stream = await listener.accept()
