@@ -4,21 +4,21 @@ Theory of operation. An upload fills a chunk-sized buffer; a full one is hashed 
 while the upload fills the next. Each upload alone is bounded (a few chunks), but without
 a shared bound memory grows with the number of concurrent uploads: fifty parts in flight
 held some 400 MiB. The pool is a budget of ``capacity × chunk_size`` bytes. An upload
-takes a buffer (``chunk_size`` of the budget) when its next chunk starts arriving and gives
-it back when that chunk's put has finished; while the budget is spent it stops reading its
-body, so the wait reaches the client as TCP backpressure, never as memory. Buffers are
-reused: a steady upload allocates nothing.
+takes a buffer (``chunk_size`` of the budget) before it reads its next chunk and gives it
+back when that chunk's put has finished; while the budget is spent it waits in line (first
+come, first served) without reading its body, so the wait reaches the client as TCP
+backpressure, never as memory. Buffers are reused: a steady upload allocates nothing.
 
 Fairness. Each upload fills its chunk through a ``ChunkLease``. A slow client must not sit
 on a pooled 1 MiB buffer it fills at a trickle while fast uploads wait, so while an upload
-waits for its client with a partly filled chunk, the lease is *idle*. When an upload needs
-budget that is not there, the pool makes room, oldest idle first, after the lease has been
-idle ``patience_seconds`` (so a fast upload's momentary waits are never touched):
+waits for its client holding a buffer, the lease is *idle*. When the first upload in line
+needs budget that is not there, the pool makes room, oldest idle first, once a lease has
+been idle ``patience_seconds`` (so a fast upload's momentary waits are never touched):
 
 1. *spill*: an idle lease's partial chunk moves to a private copy of exactly its size,
-   charged to the budget at that size, and the pooled buffer goes back. The slow upload
-   carries on; when its next bytes arrive it takes a pooled buffer again (charged only the
-   difference) and copies its bytes back.
+   charged to the budget at that size, and the pooled buffer goes back (a buffer still
+   empty simply goes back). The slow upload carries on; when its next bytes arrive it
+   takes a pooled buffer again (charged only the difference) and copies its bytes back.
 2. *evict*: if the budget is still short and spills hold more than half of it, spilled
    leases idle for ``evict_after_seconds`` are ended, slowest first (the chunk that
    began filling longest ago): the upload fails with ``SlowUpload`` (S3 answers 400
@@ -44,9 +44,9 @@ from typing import Final
 
 import trio
 
-# How long an upload must have waited on its client before its chunk is spilled or
-# evicted. Far above the gaps of a fast upload (a loopback or LAN client refills the
-# socket within milliseconds), far below anything a waiting upload would notice.
+# How long an upload must have waited on its client before its buffer is taken back
+# (its partial chunk spilled). Far above the gaps of a fast upload (a loopback or LAN
+# client refills the socket within milliseconds), far below what a waiter would notice.
 DEFAULT_PATIENCE_SECONDS: Final = 0.05
 # How long a spilled upload must have waited on its client before it may be evicted.
 # Dropping an upload is final, so this is far above the delays a busy server adds to a
