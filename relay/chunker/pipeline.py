@@ -3,7 +3,8 @@
 Theory of operation. A body arrives as pieces of any size. The reader copies them into a
 chunk-sized buffer taken from the server's pool (``relay.chunker.buffers``); when it is
 full, the buffer itself (no copy) goes over a channel of one slot to the hashing stage,
-and the reader takes the next buffer and goes straight back to the socket. The hashing
+and the reader takes the next buffer (before it reads on, so that an upload waiting for
+the pool leaves its bytes in the kernel) and goes back to the socket. The hashing
 stage runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
 CRC32 / CRC32C / SHA1 / SHA256) and the chunk's own sha2-256 in worker threads — MD5, the
 slowest, on one thread while the others run on a second, so two cores overlap them;
@@ -23,7 +24,7 @@ move the partial chunk to a right-sized private copy (still within the pool's by
 budget) and lend the buffer to an upload that is moving, or, when such copies crowd the
 budget, end the upload with ``SlowUpload`` (see ``relay.chunker.buffers``). Peak memory
 for all uploads: ``upload_memory_bytes`` of chunks, pooled or spilled, plus what stores
-copy.
+copy, plus one piece of the source per upload (the HTTP layer's read, 64 KiB).
 
 A body of at most one chunk becomes one leaf (an empty body the leaf of ``b""``), so its
 UnixFS root is that raw leaf, as in IPFS. If anything fails (the source, a hash, a put)
