@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -215,6 +216,33 @@ def run_fast(count: int, size: int) -> dict[str, Any]:
     }
 
 
+def run_curl(size: int, rounds: int) -> dict[str, Any]:
+    """One PUT of `size` bytes at a time from curl (a fast C client): MB/s per round."""
+    with tempfile.TemporaryDirectory(prefix="relay-curl-") as workdir:
+        source = Path(workdir) / "body"
+        with source.open("wb") as out:
+            for _ in range(size // MIB):
+                out.write(os.urandom(MIB))
+        server = Server(PEERS["relay"], Path(workdir))
+        try:
+            client = _client(server)
+            client.create_bucket(Bucket="bench")
+            rates = []
+            for index in range(rounds):
+                url = client.generate_presigned_url(
+                    "put_object", Params={"Bucket": "bench", "Key": f"curl-{index}"}
+                )
+                started = time.perf_counter()
+                subprocess.run(
+                    ["curl", "-sS", "-f", "-o", "/dev/null", "-T", str(source), url], check=True
+                )
+                rates.append(size / 1e6 / (time.perf_counter() - started))
+            peak_rss = server.peak_rss_mib()
+        finally:
+            server.stop()
+    return {"curl_size_mib": size // MIB, "curl_mb_per_second": rates, "peak_rss_mib": peak_rss}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.slow_clients", description=__doc__)
     parser.add_argument("--max-connections", type=int, default=64)
@@ -226,7 +254,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="instead: this many concurrent fast PUTs, reporting the server's peak RSS",
     )
     parser.add_argument("--fast-size-mib", type=int, default=256)
+    parser.add_argument(
+        "--curl-put-mib",
+        type=int,
+        default=0,
+        help="instead: PUTs of this many MiB from curl, one at a time, --rounds of them",
+    )
     args = parser.parse_args(argv)
+    if args.curl_put_mib:
+        curl = run_curl(args.curl_put_mib * MIB, args.rounds)
+        print(curl)
+        print(f"wrote {save('curl_put', curl)}")
+        return
     if args.fast_uploads:
         fast = run_fast(args.fast_uploads, args.fast_size_mib * MIB)
         print(table([(name, f"{value:.1f}") for name, value in fast.items()]))
