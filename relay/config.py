@@ -46,9 +46,10 @@ options (``--data``) override both. Units are in the names.
     [http]
     header_timeout_seconds = 30          # RELAY_HTTP_HEADER_TIMEOUT_SECONDS
     body_stall_timeout_seconds = 60      # RELAY_HTTP_BODY_STALL_TIMEOUT_SECONDS
+    body_min_bytes_per_second = 512      # RELAY_HTTP_BODY_MIN_BYTES_PER_SECOND
     keepalive_idle_timeout_seconds = 75  # RELAY_HTTP_KEEPALIVE_IDLE_TIMEOUT_SECONDS
     max_header_bytes = 65536             # RELAY_HTTP_MAX_HEADER_BYTES
-    max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS
+    max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS (then 503 SlowDown)
     shutdown_grace_seconds = 30          # RELAY_HTTP_SHUTDOWN_GRACE_SECONDS
 
     [[credentials]]                # any number; RELAY_ACCESS_KEY_ID / RELAY_SECRET_ACCESS_KEY
@@ -147,6 +148,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "region": ("RELAY_REGION", "", str),
     "header_timeout_seconds": ("RELAY_HTTP_HEADER_TIMEOUT_SECONDS", "http", float),
     "body_stall_timeout_seconds": ("RELAY_HTTP_BODY_STALL_TIMEOUT_SECONDS", "http", float),
+    "body_min_bytes_per_second": ("RELAY_HTTP_BODY_MIN_BYTES_PER_SECOND", "http", float),
     "keepalive_idle_timeout_seconds": ("RELAY_HTTP_KEEPALIVE_IDLE_TIMEOUT_SECONDS", "http", float),
     "max_header_bytes": ("RELAY_HTTP_MAX_HEADER_BYTES", "http", int),
     "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
@@ -174,6 +176,7 @@ _PIRI_SETTINGS: Final[dict[str, str]] = {
 _HTTP_SETTINGS: Final = (
     "header_timeout_seconds",
     "body_stall_timeout_seconds",
+    "body_min_bytes_per_second",
     "keepalive_idle_timeout_seconds",
     "max_header_bytes",
     "max_connections",

@@ -60,7 +60,13 @@ async def serve(
                     roundabout_started(roundabout_bound)
             bound = await nursery.start(
                 lambda task_status: serve_http(
-                    app.handle, host, port, config.http, shutdown=shutdown, task_status=task_status
+                    app.handle,
+                    host,
+                    port,
+                    config.http,
+                    shutdown=shutdown,
+                    busy_answer=app.busy_answer,
+                    task_status=task_status,
                 )
             )
             task_status.started(bound)

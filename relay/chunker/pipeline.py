@@ -3,7 +3,8 @@
 Theory of operation. A body arrives as pieces of any size. The reader copies them into a
 chunk-sized buffer taken from the server's pool (``relay.chunker.buffers``); when it is
 full, the buffer itself (no copy) goes over a channel of one slot to the hashing stage,
-and the reader takes the next buffer and goes straight back to the socket. The hashing
+and the reader takes the next buffer (before it reads on, so that an upload waiting for
+the pool leaves its bytes in the kernel) and goes back to the socket. The hashing
 stage runs the whole-body digests (MD5 for the ETag, BLAKE3 for ``x-cid``, any requested
 checksum of ``relay.chunker.checksums``) and the chunk's own sha2-256 in worker threads —
 MD5, the slowest, on one thread while the others run on a second, so two cores overlap
@@ -17,7 +18,13 @@ across uploads.
 
 One upload holds at most ``max_puts_in_flight + 3`` buffers: the one being filled, the
 one in the channel, the one being hashed, and those being stored. It does not depend on
-the body's size; all uploads together hold at most the pool's capacity.
+the body's size; all uploads together hold at most the pool's capacity. The chunk being
+filled lives in a ``ChunkLease``: while the reader waits on a slow client, the pool may
+move the partial chunk to a right-sized private copy (still within the pool's byte
+budget) and lend the buffer to an upload that is moving, or, when such copies crowd the
+budget, end the upload with ``SlowUpload`` (see ``relay.chunker.buffers``). Peak memory
+for all uploads: ``upload_memory_bytes`` of chunks, pooled or spilled, plus what stores
+copy, plus one piece of the source per upload (the HTTP layer's read, 64 KiB).
 
 A body of at most one chunk becomes one leaf (an empty body the leaf of ``b""``), so its
 UnixFS root is that raw leaf, as in IPFS. If anything fails (the source, a hash, a put)
@@ -35,7 +42,7 @@ from typing import Final
 import blake3
 import trio
 
-from relay.chunker.buffers import ChunkBuffers
+from relay.chunker.buffers import ChunkBuffers, ChunkLease
 from relay.chunker.checksums import Checksum, new_hasher
 from relay.errorgroups import single_error
 from relay.ipld.cid import CID
@@ -186,16 +193,12 @@ async def chunk_into_store(
     leaves: list[Leaf] = []
     put_slots = trio.Semaphore(config.max_puts_in_flight)
     send_chunk, receive_chunk = trio.open_memory_channel[tuple[bytearray, int]](1)
-    # Pool buffers this upload holds, by identity: whatever is still here when the upload
-    # ends (it failed or was cancelled mid-way) goes back to the pool.
+    # The chunk being filled lives in a lease, which the pool may spill or evict while the
+    # upload waits on its client (relay.chunker.buffers). Full pooled chunks this upload
+    # handed on, by identity: whatever is still here when the upload ends (it failed or
+    # was cancelled mid-way) goes back to the pool.
+    lease = ChunkLease(pool)
     held: dict[int, bytearray] = {}
-
-    async def take_buffer(size: int) -> bytearray:
-        if pool is None or size < chunk_size:
-            return bytearray(size)
-        buffer = await pool.acquire()
-        held[id(buffer)] = buffer
-        return buffer
 
     def give_back(buffer: bytearray) -> None:
         if held.pop(id(buffer), None) is not None:
@@ -223,6 +226,14 @@ async def chunk_into_store(
                     raise
                 nursery.start_soon(put_chunk, wrap_sha2_256(digest), chunk, buffer)
 
+    async def hand_on() -> None:
+        filled = lease.filled
+        buffer, pooled = lease.hand_off()
+        if pooled:
+            held[id(buffer)] = buffer
+        await send_chunk.send((buffer, filled))
+
+    body_pieces = aiter(source)
     size = 0
     try:
         with single_error():
@@ -232,33 +243,41 @@ async def chunk_into_store(
                     first_size = chunk_size
                     if expected_size is not None and expected_size <= _PRIVATE_BUFFER_LIMIT:
                         first_size = max(1, min(chunk_size, expected_size))
-                    buffer: bytearray | None = None
-                    filled = 0
-                    async for piece in source:
+                    while True:
+                        if pool is not None and lease.buffer is None and first_size == chunk_size:
+                            # Reserve the next chunk's buffer before reading from the
+                            # client, so that an upload waiting for the pool leaves its
+                            # bytes in the kernel instead of holding a read in memory. A
+                            # reserved buffer the client is slow to fill is lent back.
+                            if expected_size is None or size < expected_size:
+                                await lease.take(chunk_size)
+                        piece = await lease.receive(body_pieces)
+                        if piece is None:
+                            break
                         size += len(piece)
                         if max_body_bytes is not None and size > max_body_bytes:
                             raise BodyTooLarge(max_body_bytes)
                         taken = 0
                         while taken < len(piece):
-                            if buffer is None:
-                                buffer = await take_buffer(first_size)
+                            if lease.buffer is None:
+                                await lease.take(first_size)
                                 first_size = chunk_size
-                            elif filled == len(buffer):  # the size hint was short
-                                larger = await take_buffer(chunk_size)
-                                larger[:filled] = buffer
-                                buffer = larger
+                            elif lease.filled == len(lease.buffer):  # a short hint, or spilled
+                                await lease.take(chunk_size)
+                            buffer, filled = lease.buffer, lease.filled
+                            assert buffer is not None
                             n = min(len(buffer) - filled, len(piece) - taken)
                             buffer[filled : filled + n] = piece[taken : taken + n]
-                            filled += n
+                            lease.filled = filled + n
                             taken += n
-                            if filled == chunk_size:
-                                await send_chunk.send((buffer, filled))
-                                buffer, filled = None, 0
-                    if buffer is not None:
-                        await send_chunk.send((buffer, filled))
+                            if lease.filled == chunk_size:
+                                await hand_on()
+                    if lease.filled:
+                        await hand_on()
                     elif size == 0:
                         await send_chunk.send((bytearray(), 0))
     finally:
+        lease.close()
         for buffer in list(held.values()):
             give_back(buffer)
 

@@ -11,7 +11,10 @@ looking at those two states; it keeps no parallel copy of them (STYLE §2). One 
            from that byte. A connection with no byte of a next request is *idle*: it
            closes quietly on its timeout or when graceful shutdown begins. Garbage gets
            400 (or h11's hint, e.g. 501), a head over `max_header_bytes` 431, a partial
-           head that timed out 408; each closes the connection.
+           head that timed out 408, a head h11 accepts but strict framing does not
+           (`relay.http.framing`: Content-Length with Transfer-Encoding, repeated
+           Content-Length, obsolete line folding) 400 and a version other than 1.0 or
+           1.1 505; each closes the connection before any handler runs.
 2. handle  The handler gets the `Request` and a `RequestBody`. Nothing of the body is read
            before the handler asks: the first read sends "100 Continue" if the client is
            waiting for it, so a handler that refuses first (bad signature, no bucket) never
@@ -33,9 +36,10 @@ looking at those two states; it keeps no parallel copy of them (STYLE §2). One 
            pair (MUST_CLOSE after `Connection: close` or HTTP/1.0, ERROR) closes.
 
 Timeouts are cancel scopes, each created in one place: `_receive_head` (idle and header),
-`_receive_body_bytes` (body stall), `_send` (write), `_drain` (drain) and `_release`
-(aclose). Memory per connection: one socket read (at most 256 KiB) plus h11's buffer of
-unparsed bytes, plus whatever the handler holds.
+`_receive_body_bytes` (body pace: at least `body_min_bytes_per_second` on average, no gap
+over `body_stall_timeout_seconds`, see `relay.http.pacing`), `_send` (write), `_drain`
+(drain) and `_release` (aclose). Memory per connection: one socket read (at most
+64 KiB) plus h11's buffer of unparsed bytes, plus whatever the handler holds.
 
 A peer that went away is not answered; a handler that raised gets 500 if nothing was
 sent yet; either way the connection closes and the cause is logged on "relay.http".
@@ -45,13 +49,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, cast
 
 import h11
 import trio
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
+from relay.http.framing import FramingRefusal, check_request_head, raw_head
 from relay.http.messages import (
     SERVER_NAME,
     BadRequestBody,
@@ -67,13 +72,18 @@ from relay.http.messages import (
     response_has_no_body,
     response_headers,
 )
+from relay.http.pacing import BodyPace
 
 logger = logging.getLogger("relay.http")
 
 # A whole small PUT (head and body) usually arrives in one read of this size.
 _HEAD_RECEIVE_BYTES: Final = 64 * 1024
-# Large body reads: fewer syscalls and h11 events per MiB (~4 per MiB at 256 KiB).
-_BODY_RECEIVE_BYTES: Final = 256 * 1024
+# Body reads. Each connection may hold one read while its upload waits for the chunk
+# pool, so this times max_connections is memory outside the pool: with 1014 uploads
+# queued at once, peak RSS was 355 MiB at 256 KiB and 149 MiB at 64 KiB. A 1 GiB PUT
+# from curl ran at 136-163 MB/s with 256 KiB reads and 152-173 MB/s with 64 KiB (the
+# hashing, not the reads, sets the pace).
+_BODY_RECEIVE_BYTES: Final = 64 * 1024
 # A response (or chunk) up to this size is joined into one write; above it, joining
 # would copy more than the saved syscall is worth.
 _COALESCE_BYTES: Final = 64 * 1024
@@ -82,17 +92,19 @@ _dates = HttpDate()
 
 
 class GracefulShutdown:
-    """Tells connections that the server is stopping.
+    """Tells connections that the server is stopping, and knows which ones are idle.
 
-    After `begin()`, idle connections (no byte of a next request yet) close at once, and
-    busy ones answer their current request with `Connection: close`.
+    After `begin()`, idle connections (no byte of a next request yet: kept alive between
+    requests, or accepted and silent) close at once, and busy ones answer their current
+    request with `Connection: close`. At the connection limit the server sheds idle
+    connections one at a time with `shed_idle()`, the longest idle first.
     """
 
     __slots__ = ("_begun", "_idle_waits")
 
     def __init__(self) -> None:
         self._begun = False
-        self._idle_waits: set[trio.CancelScope] = set()
+        self._idle_waits: dict[trio.CancelScope, None] = {}  # oldest first
 
     @property
     def begun(self) -> bool:
@@ -103,11 +115,26 @@ class GracefulShutdown:
         for scope in self._idle_waits:
             scope.cancel()
 
+    def shed_idle(self) -> bool:
+        """Close the longest-idle connection (quietly); False if none is idle."""
+        for scope in self._idle_waits:
+            del self._idle_waits[scope]
+            scope.cancel()
+            return True
+        return False
+
     def _watch_idle(self, scope: trio.CancelScope) -> None:
-        self._idle_waits.add(scope)
+        self._idle_waits[scope] = None
 
     def _unwatch_idle(self, scope: trio.CancelScope) -> None:
-        self._idle_waits.discard(scope)
+        self._idle_waits.pop(scope, None)
+
+
+def _strict_framing_refusal(received: Sequence[bytes | bytearray]) -> FramingRefusal | None:
+    head = raw_head(b"".join(received))
+    if head is None:  # h11 found a head, so this cannot happen; refuse rather than guess
+        return FramingRefusal(400, "request head not found")
+    return check_request_head(head)
 
 
 class _WriteTimeout(Exception):
@@ -119,8 +146,9 @@ class RequestBody:
 
     Pieces are bytes-like: h11 hands out `bytearray` objects, passed through uncopied.
     The first read sends "100 Continue" if the client asked for it. Errors: `BodyTimeout`
-    (a gap longer than `body_stall_timeout_seconds`), `ClientDisconnected`,
-    `BadRequestBody` (framing); after one, every later read raises the same kind.
+    (slower than `body_min_bytes_per_second`, or a gap over `body_stall_timeout_seconds`),
+    `ClientDisconnected`, `BadRequestBody` (framing); after one, every later read raises
+    the same kind.
     """
 
     __slots__ = ("_connection", "_ended", "_failure", "_pending", "_released", "bytes_received")
@@ -221,6 +249,12 @@ class _Connection:
         self._shutdown = shutdown
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
         self._requests_started = 0
+        self._body_pace = self._new_body_pace()
+
+    def _new_body_pace(self) -> BodyPace:
+        return BodyPace(
+            self._config.body_min_bytes_per_second, self._config.body_stall_timeout_seconds
+        )
 
     async def serve(self) -> None:
         started_at = trio.current_time()
@@ -241,8 +275,12 @@ class _Connection:
         if self._shutdown.begun:
             return None
         first = self._requests_started == 0
-        buffered = len(conn.trailing_data[0])  # pipelined bytes left by the last cycle
+        pipelined = conn.trailing_data[0]  # bytes of this head the last cycle read already
+        buffered = len(pipelined)
         idle = buffered == 0
+        # The raw bytes fed since this head began (at most max_header_bytes): h11's event
+        # has lost what the strict framing checks look for (relay.http.framing).
+        received: list[bytes | bytearray] = [pipelined] if pipelined else []
         if first:
             deadline = connection_started_at + config.header_timeout_seconds
         elif idle:
@@ -280,9 +318,15 @@ class _Connection:
                                     trio.current_time() + config.header_timeout_seconds
                                 )
                         buffered += len(data)
+                        received.append(data)
                         self._feed(data)
                     elif type(event) is h11.Request:
-                        return event
+                        refused = _strict_framing_refusal(received)
+                        if refused is None:
+                            return event
+                        logger.debug("refused a request head: %s", refused.reason)
+                        refusal = refused.status
+                        break
                     else:  # ConnectionClosed: the client closed between requests
                         return None
             finally:
@@ -300,6 +344,7 @@ class _Connection:
         """Run the handler and answer it; True if the connection can carry another request."""
         request = request_from_h11(event, self._client)
         body = RequestBody(self)
+        self._body_pace = self._new_body_pace()
         try:
             try:
                 response = await self._handler(request, body)
@@ -352,16 +397,20 @@ class _Connection:
                 raise BadRequestBody(f"unexpected {type(event).__name__} in the request body")
 
     async def _receive_body_bytes(self) -> bytes | bytearray:
-        with trio.move_on_after(self._config.body_stall_timeout_seconds):
+        pace = self._body_pace
+        started = trio.current_time()
+        with trio.move_on_after(pace.allowance_seconds()):
             try:
                 data = await self._stream.receive_some(_BODY_RECEIVE_BYTES)
             except trio.BrokenResourceError as exc:
                 raise ClientDisconnected("the connection broke mid-body") from exc
             if not data:
                 raise ClientDisconnected("the client closed the connection mid-body")
+            pace.record(trio.current_time() - started, len(data))
             return data
         raise BodyTimeout(
-            f"no request body bytes for {self._config.body_stall_timeout_seconds} seconds"
+            f"the request body arrived slower than {self._config.body_min_bytes_per_second}"
+            f" bytes/s or stopped for {self._config.body_stall_timeout_seconds} seconds"
         )
 
     # 3. respond

@@ -105,7 +105,7 @@ class RequestBodyError(Exception):
 
 
 class BodyTimeout(RequestBodyError):
-    """No body byte arrived for `body_stall_timeout_seconds`."""
+    """The body fell below `body_min_bytes_per_second` or stopped (relay.http.pacing)."""
 
     status = 408
 
@@ -197,3 +197,20 @@ def reason_phrase(status: int) -> bytes:
         return http.HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
         return b"Unknown"
+
+
+def render_busy_answer(response: Response, date: bytes) -> bytes:
+    """A whole response, head and body, written without h11 (no request was read):
+    the server's answer at its connection limit. The body must be bytes."""
+    body = response.body
+    if not isinstance(body, bytes):
+        raise TypeError("a busy answer's body must be bytes")
+    status_line = b"HTTP/1.1 %d %s\r\n" % (response.status, reason_phrase(response.status))
+    headers = response_headers(response, len(body), close=True, date=date)
+    head = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    return status_line + head + b"\r\n" + body
+
+
+def default_busy_answer() -> Response:
+    """503 with no body, for a handler that does not say how it refuses."""
+    return Response(503, [("retry-after", "1")])

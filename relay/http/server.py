@@ -4,12 +4,18 @@ Two nurseries (STYLE §4). The accept loops run in an inner nursery; each connec
 `serve_connection` in an outer one the server owns, so that stopping the listeners does
 not touch requests in flight.
 
-Connection limit: an accept loop takes a slot from a `trio.Semaphore(max_connections)`
-*before* it calls `accept()`, and a connection gives its slot back when it closes. At the
-limit the server stops accepting; new clients wait in the kernel's accept backlog (and
-beyond it, retry their SYN) until a connection closes. Chosen over "accept and answer
-503": a refusal costs an accept, a read and a write, the very work the limit exists to
-bound, and the server never holds more than `max_connections` sockets.
+Connection limit: at most `max_connections` connections are served; a connection takes a
+slot of a `trio.Semaphore(max_connections)` when it is accepted and gives it back when it
+closes. The accept loops never stop accepting, so no client waits unanswered in the
+kernel's backlog. A connection accepted at the limit:
+
+1. sheds the longest-idle connection, if any (one that has sent nothing of a next
+   request: kept alive between requests, or accepted and silent); that one closes
+   quietly, as an idle connection may at any time, and the new one takes its slot;
+2. otherwise gets `busy_answer()` (S3: 503 SlowDown) and is closed. The answer is one
+   write, made without reading the request, by at most `max_busy_answers` tasks at once,
+   each within `busy_answer_timeout_seconds`; beyond that many a new connection is closed
+   unanswered. So refusing costs a bounded number of small tasks, never a slot.
 
 Shutdown, when `shutdown` is set: cancel the accept loops and close the listeners (new
 connects are refused by the kernel), `GracefulShutdown.begin()` (idle keep-alive
@@ -22,13 +28,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import trio
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
 from relay.http.connection import GracefulShutdown, Handler, serve_connection
+from relay.http.messages import HttpDate, Response, default_busy_answer, render_busy_answer
 
 logger = logging.getLogger("relay.http")
 
@@ -38,6 +47,10 @@ _ACCEPT_RESOURCE_ERRNOS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 )
 _ACCEPT_PAUSE_SECONDS: Final = 0.1
+# What a busy answer reads and discards of the refused client's request at most.
+_BUSY_DISCARD_BYTES: Final = 64 * 1024
+
+_dates = HttpDate()
 
 
 async def serve_http(
@@ -47,16 +60,20 @@ async def serve_http(
     config: HttpConfig = DEFAULT_HTTP_CONFIG,
     *,
     shutdown: trio.Event | None = None,
+    busy_answer: Callable[[], Response] = default_busy_answer,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `handler` on host:port (0: any free port) until cancelled or `shutdown` is set.
 
     Reports `(host, bound_port)` of the first listener through `task_status.started`.
+    `busy_answer` makes the response (with a bytes body) for connections over the limit.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
     address = (str(bound[0]), int(bound[1]))
-    await _serve(handler, listeners, config, shutdown, lambda: task_status.started(address))
+    await _serve(
+        handler, listeners, config, shutdown, busy_answer, lambda: task_status.started(address)
+    )
 
 
 async def serve_http_listeners(
@@ -65,10 +82,79 @@ async def serve_http_listeners(
     config: HttpConfig = DEFAULT_HTTP_CONFIG,
     *,
     shutdown: trio.Event | None = None,
+    busy_answer: Callable[[], Response] = default_busy_answer,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Like `serve_http`, on listeners the caller opened (tests pass in-memory ones)."""
-    await _serve(handler, listeners, config, shutdown, task_status.started)
+    await _serve(handler, listeners, config, shutdown, busy_answer, task_status.started)
+
+
+@dataclass(slots=True)
+class _Admission:
+    """What the accept loops share: the slots, the idle registry, the 503 budget."""
+
+    handler: Handler
+    config: HttpConfig
+    connections: trio.Nursery
+    graceful: GracefulShutdown
+    busy_answer: Callable[[], Response]
+    slots: trio.Semaphore
+    busy_answers: int = 0
+
+    def admit(self, stream: trio.abc.Stream) -> None:
+        try:
+            self.slots.acquire_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            self.connections.start_soon(self._run, stream, False)
+            return
+        if self.graceful.shed_idle():
+            self.connections.start_soon(self._run, stream, True)
+        elif self.busy_answers < self.config.max_busy_answers:
+            self.busy_answers += 1
+            self.connections.start_soon(self._refuse, stream)
+        else:
+            self.connections.start_soon(trio.aclose_forcefully, stream)
+
+    async def _run(self, stream: trio.abc.Stream, wait_for_slot: bool) -> None:
+        if wait_for_slot:  # the shed connection gives its slot back as it closes
+            try:
+                await self.slots.acquire()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+        try:
+            await serve_connection(
+                stream,
+                self.handler,
+                self.config,
+                client=_peer_address(stream),
+                shutdown=self.graceful,
+            )
+        finally:
+            self.slots.release()
+
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        try:
+            answer = render_busy_answer(self.busy_answer(), _dates.at(time.time()))
+            with trio.move_on_after(self.config.busy_answer_timeout_seconds):
+                await stream.send_all(answer)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                discarded = 0
+                while discarded < _BUSY_DISCARD_BYTES:
+                    data = await stream.receive_some(_BUSY_DISCARD_BYTES)
+                    if not data:
+                        break
+                    discarded += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client left; nothing to answer
+        except Exception:
+            logger.exception("answering a connection over the limit failed")
+        finally:
+            self.busy_answers -= 1
+            await trio.aclose_forcefully(stream)
 
 
 async def _serve(
@@ -76,17 +162,17 @@ async def _serve(
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
     config: HttpConfig,
     shutdown: trio.Event | None,
+    busy_answer: Callable[[], Response],
     ready: Callable[[], object],
 ) -> None:
     graceful = GracefulShutdown()
     slots = trio.Semaphore(config.max_connections)
     try:
         async with trio.open_nursery() as connections:
+            admission = _Admission(handler, config, connections, graceful, busy_answer, slots)
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
-                    accepting.start_soon(
-                        _accept_loop, listener, slots, connections, handler, config, graceful
-                    )
+                    accepting.start_soon(_accept_loop, listener, admission)
                 ready()
                 if shutdown is None:
                     await trio.sleep_forever()
@@ -103,44 +189,17 @@ async def _serve(
             await trio.aclose_forcefully(listener)
 
 
-async def _accept_loop(
-    listener: trio.abc.Listener[trio.abc.Stream],
-    slots: trio.Semaphore,
-    connections: trio.Nursery,
-    handler: Handler,
-    config: HttpConfig,
-    graceful: GracefulShutdown,
-) -> None:
+async def _accept_loop(listener: trio.abc.Listener[trio.abc.Stream], admission: _Admission) -> None:
     while True:
-        await slots.acquire()  # at max_connections: stop accepting until one closes
         try:
             stream = await listener.accept()
         except OSError as exc:
-            slots.release()
             if exc.errno not in _ACCEPT_RESOURCE_ERRNOS:
                 raise
             logger.error("accept failed (%s); pausing for %s s", exc, _ACCEPT_PAUSE_SECONDS)
             await trio.sleep(_ACCEPT_PAUSE_SECONDS)
             continue
-        except BaseException:
-            slots.release()
-            raise
-        connections.start_soon(_run_connection, stream, slots, handler, config, graceful)
-
-
-async def _run_connection(
-    stream: trio.abc.Stream,
-    slots: trio.Semaphore,
-    handler: Handler,
-    config: HttpConfig,
-    graceful: GracefulShutdown,
-) -> None:
-    try:
-        await serve_connection(
-            stream, handler, config, client=_peer_address(stream), shutdown=graceful
-        )
-    finally:
-        slots.release()
+        admission.admit(stream)
 
 
 def _peer_address(stream: trio.abc.Stream) -> tuple[str, int] | None:

@@ -22,7 +22,7 @@ from relay.bucket.multipart import Multipart
 from relay.http import Request, RequestBody, Response
 from relay.s3 import buckets, copy, headers, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
-from relay.s3.errors import NotImplemented_, S3Error, from_exception
+from relay.s3.errors import NotImplemented_, S3Error, SlowDown, from_exception
 from relay.sigv4 import SigV4Error, verify
 
 log = logging.getLogger("relay.s3")
@@ -129,6 +129,17 @@ class S3App:
         if isinstance(endpoint, routing.ListBuckets):
             return await buckets.list_buckets(ctx)
         return await _DISPATCH[type(endpoint)](ctx, endpoint)
+
+    def busy_answer(self) -> Response:
+        """503 SlowDown for a connection over the server's limit (its request unread)."""
+        request_id = secrets.token_hex(8).upper()
+        error = SlowDown()
+        document = xml.error_document(error.code, error.message, "/", request_id, error.extra)
+        return Response(
+            error.status,
+            [("content-type", "application/xml"), ("x-amz-request-id", request_id)],
+            document,
+        )
 
     def _error_response(self, exc: Exception, request: Request, request_id: str) -> Response:
         error = from_exception(exc)

@@ -107,6 +107,7 @@ RequestTimeTooSkewed = _error(
     "The difference between the request time and the current time is too large.",
 )
 ServiceUnavailable = _error("ServiceUnavailable", 503, "Please reduce your request rate.")
+SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
 SignatureDoesNotMatch = _error(
     "SignatureDoesNotMatch",
     403,
@@ -121,7 +122,7 @@ RequestTimeout = _error(
     "RequestTimeout",
     400,
     "Your socket connection to the server was not read from or written to within the"
-    " timeout period.",
+    " timeout period. Idle connections will be closed.",
 )
 InvalidObjectState = _error(
     "InvalidObjectState", 403, "The operation is not valid for the object's state"
@@ -143,6 +144,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.bucket import errors as engine
     from relay.bucket import multipart
     from relay.chunker import BodyTooLarge
+    from relay.chunker.buffers import SlowUpload
     from relay.sigv4 import SigV4Error
     from relay.store.base import StoreError, StoreRefused, StoreUnavailable
 
@@ -163,6 +165,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
         (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
         (BodyTooLarge, lambda e: EntityTooLarge()),
+        # The upload stalled holding buffered bytes that moving uploads needed.
+        (SlowUpload, lambda e: RequestTimeout()),
         # A storage node's refusal (piri: the delegation) is a configuration matter: named.
         (StoreRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
         # An unreachable or failing upstream is transient: 503 tells clients to retry.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import email.utils
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import h11
@@ -15,6 +16,7 @@ from relay.http import HttpConfig, Request, Response
 from relay.http.messages import (
     SERVER_NAME,
     HttpDate,
+    render_busy_answer,
     request_from_h11,
     response_has_no_body,
     response_headers,
@@ -146,7 +148,7 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["messages.py", "config.py"])
+@pytest.mark.parametrize("module", ["messages.py", "config.py", "framing.py", "pacing.py"])
 def test_the_pure_parts_never_import_trio(module: str) -> None:
     assert "trio" not in imports_of(HTTP_PACKAGE / module)
 
@@ -161,7 +163,34 @@ def test_the_http_layer_knows_nothing_of_s3() -> None:
             "relay.http.config",
             "relay.http.connection",
             "relay.http.exchange",
+            "relay.http.framing",
             "relay.http.messages",
+            "relay.http.pacing",
             "relay.http.server",
             "relay.version",  # a leaf: the Server header names relay's version
         }, module.name
+
+
+def test_a_busy_answer_is_a_whole_response_h11_can_read() -> None:
+    response = Response(503, [("content-type", "application/xml")], b"<Error/>")
+    raw = render_busy_answer(response, b"Sun, 06 Dec 2026 04:00:00 GMT")
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "t")]))
+    client.receive_data(raw)
+    head = client.next_event()
+    assert type(head) is h11.Response
+    assert (head.status_code, head.reason) == (503, b"Service Unavailable")
+    assert (b"connection", b"close") in list(head.headers)
+    assert (b"date", b"Sun, 06 Dec 2026 04:00:00 GMT") in list(head.headers)
+    data = client.next_event()
+    assert type(data) is h11.Data
+    assert data.data == b"<Error/>"
+    assert type(client.next_event()) is h11.EndOfMessage
+
+
+def test_a_busy_answer_needs_a_bytes_body() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    with pytest.raises(TypeError, match="bytes"):
+        render_busy_answer(Response(503, [], pieces()), b"date")

@@ -53,19 +53,91 @@ async def echo(request: Request, body: RequestBody) -> Response:
     return Response(200, [], bytes(received))
 
 
-async def test_at_max_connections_the_server_stops_accepting_until_one_closes() -> None:
+async def test_at_max_connections_a_new_connection_sheds_the_longest_idle_one() -> None:
     listener = MemoryListener()
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_http_listeners, echo, [listener], HttpConfig(max_connections=2))
-        first, second, third = listener.connect(), listener.connect(), listener.connect()
-        await trio.testing.wait_all_tasks_blocked()
-        assert listener.accepted == 2
-        assert (await first.request("PUT", "/", body=b"1")).body == b"1"
+        first, second = listener.connect(), listener.connect()
+        assert (await first.request("PUT", "/", body=b"1")).body == b"1"  # idle first
         assert (await second.request("PUT", "/", body=b"2")).body == b"2"
-        await first.stream.aclose()
-        await trio.testing.wait_all_tasks_blocked()
-        assert listener.accepted == 3
+        third = listener.connect()
+        assert await first.receive_rest() == b""  # closed quietly, as idle ones may be
         assert (await third.request("PUT", "/", body=b"3")).body == b"3"
+        assert (await second.request("PUT", "/", body=b"4")).body == b"4"  # untouched
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_accepted_silent_connection_is_shed_too() -> None:
+    listener = MemoryListener()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_http_listeners, echo, [listener], HttpConfig(max_connections=1))
+        silent = listener.connect()
+        await trio.testing.wait_all_tasks_blocked()
+        talker = listener.connect()
+        assert await silent.receive_rest() == b""
+        assert (await talker.request("PUT", "/", body=b"hi")).body == b"hi"
+        nursery.cancel_scope.cancel()
+
+
+def slow_down() -> Response:
+    return Response(503, [("content-type", "application/xml")], b"<Error>SlowDown</Error>")
+
+
+async def test_at_max_connections_with_none_idle_a_new_one_gets_503_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    listener = MemoryListener()
+    release = trio.Event()
+
+    async def busy(request: Request, body: RequestBody) -> Response:
+        await release.wait()
+        return Response(200, [], b"done")
+
+    config = HttpConfig(max_connections=2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(serve_http_listeners, busy, [listener], config, busy_answer=slow_down)
+        )
+        working = [listener.connect() for _ in range(2)]
+        for client in working:
+            await client.send(*H11Client.simple_request("GET", "/"))
+        await trio.testing.wait_all_tasks_blocked()
+        refused = listener.connect()
+        with trio.fail_after(0.1):  # the old server left it waiting until one closed
+            answer = await refused.answer()
+        assert (answer.status, answer.body) == (503, b"<Error>SlowDown</Error>")
+        assert answer.header("connection") == "close"
+        assert answer.header("content-length") == str(len(b"<Error>SlowDown</Error>"))
+        await refused.stream.aclose()
+        release.set()
+        for client in working:
+            assert (await client.answer()).status == 200  # the busy ones were never shed
+        nursery.cancel_scope.cancel()
+
+
+async def test_busy_answers_are_bounded_and_beyond_them_connections_just_close(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    listener = MemoryListener()
+
+    async def stuck(request: Request, body: RequestBody) -> Response:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    config = HttpConfig(max_connections=1, max_busy_answers=1, busy_answer_timeout_seconds=5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            partial(serve_http_listeners, stuck, [listener], config, busy_answer=slow_down)
+        )
+        working = listener.connect()
+        await working.send(*H11Client.simple_request("GET", "/"))
+        await trio.testing.wait_all_tasks_blocked()
+        answered, dropped = listener.connect(), listener.connect()
+        assert await dropped.receive_rest() == b""  # the one busy answer is taken
+        started = trio.current_time()
+        raw = await answered.receive_rest()  # the client never closes: the timeout does
+        assert raw.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert trio.current_time() - started <= config.busy_answer_timeout_seconds
         nursery.cancel_scope.cancel()
 
 
