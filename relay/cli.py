@@ -33,6 +33,7 @@ from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, load_config
 from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
 from relay.errorgroups import single_error
+from relay.observe import LOG_FORMATS, LOG_LEVELS, configure_logging
 from relay.server import serve
 from relay.storage import key_path, open_registry, open_storage, relay_signer
 from relay.store.base import StoreError
@@ -85,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="also serve roundabout (CID → 302 to a presigned URL) here (default: off)",
     )
+    serve.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help="serve /metrics, /health/live and /health/ready here, unauthenticated"
+        " (default: off)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="debug, info (one line per request; the default), warning or error",
+    )
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json")
 
     cid = commands.add_parser(
         "cid",
@@ -154,6 +167,9 @@ def _config(args: argparse.Namespace) -> Config:
         data_dir=args.data,
         listen=getattr(args, "listen", None),
         roundabout=getattr(args, "roundabout", None),
+        admin=getattr(args, "admin", None),
+        log_level=getattr(args, "log_level", None),
+        log_format=getattr(args, "log_format", None),
     )
 
 
@@ -168,6 +184,7 @@ def _announce(
     credentials: Credentials,
     bound: tuple[str, int],
     roundabout: tuple[str, int] | None = None,
+    admin: tuple[str, int] | None = None,
 ) -> None:
     endpoint = _http_endpoint(bound)
     print(
@@ -179,6 +196,12 @@ def _announce(
             f"relay: serving roundabout at {_http_endpoint(roundabout)}"
             f" ({len(config.roundabout.buckets)} signing buckets,"
             f" auth {'required' if config.roundabout.require_auth else 'off'})",
+            flush=True,
+        )
+    if admin is not None:
+        print(
+            f"relay: serving /metrics and /health at {_http_endpoint(admin)}"
+            f" (log level {config.log.level}, {config.log.format})",
             flush=True,
         )
     if credentials.generated is not None:
@@ -218,6 +241,7 @@ async def _serve(config: Config) -> None:
         nursery.start_soon(on_signals)
         async with trio.open_nursery() as server:
             roundabout: list[tuple[str, int]] = []
+            admin: list[tuple[str, int]] = []
             bound = await server.start(
                 partial(
                     serve,
@@ -225,9 +249,16 @@ async def _serve(config: Config) -> None:
                     credentials=credentials,
                     shutdown=shutdown,
                     roundabout_started=roundabout.append,
+                    admin_started=admin.append,
                 )
             )
-            _announce(config, credentials, bound, roundabout[0] if roundabout else None)
+            _announce(
+                config,
+                credentials,
+                bound,
+                roundabout[0] if roundabout else None,
+                admin[0] if admin else None,
+            )
         # serve() returned: the shutdown finished (requests in flight got their grace).
         nursery.cancel_scope.cancel()
     print("relay: stopped", flush=True)
@@ -389,8 +420,10 @@ def _existing_data(config: Config) -> Config:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "serve":
+        config = _config(args)
+        configure_logging(config.log.level, "json" if config.log.format == "json" else "text")
         limit_malloc_arenas()
-        trio.run(_serve, _config(args))
+        trio.run(_serve, config)
     elif args.command == "cid":
         # ipfs takes any positive --chunker=size-N; relay's own limit is its engine's.
         if not 1 <= args.chunk_size <= MAX_CHUNK_SIZE:

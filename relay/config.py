@@ -52,6 +52,14 @@ options (``--data``) override both. Units are in the names.
     max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS (then 503 SlowDown)
     shutdown_grace_seconds = 30          # RELAY_HTTP_SHUTDOWN_GRACE_SECONDS
 
+    [log]
+    level = "info"                 # RELAY_LOG_LEVEL (relay serve --log-level): debug, info,
+                                   #   warning (no request lines), error
+    format = "text"                # RELAY_LOG_FORMAT (--log-format): text or json
+
+    [admin]                        # /metrics, /health/live, /health/ready; off unless set
+    listen = "127.0.0.1:9090"      # RELAY_ADMIN_LISTEN (relay serve --admin HOST:PORT)
+
     [[credentials]]                # any number; RELAY_ACCESS_KEY_ID / RELAY_SECRET_ACCESS_KEY
     access_key_id = "..."          # add one; with none, a pair is generated on first start
     secret_access_key = "..."
@@ -76,6 +84,7 @@ from typing import Any, Final
 from relay.bucket.engine import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
+from relay.observe.requests import LOG_FORMATS, LOG_LEVELS
 from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
 from relay.store.piri_config import PiriStoreConfig
 from relay.store.s3 import S3StoreConfig
@@ -98,6 +107,12 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"  # request lines are written at info
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -107,6 +122,9 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     credentials: list[dict[str, str]] = field(default_factory=list, repr=False)
     roundabout: RoundaboutConfig = field(default_factory=RoundaboutConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    # HOST:PORT of the admin listener (metrics and health), or None for none.
+    admin_listen: str | None = None
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -212,7 +230,7 @@ def _check_known(document: dict[str, Any]) -> None:
     for name, (_variable, section, _kind) in _SETTINGS.items():
         known.setdefault(section, set()).add(name)
     for key, value in document.items():
-        if key in ("credentials", "roundabout"):  # checked by their own parsers
+        if key in ("credentials", "roundabout", "log", "admin"):  # their own parsers check
             continue
         if key in known and isinstance(value, dict):
             for inner in value:
@@ -297,6 +315,50 @@ def _piri_config(document: dict[str, Any], environ: Mapping[str, str]) -> PiriSt
         raise ConfigError(f"[store.piri]: {exc}") from None
 
 
+def _small_table(
+    document: dict[str, Any],
+    section: str,
+    settings: Mapping[str, str],
+    environ: Mapping[str, str],
+    given: Mapping[str, str | None],
+) -> dict[str, str]:
+    """A table of string settings (``[log]``, ``[admin]``): the file, then its
+    environment variable, then the command line's value, each winning over the last."""
+    table = _table(document, section)
+    values: dict[str, str] = {}
+    for name in table:
+        if name not in settings:
+            raise ConfigError(f"unknown setting {section}.{name}")
+    for name, variable in settings.items():
+        if name in table:
+            values[name] = _typed(f"{section}.{name}", table[name], str)
+        if variable in environ:
+            values[name] = environ[variable]
+        if given.get(name) is not None:
+            values[name] = str(given[name])
+    return values
+
+
+def _log_config(
+    document: dict[str, Any], environ: Mapping[str, str], level: str | None, log_format: str | None
+) -> LogConfig:
+    values = _small_table(
+        document,
+        "log",
+        {"level": "RELAY_LOG_LEVEL", "format": "RELAY_LOG_FORMAT"},
+        environ,
+        {"level": level, "format": log_format},
+    )
+    config = LogConfig(
+        level=values.get("level", "info").lower(), format=values.get("format", "text").lower()
+    )
+    if config.level not in LOG_LEVELS:
+        raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
+    if config.format not in LOG_FORMATS:
+        raise ConfigError(f"log.format must be one of {', '.join(LOG_FORMATS)}")
+    return config
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -304,10 +366,14 @@ def load_config(
     data_dir: Path | None = None,
     listen: str | None = None,
     roundabout: str | None = None,
+    admin: str | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
 ) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``RELAY_*`` variables, then
-    ``data_dir``, ``listen`` and ``roundabout`` (the ``--data``, ``--listen`` and
-    ``--roundabout`` options)."""
+    ``data_dir``, ``listen``, ``roundabout``, ``admin``, ``log_level`` and ``log_format``
+    (the ``--data``, ``--listen``, ``--roundabout``, ``--admin``, ``--log-level`` and
+    ``--log-format`` options)."""
     document: dict[str, Any] = {}
     if path is not None:
         try:
@@ -405,6 +471,9 @@ def load_config(
         roundabout_config = parse_roundabout(document.get("roundabout"), environ, listen=roundabout)
     except RoundaboutConfigError as exc:
         raise ConfigError(str(exc)) from None
+    admin_listen = _small_table(
+        document, "admin", {"listen": "RELAY_ADMIN_LISTEN"}, environ, {"listen": admin}
+    ).get("listen")
     config = Config(
         Path(setting("data_dir", DEFAULT_DATA_DIR)),
         engine,
@@ -414,8 +483,12 @@ def load_config(
         http=http,
         credentials=credentials,
         roundabout=roundabout_config,
+        log=_log_config(document, environ, log_level, log_format),
+        admin_listen=admin_listen or None,
     )
     parse_listen(config.listen)
+    if config.admin_listen is not None:
+        parse_listen(config.admin_listen)
     if roundabout_config.listen is not None:
         parse_listen(roundabout_config.listen)
     return config

@@ -8,21 +8,64 @@ gracefully: no new connections, requests in flight get ``shutdown_grace_seconds`
 With ``[roundabout] listen`` set, the roundabout listener runs beside S3 over the same
 registry, in the same nursery, stopped by the same ``shutdown`` event; it is accepting
 before ``serve`` reports readiness, and ``roundabout_started`` gets its bound address.
+
+What an operator sees (``relay.observe``): every S3 request answered or refused is one
+line on the ``relay.access`` logger (written only when its level allows, so
+``log.level = "warning"`` costs nothing per request). With ``admin.listen`` set, a third
+listener serves ``/metrics`` and ``/health/*``; request and blob store figures are
+counted only then, since nothing could read them otherwise.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
+from relay.bucket.engine import Engine
 from relay.bucket.multipart import Multipart
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
-from relay.http import serve_http
+from relay.http import Exchange, HttpActivity, serve_http
+from relay.observe import (
+    AdminApp,
+    CacheReading,
+    InstrumentedStore,
+    Metrics,
+    ReadinessCheck,
+    Readings,
+    RequestLog,
+    record_of,
+)
+from relay.observe.requests import ACCESS_LOGGER
 from relay.roundabout.app import RoundaboutApp
 from relay.s3.app import S3App
 from relay.storage import open_storage
+from relay.store.base import BlobStore
+
+# A blob no one stores: asking the store whether it has it reaches the store (an upstream
+# HEAD for s3) without depending on any content.
+_READINESS_PROBE = bytes.fromhex("1220") + bytes(32)
+
+
+def _readings(engine: Engine, activity: HttpActivity) -> Readings:
+    statistics = engine.statistics()
+    buffers = engine.buffers.statistics()
+    return Readings(
+        open_connections=activity.open_connections,
+        requests_in_flight=activity.requests_in_flight,
+        commit_batches=statistics.commit_batches,
+        commit_mutations=statistics.commit_mutations,
+        commit_seconds=statistics.commit_seconds,
+        upload_buffers_in_use=buffers.in_use,
+        upload_buffers_capacity=buffers.capacity,
+        caches={
+            name: CacheReading(hits, misses, memory)
+            for name, (hits, misses, memory) in engine.blocks.cache_figures().items()
+        },
+    )
 
 
 async def serve(
@@ -31,6 +74,7 @@ async def serve(
     credentials: Credentials | None = None,
     shutdown: trio.Event | None = None,
     roundabout_started: Callable[[tuple[str, int]], object] | None = None,
+    admin_started: Callable[[tuple[str, int]], object] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     if credentials is None:
@@ -38,11 +82,51 @@ async def serve(
             load_credentials, config.credentials, config.data_dir
         )
     host, port = config.listen_address
-    async with open_storage(config) as engine:
+    activity = HttpActivity()
+    metrics: Metrics | None = None
+    wrap_store: Callable[[BlobStore], BlobStore] | None = None
+    if config.admin_listen is not None:
+        metrics = Metrics()
+        counted = metrics
+
+        def wrap_store(store: BlobStore) -> BlobStore:
+            return InstrumentedStore(store, config.store.kind, counted)
+
+    request_log = RequestLog("json" if config.log.format == "json" else "text")
+    logs_requests = logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+
+    def observe(exchange: Exchange) -> None:
+        if metrics is None and not logs_requests:
+            return
+        record = record_of(exchange)
+        if logs_requests:
+            request_log.write(record)
+        if metrics is not None:
+            metrics.observe_request(record)
+
+    async with open_storage(config, wrap_store=wrap_store) as engine:
         app = S3App(
             engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
         )
         async with trio.open_nursery() as nursery:
+            if metrics is not None and config.admin_listen is not None:
+                metrics.read = partial(_readings, engine, activity)
+                admin = AdminApp(
+                    metrics,
+                    [
+                        ReadinessCheck("registry", engine.registry.ping),
+                        ReadinessCheck("blob store", partial(engine.store.has, _READINESS_PROBE)),
+                    ],
+                )
+                admin_host, admin_port = parse_listen(config.admin_listen)
+                admin_bound = await nursery.start(
+                    partial(
+                        serve_http, admin.handle, admin_host, admin_port, config.http,
+                        shutdown=shutdown,
+                    )
+                )  # fmt: skip
+                if admin_started is not None:
+                    admin_started(admin_bound)
             if config.roundabout.listen is not None:
                 roundabout_host, roundabout_port = parse_listen(config.roundabout.listen)
                 roundabout = RoundaboutApp(engine.registry, config.roundabout, credentials.keys)
@@ -66,6 +150,8 @@ async def serve(
                     config.http,
                     shutdown=shutdown,
                     busy_answer=app.busy_answer,
+                    observer=observe,
+                    activity=activity,
                     task_status=task_status,
                 )
             )

@@ -15,7 +15,7 @@ store or relay's key is asked for: a disk-store server does not carry them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -160,9 +160,14 @@ async def _open_piri(
 
 
 @asynccontextmanager
-async def open_storage(config: Config) -> AsyncIterator[Engine]:
-    """The engine over the configured store and the registry in ``data_dir``."""
+async def open_storage(
+    config: Config, *, wrap_store: Callable[[BlobStore], BlobStore] | None = None
+) -> AsyncIterator[Engine]:
+    """The engine over the configured store and the registry in ``data_dir``.
+    ``wrap_store`` may stand something in front of the store (the server's metrics)."""
     async with AsyncExitStack() as stack:
         registry = await stack.enter_async_context(open_registry(config))
         store = await stack.enter_async_context(open_blob_store(config, registry))
+        if wrap_store is not None:
+            store = wrap_store(store)
         yield await stack.enter_async_context(open_engine(store, registry, config.engine))

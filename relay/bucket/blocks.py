@@ -283,6 +283,18 @@ class BlockReader:
             except MissingBlock as missing:
                 await self.fetch_file_node(missing.cid)
 
+    def cache_figures(self) -> dict[str, tuple[int, int, int]]:
+        """Each cache's (hits, misses, estimated bytes held), for the metrics."""
+        nodes = self.nodes.statistics()
+        figures = {"mst_node": (nodes.hits, nodes.misses, nodes.memory_bytes)}
+        for name, cache in (
+            ("manifest", self._manifests),
+            ("summary", self._summaries),
+            ("file_node", self._file_nodes),
+        ):
+            figures[name] = (cache.hits, cache.misses, cache.memory_bytes)
+        return figures
+
     def statistics(self) -> BlockReaderStatistics:
         return BlockReaderStatistics(
             self._fetches,

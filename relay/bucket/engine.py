@@ -39,6 +39,7 @@ from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_BATCH,
     BucketWriter,
+    CommitTotals,
     DropBucket,
     Mutation,
     Precondition,
@@ -154,6 +155,10 @@ class EngineStatistics:
     buckets_loaded: int
     writers_running: int
     writers: dict[str, WriterStatistics] = field(default_factory=dict)
+    # Every commit since the engine opened, across writers that came and retired.
+    commit_batches: int = 0
+    commit_mutations: int = 0
+    commit_seconds: float = 0.0
 
 
 def key_bytes(key: str) -> bytes:
@@ -192,6 +197,7 @@ class Engine:
             summary_cache_bytes=config.summary_cache_bytes,
         )
         self._buckets: dict[str, _BucketState] = {}
+        self._commit_totals = CommitTotals()
         self._loading: dict[str, trio.Event] = {}
         # bucket -> (the cursor of the page being read ahead, set when it is warm)
         self._read_aheads: dict[str, tuple[bytes, trio.Event]] = {}
@@ -281,6 +287,7 @@ class Engine:
                     on_retire=self._on_retire,
                     max_batch=self.config.max_batch,
                     idle_seconds=self.config.writer_idle_seconds,
+                    totals=self._commit_totals,
                 )
                 await self._nursery.start(writer.serve)
                 state.writer = writer
@@ -677,7 +684,15 @@ class Engine:
             for name, state in self._buckets.items()
             if state.writer is not None
         }
-        return EngineStatistics(len(self._buckets), len(writers), writers)
+        totals = self._commit_totals
+        return EngineStatistics(
+            len(self._buckets),
+            len(writers),
+            writers,
+            totals.batches,
+            totals.mutations,
+            totals.seconds,
+        )
 
 
 def resolve_range(

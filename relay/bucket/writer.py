@@ -32,6 +32,7 @@ one. Readers never wait for the writer: they read the last *committed* root.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -122,6 +123,16 @@ class _Batch:
     reach: Reach
 
 
+@dataclass(slots=True)
+class CommitTotals:
+    """What every writer of an engine committed, summed as it happens (writers retire, so
+    their own statistics come and go; these stay): for the metrics."""
+
+    batches: int = 0
+    mutations: int = 0
+    seconds: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class WriterStatistics:
     queued: int
@@ -145,8 +156,10 @@ class BucketWriter:
         on_retire: Callable[[BucketWriter], None],
         max_batch: int = DEFAULT_MAX_BATCH,
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        totals: CommitTotals | None = None,
     ) -> None:
         self.name = name
+        self._totals = CommitTotals() if totals is None else totals
         self._store = store
         self._registry = registry
         self._blocks = blocks
@@ -362,6 +375,7 @@ class BucketWriter:
             for mutation in batch.accepted:
                 mutation.finish(error=aborted)
             return
+        started = time.perf_counter()
         try:
             car_mh = multihash.sha2_256(batch.car)
             await self._store.put(car_mh, batch.car)
@@ -390,6 +404,9 @@ class BucketWriter:
         self._batches_committed += 1
         self._mutations_committed += len(batch.accepted)
         self._largest_batch = max(self._largest_batch, len(batch.accepted) + len(batch.rejected))
+        self._totals.batches += 1
+        self._totals.mutations += len(batch.accepted)
+        self._totals.seconds += time.perf_counter() - started
         for mutation in batch.accepted:
             mutation.finish(version=record.version)
 

@@ -7,7 +7,7 @@ theory of operation), `relay.http.server` the listeners, connection limit and sh
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
 from relay.http.connection import GracefulShutdown, Handler, RequestBody, serve_connection
-from relay.http.exchange import Exchange, ExchangeObserver
+from relay.http.exchange import Exchange, ExchangeObserver, HttpActivity
 from relay.http.messages import (
     BadRequestBody,
     BodyTimeout,
@@ -28,6 +28,7 @@ __all__ = [
     "ExchangeObserver",
     "GracefulShutdown",
     "Handler",
+    "HttpActivity",
     "HttpConfig",
     "Request",
     "RequestBody",

@@ -56,6 +56,7 @@ import h11
 import trio
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
+from relay.http.exchange import Exchange, ExchangeObserver, HttpActivity, ignore_exchange
 from relay.http.framing import FramingRefusal, check_request_head, raw_head
 from relay.http.messages import (
     SERVER_NAME,
@@ -222,14 +223,24 @@ async def serve_connection(
     *,
     client: tuple[str, int] | None = None,
     shutdown: GracefulShutdown | None = None,
+    observer: ExchangeObserver = ignore_exchange,
+    activity: HttpActivity | None = None,
 ) -> None:
-    """Serve HTTP/1.1 requests on `stream` until either side is done with it; close it."""
-    connection = _Connection(stream, handler, config, client, shutdown or GracefulShutdown())
+    """Serve HTTP/1.1 requests on `stream` until either side is done with it; close it.
+
+    `observer` hears of every request answered or refused on it (`Exchange`); `activity`
+    counts the connection as open and each request as in flight while it is."""
+    activity = activity or HttpActivity()
+    connection = _Connection(
+        stream, handler, config, client, shutdown or GracefulShutdown(), observer, activity
+    )
+    activity.open_connections += 1
     try:
         await connection.serve()
     except Exception:
         logger.exception("connection from %s failed", client)
     finally:
+        activity.open_connections -= 1
         await trio.aclose_forcefully(stream)
 
 
@@ -241,15 +252,25 @@ class _Connection:
         config: HttpConfig,
         client: tuple[str, int] | None,
         shutdown: GracefulShutdown,
+        observer: ExchangeObserver,
+        activity: HttpActivity,
     ) -> None:
         self._stream = stream
         self._handler = handler
         self._config = config
         self._client = client
+        self._remote = "" if client is None else f"{client[0]}:{client[1]}"
         self._shutdown = shutdown
+        self._observer = observer
+        self._activity = activity
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
         self._requests_started = 0
         self._body_pace = self._new_body_pace()
+        # The exchange under way, for its report: what went out, and why it ended badly.
+        self._status_sent = 0
+        self._body_bytes_sent = 0
+        self._notes: dict[str, str] = {}
+        self._failure = ""
 
     def _new_body_pace(self) -> BodyPace:
         return BodyPace(
@@ -288,6 +309,8 @@ class _Connection:
         else:
             deadline = trio.current_time() + config.header_timeout_seconds
         refusal: int | None = None
+        reason = ""
+        head_started, head_began = time.time(), trio.current_time()
         with trio.CancelScope(deadline=deadline) as waiting:
             if idle:
                 self._shutdown._watch_idle(waiting)
@@ -297,6 +320,7 @@ class _Connection:
                         event = conn.next_event()
                     except h11.RemoteProtocolError as exc:
                         refusal = exc.error_status_hint
+                        reason = f"malformed request head: {exc}"
                         break
                     if event is h11.NEED_DATA:
                         # Never let h11 buffer more than max_header_bytes of an incomplete
@@ -305,6 +329,7 @@ class _Connection:
                         room = config.max_header_bytes - buffered
                         if room <= 0:
                             refusal = 431
+                            reason = f"request head over {config.max_header_bytes} bytes"
                             break
                         try:
                             data = await self._stream.receive_some(min(room, _HEAD_RECEIVE_BYTES))
@@ -326,6 +351,7 @@ class _Connection:
                             return event
                         logger.debug("refused a request head: %s", refused.reason)
                         refusal = refused.status
+                        reason = refused.reason
                         break
                     else:  # ConnectionClosed: the client closed between requests
                         return None
@@ -335,7 +361,11 @@ class _Connection:
             if idle:
                 return None
             refusal = 408
+            reason = "request head not complete in time"
+        self._begin_exchange()
+        self._failure = reason
         await self._refuse(refusal)
+        self._report(head_started, head_began, "", "", 0)
         return None
 
     # 2. handle
@@ -345,21 +375,35 @@ class _Connection:
         request = request_from_h11(event, self._client)
         body = RequestBody(self)
         self._body_pace = self._new_body_pace()
+        self._begin_exchange()
+        started, began = time.time(), trio.current_time()
+        self._activity.requests_in_flight += 1
         try:
             try:
                 response = await self._handler(request, body)
             except RequestBodyError as exc:
                 logger.debug("%s %s: %r", request.method, request.target, exc)
+                self._failure = str(exc)
                 if exc.status is not None:
                     await self._refuse(exc.status)
                 return False
             except Exception:
                 logger.exception("handler failed on %s %s", request.method, request.target)
+                self._failure = "the handler failed"
                 await self._refuse(500)
                 return False
+            self._notes = response.notes
             return await self._respond(request, body, response)
         finally:
+            self._activity.requests_in_flight -= 1
             body._release()
+            self._report(
+                started,
+                began,
+                request.method,
+                dict(request.headers).get("user-agent", ""),
+                body.bytes_received,
+            )
 
     async def _receive_body_piece(self) -> bytes:
         """The next de-framed piece of the request body, b"" at its end (for RequestBody)."""
@@ -421,11 +465,13 @@ class _Connection:
                 logger.debug(
                     "%s %s: not answered, the client went away", request.method, request.target
                 )
+                self._failure = "the client went away before the answer"
                 return False
             close = self._should_close_after_response(request, body)
             await self._send_response(request, response, close)
         except (trio.BrokenResourceError, _WriteTimeout, RequestBodyError) as exc:
             logger.debug("%s %s: response abandoned: %r", request.method, request.target, exc)
+            self._failure = f"response abandoned: {exc}" if str(exc) else "response abandoned"
             return False
         except Exception:
             logger.exception("response to %s %s failed", request.method, request.target)
@@ -461,6 +507,7 @@ class _Connection:
             headers=response_headers(response, length, close=close, date=_dates.at(time.time())),
         )
         head_bytes = self._encode(head)
+        self._status_sent = response.status
         if response_has_no_body(request.method, response.status):
             await self._send(head_bytes + self._encode(h11.EndOfMessage()))
         elif isinstance(body, bytes):
@@ -470,6 +517,7 @@ class _Connection:
                     parts += self._h11.send_with_data_passthrough(h11.Data(data=body)) or []
                 parts.append(self._encode(h11.EndOfMessage()))
                 await self._send(b"".join(parts))
+                self._body_bytes_sent += len(body)
             else:
                 await self._send(head_bytes)
                 await self._send_data(body)
@@ -497,6 +545,7 @@ class _Connection:
         else:  # chunked: size line, the piece itself (not copied), CRLF
             for part in parts:
                 await self._send(part)
+        self._body_bytes_sent += len(piece)
 
     async def _send_end(self) -> None:
         end = self._encode(h11.EndOfMessage())
@@ -580,8 +629,39 @@ class _Connection:
                 h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
             )
             await self._send(head + self._encode(h11.EndOfMessage()))
+            self._status_sent = status
         except (h11.LocalProtocolError, trio.BrokenResourceError, _WriteTimeout) as exc:
             logger.debug("could not send %s: %r", status, exc)
+
+    # reporting
+
+    def _begin_exchange(self) -> None:
+        self._status_sent = 0
+        self._body_bytes_sent = 0
+        self._notes = {}
+        self._failure = ""
+
+    def _report(
+        self, started: float, began: float, method: str, user_agent: str, bytes_in: int
+    ) -> None:
+        """Tell the observer how the exchange went (it must not raise; if it does, the
+        request was still answered, so the error is only logged)."""
+        exchange = Exchange(
+            started=started,
+            remote=self._remote,
+            method=method,
+            user_agent=user_agent,
+            status=self._status_sent,
+            bytes_in=bytes_in,
+            bytes_out=self._body_bytes_sent,
+            duration_seconds=trio.current_time() - began,
+            notes=self._notes,
+            failure=self._failure,
+        )
+        try:
+            self._observer(exchange)
+        except Exception:
+            logger.exception("reporting a request failed")
 
     def _feed(self, data: bytes | bytearray) -> None:
         # h11 annotates bytes but appends to a bytearray, so a memory stream's bytearray

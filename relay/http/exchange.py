@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
+
+# The notes the request log reads, by name (a handler may leave any of them).
+NOTE_REQUEST_ID: Final = "request_id"
+NOTE_ACCESS_KEY: Final = "access_key"  # the access key id, never its secret
+NOTE_OPERATION: Final = "operation"
+NOTE_BUCKET: Final = "bucket"
+NOTE_KEY: Final = "key"
+NOTE_ERROR: Final = "error"  # an error code
+NOTE_REASON: Final = "reason"  # why the request was refused or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +41,18 @@ class Exchange:
 
 # Called once per finished request, on the connection's task: it must not block.
 ExchangeObserver = Callable[[Exchange], None]
+
+
+def ignore_exchange(exchange: Exchange) -> None:
+    """The observer of a server nobody watches."""
+
+
+@dataclass(slots=True)
+class HttpActivity:
+    """What a running server is doing now, counted as it happens and read by the metrics
+    at scrape time (plain integers: no cost beyond an increment)."""
+
+    open_connections: int = 0
+    requests_in_flight: int = 0
+    connections_shed: int = 0  # idle connections closed to admit a new one at the limit
+    busy_answers: int = 0  # connections answered 503 at the limit

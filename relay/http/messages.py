@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import http
 from collections.abc import AsyncIterable, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from relay.version import VERSION
@@ -92,6 +92,9 @@ class Response:
     body: bytes | AsyncIterable[bytes] | WriterBody = b""
     content_length: int | None = None
     aclose: Callable[[], Awaitable[None]] | None = None
+    # What the handler says about the request for the request log (relay.http.exchange):
+    # passed through untouched, never sent.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class RequestBodyError(Exception):

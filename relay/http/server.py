@@ -37,6 +37,7 @@ import trio
 
 from relay.http.config import DEFAULT_HTTP_CONFIG, HttpConfig
 from relay.http.connection import GracefulShutdown, Handler, serve_connection
+from relay.http.exchange import Exchange, ExchangeObserver, HttpActivity, ignore_exchange
 from relay.http.messages import HttpDate, Response, default_busy_answer, render_busy_answer
 
 logger = logging.getLogger("relay.http")
@@ -61,18 +62,27 @@ async def serve_http(
     *,
     shutdown: trio.Event | None = None,
     busy_answer: Callable[[], Response] = default_busy_answer,
+    observer: ExchangeObserver = ignore_exchange,
+    activity: HttpActivity | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `handler` on host:port (0: any free port) until cancelled or `shutdown` is set.
 
     Reports `(host, bound_port)` of the first listener through `task_status.started`.
     `busy_answer` makes the response (with a bytes body) for connections over the limit.
+    `observer` hears of every request answered or refused (`relay.http.exchange`), and
+    `activity` counts connections and requests as they come and go.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
     address = (str(bound[0]), int(bound[1]))
     await _serve(
-        handler, listeners, config, shutdown, busy_answer, lambda: task_status.started(address)
+        handler,
+        listeners,
+        config,
+        shutdown,
+        _Watch(busy_answer, observer, activity or HttpActivity()),
+        lambda: task_status.started(address),
     )
 
 
@@ -83,10 +93,22 @@ async def serve_http_listeners(
     *,
     shutdown: trio.Event | None = None,
     busy_answer: Callable[[], Response] = default_busy_answer,
+    observer: ExchangeObserver = ignore_exchange,
+    activity: HttpActivity | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Like `serve_http`, on listeners the caller opened (tests pass in-memory ones)."""
-    await _serve(handler, listeners, config, shutdown, busy_answer, task_status.started)
+    watch = _Watch(busy_answer, observer, activity or HttpActivity())
+    await _serve(handler, listeners, config, shutdown, watch, task_status.started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    """How the server answers at its limit, and who hears what it did."""
+
+    busy_answer: Callable[[], Response]
+    observer: ExchangeObserver
+    activity: HttpActivity
 
 
 @dataclass(slots=True)
@@ -97,7 +119,7 @@ class _Admission:
     config: HttpConfig
     connections: trio.Nursery
     graceful: GracefulShutdown
-    busy_answer: Callable[[], Response]
+    watch: _Watch
     slots: trio.Semaphore
     busy_answers: int = 0
 
@@ -110,6 +132,7 @@ class _Admission:
             self.connections.start_soon(self._run, stream, False)
             return
         if self.graceful.shed_idle():
+            self.watch.activity.connections_shed += 1
             self.connections.start_soon(self._run, stream, True)
         elif self.busy_answers < self.config.max_busy_answers:
             self.busy_answers += 1
@@ -131,13 +154,17 @@ class _Admission:
                 self.config,
                 client=_peer_address(stream),
                 shutdown=self.graceful,
+                observer=self.watch.observer,
+                activity=self.watch.activity,
             )
         finally:
             self.slots.release()
 
     async def _refuse(self, stream: trio.abc.Stream) -> None:
+        started, began = time.time(), trio.current_time()
+        self.watch.activity.busy_answers += 1
         try:
-            answer = render_busy_answer(self.busy_answer(), _dates.at(time.time()))
+            answer = render_busy_answer(self.watch.busy_answer(), _dates.at(time.time()))
             with trio.move_on_after(self.config.busy_answer_timeout_seconds):
                 await stream.send_all(answer)
                 if isinstance(stream, trio.abc.HalfCloseableStream):
@@ -155,6 +182,25 @@ class _Admission:
         finally:
             self.busy_answers -= 1
             await trio.aclose_forcefully(stream)
+            self._report_refusal(stream, started, began)
+
+    def _report_refusal(self, stream: trio.abc.Stream, started: float, began: float) -> None:
+        peer = _peer_address(stream)
+        refused = Exchange(
+            started=started,
+            remote="" if peer is None else f"{peer[0]}:{peer[1]}",
+            method="",
+            user_agent="",
+            status=503,
+            bytes_in=0,
+            bytes_out=0,
+            duration_seconds=trio.current_time() - began,
+            failure=f"over the connection limit ({self.config.max_connections})",
+        )
+        try:
+            self.watch.observer(refused)
+        except Exception:
+            logger.exception("reporting a refused connection failed")
 
 
 async def _serve(
@@ -162,14 +208,14 @@ async def _serve(
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
     config: HttpConfig,
     shutdown: trio.Event | None,
-    busy_answer: Callable[[], Response],
+    watch: _Watch,
     ready: Callable[[], object],
 ) -> None:
     graceful = GracefulShutdown()
     slots = trio.Semaphore(config.max_connections)
     try:
         async with trio.open_nursery() as connections:
-            admission = _Admission(handler, config, connections, graceful, busy_answer, slots)
+            admission = _Admission(handler, config, connections, graceful, watch, slots)
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
                     accepting.start_soon(_accept_loop, listener, admission)

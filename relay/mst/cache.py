@@ -55,16 +55,9 @@ class NodeCache:
         if capacity_bytes < 1:
             raise ValueError("a node cache needs a positive capacity")
         self._nodes: LruCache[CID, Node] = LruCache(capacity_bytes, node_memory)
-        self._hits = 0
-        self._misses = 0
 
     def get(self, cid: CID) -> Node | None:
-        node = self._nodes.get(cid)
-        if node is None:
-            self._misses += 1
-            return None
-        self._hits += 1
-        return node
+        return self._nodes.get(cid)
 
     def load(self, cid: CID) -> Node:
         """The node, or ``MissingBlock(cid)``: pass as ``load`` to the tree operations."""
@@ -84,8 +77,8 @@ class NodeCache:
 
     def statistics(self) -> NodeCacheStatistics:
         return NodeCacheStatistics(
-            hits=self._hits,
-            misses=self._misses,
+            hits=self._nodes.hits,
+            misses=self._nodes.misses,
             size=len(self._nodes),
             memory_bytes=self._nodes.memory_bytes,
             capacity_bytes=self._nodes.capacity_bytes,

@@ -22,6 +22,15 @@ from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
 from relay.http import Exchange
+from relay.http.exchange import (
+    NOTE_ACCESS_KEY,
+    NOTE_BUCKET,
+    NOTE_ERROR,
+    NOTE_KEY,
+    NOTE_OPERATION,
+    NOTE_REASON,
+    NOTE_REQUEST_ID,
+)
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: Final = ("text", "json")
@@ -29,14 +38,6 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 ACCESS_LOGGER: Final = "relay.access"
 
-# The notes the S3 application leaves on a response (relay.s3.app), by name.
-NOTE_REQUEST_ID: Final = "request_id"
-NOTE_ACCESS_KEY: Final = "access_key"
-NOTE_OPERATION: Final = "operation"
-NOTE_BUCKET: Final = "bucket"
-NOTE_KEY: Final = "key"
-NOTE_ERROR: Final = "error"
-NOTE_REASON: Final = "reason"
 
 
 @dataclass(frozen=True, slots=True)

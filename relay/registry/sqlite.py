@@ -226,6 +226,14 @@ class SqliteRegistry:
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await trio.to_thread.run_sync(work, self._reader, limiter=self._read_limiter)
 
+    async def ping(self) -> None:
+        """Return once the database answers a query (a readiness check)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("SELECT 1 FROM buckets LIMIT 1").fetchall()
+
+        await self._read(work)
+
     # -- buckets -------------------------------------------------------------------------
 
     async def create_bucket(self, name: str, owner: str, root: CID) -> BucketRecord:

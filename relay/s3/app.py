@@ -20,10 +20,19 @@ from typing import Any, Final
 from relay.bucket.engine import Engine
 from relay.bucket.multipart import Multipart
 from relay.http import Request, RequestBody, Response
+from relay.http.exchange import (
+    NOTE_ACCESS_KEY,
+    NOTE_BUCKET,
+    NOTE_ERROR,
+    NOTE_KEY,
+    NOTE_OPERATION,
+    NOTE_REASON,
+    NOTE_REQUEST_ID,
+)
 from relay.s3 import buckets, copy, headers, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, SlowDown, from_exception
-from relay.sigv4 import SigV4Error, verify
+from relay.sigv4 import claimed_access_key, verify
 
 log = logging.getLogger("relay.s3")
 
@@ -92,17 +101,30 @@ class S3App:
 
     async def handle(self, request: Request, body: RequestBody) -> Response:
         request_id = secrets.token_hex(8).upper()
+        # What the request log says of this request (relay.http.exchange): filled in as
+        # routing and authentication learn it, so a refusal names what was refused.
+        notes = {NOTE_REQUEST_ID: request_id}
         try:
-            response = await self._handle(request, body, request_id)
+            response = await self._handle(request, body, request_id, notes)
         except Exception as exc:
-            response = self._error_response(exc, request, request_id)
+            response = self._error_response(exc, request, request_id, notes)
         response.headers.append(("x-amz-request-id", request_id))
+        response.notes.update(notes)
         return response
 
-    async def _handle(self, request: Request, body: RequestBody, request_id: str) -> Response:
+    async def _handle(
+        self, request: Request, body: RequestBody, request_id: str, notes: dict[str, str]
+    ) -> Response:
         target = routing.split_target(request.path, request.query)
         first_values = _first_values(request.headers)
+        if target.bucket:
+            notes[NOTE_BUCKET] = target.bucket
+        if target.key:
+            notes[NOTE_KEY] = target.key
         endpoint = routing.route(request.method, target, first_values)
+        notes[NOTE_OPERATION] = (
+            endpoint.operation if isinstance(endpoint, routing.Unsupported) else endpoint.name
+        )
         auth = verify(
             request.method,
             request.path,
@@ -112,6 +134,7 @@ class S3App:
             self._clock(),
             region=self.region,
         )
+        notes[NOTE_ACCESS_KEY] = auth.access_key
         if isinstance(endpoint, routing.Unsupported):
             raise NotImplemented_(f"relay does not implement {endpoint.operation} yet")
         headers.check_request_headers(type(endpoint), first_values)
@@ -141,12 +164,20 @@ class S3App:
             document,
         )
 
-    def _error_response(self, exc: Exception, request: Request, request_id: str) -> Response:
+    def _error_response(
+        self, exc: Exception, request: Request, request_id: str, notes: dict[str, str]
+    ) -> Response:
         error = from_exception(exc)
+        notes[NOTE_ERROR] = error.code
+        notes[NOTE_REASON] = error.message
+        if NOTE_ACCESS_KEY not in notes:  # refused before or by authentication
+            claimed = claimed_access_key(request.headers, request.query)
+            if claimed:
+                notes[NOTE_ACCESS_KEY] = claimed
+        # A refusal is in the request log (relay.observe) with its reason; only a failure
+        # of relay's own, whose text the client never sees, is logged here in full.
         if type(error) is S3Error and not isinstance(exc, S3Error):
             log.exception("request %s (%s %s) failed", request_id, request.method, request.path)
-        elif isinstance(exc, SigV4Error):
-            log.info("request %s refused: %s", request_id, error.code)
         document = xml.error_document(
             error.code, error.message, request.path, request_id, error.extra
         )

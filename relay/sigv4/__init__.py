@@ -29,7 +29,13 @@ from relay.sigv4.errors import (
     SigV4Error,
 )
 from relay.sigv4.sign import presign_url, sign_headers
-from relay.sigv4.verify import Authorization, VerifiedRequest, parse_authorization, verify
+from relay.sigv4.verify import (
+    Authorization,
+    VerifiedRequest,
+    claimed_access_key,
+    parse_authorization,
+    verify,
+)
 
 __all__ = [
     "EMPTY_SHA256",
@@ -57,6 +63,7 @@ __all__ = [
     "SignatureDoesNotMatch",
     "Trailers",
     "VerifiedRequest",
+    "claimed_access_key",
     "parse_authorization",
     "presign_url",
     "quote_path",

@@ -98,6 +98,27 @@ class VerifiedRequest:
         return self.payload in c.STREAMING_MODES
 
 
+# An access key id as a log may show it: AWS's are 20 characters; anything longer claimed
+# by a forged request is cut, so a log line stays a line.
+_MAX_CLAIMED_KEY_CHARS: Final = 128
+
+
+def claimed_access_key(headers: c.HeaderPairs, query: str) -> str:
+    """The access key id a request *claims* (its Authorization header's or presigned
+    credential's), whether or not its signature holds: what a log names for a refusal.
+    "" when it names none. Never anything secret: the key id is public, the signature
+    is not looked at."""
+    authorization = c.header_multimap(headers).get("authorization")
+    if authorization:
+        credential = authorization[0].partition("Credential=")[2].partition(",")[0]
+        return credential.partition("/")[0].strip()[:_MAX_CLAIMED_KEY_CHARS]
+    for name, value in c.query_pairs(query):
+        if name == b"X-Amz-Credential":
+            key = value.partition(b"/")[0]
+            return key.decode("utf-8", "replace")[:_MAX_CLAIMED_KEY_CHARS]
+    return ""
+
+
 def parse_authorization(value: str) -> Authorization:
     """Parse a SigV4 ``Authorization`` value; fields may be separated by ``, `` or ``,``."""
     algorithm, _, rest = value.strip().partition(" ")

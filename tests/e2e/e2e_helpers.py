@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,13 @@ def client_env(home: Path) -> dict[str, str]:
 CHECKSUM_MODES = ("when_supported", "trailer", "when_required")
 
 
-def start_relay(base: Path, *, config: Path | None = None) -> RelayProcess:
+def start_relay(
+    base: Path, *, config: Path | None = None, args: Sequence[str] = ()
+) -> RelayProcess:
     """``relay serve`` on a free loopback port with a fresh data dir under ``base``.
 
-    Credentials are test/test from the environment, or only those in ``config``."""
+    Credentials are test/test from the environment, or only those in ``config``; ``args``
+    go to ``relay serve`` (``--admin``, ``--log-format``…)."""
     data_dir = base / "data"
     log_path = base / "relay.log"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
@@ -101,7 +105,7 @@ def start_relay(base: Path, *, config: Path | None = None) -> RelayProcess:
         command += ["--config", str(config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*command, "--listen", "127.0.0.1:0"],
+            [*command, "--listen", "127.0.0.1:0", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
