@@ -9,6 +9,7 @@ Importing ``relay.x.y`` also runs ``relay/x/__init__.py``; that is followed too.
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from functools import cache
@@ -251,3 +252,24 @@ def test_the_embedding_api_exports_what_it_names_lazily() -> None:
     import relay
 
     assert {"serve", "open_storage", "load_config", "Engine"} <= set(relay.__all__)
+
+
+@pytest.mark.parametrize(
+    "package", ["relay.bucket", "relay.s3", "relay.http", "relay.observe", "relay.store"]
+)
+def test_each_face_exports_what_it_names(package: str) -> None:
+    """A package's ``__init__`` is its face: every name in ``__all__`` is there, and every
+    public name it imports is in ``__all__`` (nothing offered by accident)."""
+    face = importlib.import_module(package)
+    exported = set(face.__all__)
+    assert all(hasattr(face, name) for name in exported), sorted(
+        name for name in exported if not hasattr(face, name)
+    )
+    tree = ast.parse((RELAY.joinpath(*package.split(".")[1:]) / "__init__.py").read_text())
+    imported = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported - {"annotations"} == exported

@@ -1,0 +1,89 @@
+"""The storage engine: buckets of content-addressed objects, knowing no HTTP or S3.
+
+This is the engine's face: the S3 front door, the server and the CLI import what they
+use from here, not from its modules. ``Engine`` (``engine.py``) writes and reads objects;
+each bucket's ``BucketWriter`` (``writer.py``) commits them by pipelined group commit;
+``Multipart`` (``multipart.py``) stitches uploads of parts; ``export_bucket`` writes a
+bucket as a CAR. Errors are ``EngineError``s (``errors.py``, and multipart's own), which
+each caller converts to its own (the S3 layer in ``relay.s3.errors``).
+"""
+
+from relay.bucket import errors
+from relay.bucket.engine import (
+    Engine,
+    EngineConfig,
+    EngineStatistics,
+    ListPage,
+    ObjectStream,
+    ReadPlan,
+    key_bytes,
+    open_engine,
+    resolve_range,
+)
+from relay.bucket.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    CommitAborted,
+    EngineError,
+    InvalidKey,
+    InvalidRange,
+    NoSuchBucket,
+    NoSuchKey,
+    PreconditionFailed,
+)
+from relay.bucket.export import ExportSummary, export_bucket
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
+from relay.bucket.multipart import (
+    MAX_PART_BYTES,
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    EntityTooSmall,
+    InvalidPart,
+    InvalidPartOrder,
+    Multipart,
+    NoSuchUpload,
+    Part,
+    Upload,
+    UploadRequest,
+)
+from relay.bucket.writer import Precondition, Update
+
+__all__ = [
+    "DEFAULT_CONTENT_TYPE",
+    "MAX_PARTS",
+    "MAX_PART_BYTES",
+    "MIN_PART_BYTES",
+    "BucketAlreadyExists",
+    "BucketNotEmpty",
+    "CommitAborted",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineStatistics",
+    "EntityTooSmall",
+    "ExportSummary",
+    "InvalidKey",
+    "InvalidPart",
+    "InvalidPartOrder",
+    "InvalidRange",
+    "ListPage",
+    "Manifest",
+    "Multipart",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "NoSuchUpload",
+    "ObjectStream",
+    "ObjectSummary",
+    "Part",
+    "Precondition",
+    "PreconditionFailed",
+    "ReadPlan",
+    "Update",
+    "Upload",
+    "UploadRequest",
+    "errors",
+    "export_bucket",
+    "key_bytes",
+    "open_engine",
+    "resolve_range",
+]
