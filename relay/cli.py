@@ -26,8 +26,7 @@ from typing import Any, Final
 import trio
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from relay.bucket.errors import EngineError, NoSuchBucket
-from relay.bucket.export import export_bucket
+from relay.bucket import EngineError, NoSuchBucket, export_bucket
 from relay.chunker import MAX_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, load_config
@@ -89,8 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin",
         metavar="HOST:PORT",
-        help="serve /metrics, /health/live and /health/ready here, unauthenticated"
-        " (default: off)",
+        help="serve /metrics, /health/live and /health/ready here, unauthenticated (default: off)",
     )
     serve.add_argument(
         "--log-level",

@@ -81,7 +81,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from relay.bucket.engine import EngineConfig
+from relay.bucket import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.observe.requests import LOG_FORMATS, LOG_LEVELS

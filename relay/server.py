@@ -24,8 +24,7 @@ from functools import partial
 
 import trio
 
-from relay.bucket.engine import Engine
-from relay.bucket.multipart import Multipart
+from relay.bucket import Engine, Multipart
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
 from relay.http import Exchange, HttpActivity, serve_http

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket import Engine, open_engine
 from relay.config import Config, ConfigError
 from relay.registry import open_sqlite_registry
 from relay.registry.base import Claim

@@ -39,7 +39,6 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 ACCESS_LOGGER: Final = "relay.access"
 
 
-
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One request, as the log and the metrics see it."""

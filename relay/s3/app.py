@@ -17,8 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from relay.bucket.engine import Engine
-from relay.bucket.multipart import Multipart
+from relay.bucket import Engine, Multipart
 from relay.http import Request, RequestBody, Response
 from relay.http.exchange import (
     NOTE_ACCESS_KEY,

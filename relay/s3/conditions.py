@@ -15,9 +15,8 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 
+from relay.bucket import Manifest, Precondition
 from relay.bucket import errors as engine_errors
-from relay.bucket.manifest import Manifest
-from relay.bucket.writer import Precondition
 from relay.s3.errors import NotImplemented_, PreconditionFailed
 from relay.s3.xml import unquote_etag
 

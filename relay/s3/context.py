@@ -9,8 +9,7 @@ import hashlib
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from relay.bucket.engine import Engine
-from relay.bucket.multipart import Multipart
+from relay.bucket import Engine, Multipart
 from relay.chunker import Checksum, checksum_of
 from relay.http import Request, RequestBody, Response
 from relay.s3.errors import BadDigest, InvalidArgument, InvalidDigest

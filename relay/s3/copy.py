@@ -13,7 +13,7 @@ import re
 from typing import Final
 from urllib.parse import unquote
 
-from relay.bucket.manifest import Manifest
+from relay.bucket import Manifest
 from relay.http import Response
 from relay.registry.sqlite import now_ms
 from relay.s3 import checksums, conditions, xml

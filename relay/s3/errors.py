@@ -141,8 +141,7 @@ def from_exception(exc: BaseException) -> S3Error:
     Unknown errors become InternalError with a generic message: their text may hold paths
     or internals and is logged by the caller, never sent.
     """
-    from relay.bucket import errors as engine
-    from relay.bucket import multipart
+    from relay import bucket as engine
     from relay.chunker import BodyTooLarge
     from relay.chunker.buffers import SlowUpload
     from relay.sigv4 import SigV4Error
@@ -160,10 +159,10 @@ def from_exception(exc: BaseException) -> S3Error:
         (engine.InvalidRange, lambda e: InvalidRange()),
         (engine.PreconditionFailed, lambda e: PreconditionFailed()),
         (engine.CommitAborted, lambda e: ServiceUnavailable(str(e))),
-        (multipart.NoSuchUpload, lambda e: NoSuchUpload()),
-        (multipart.InvalidPart, lambda e: InvalidPart()),
-        (multipart.InvalidPartOrder, lambda e: InvalidPartOrder()),
-        (multipart.EntityTooSmall, lambda e: EntityTooSmall()),
+        (engine.NoSuchUpload, lambda e: NoSuchUpload()),
+        (engine.InvalidPart, lambda e: InvalidPart()),
+        (engine.InvalidPartOrder, lambda e: InvalidPartOrder()),
+        (engine.EntityTooSmall, lambda e: EntityTooSmall()),
         (BodyTooLarge, lambda e: EntityTooLarge()),
         # The upload stalled holding buffered bytes that moving uploads needed.
         (SlowUpload, lambda e: RequestTimeout()),

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from relay.bucket.manifest import ObjectSummary
+from relay.bucket import ObjectSummary
 from relay.ipld.cid import CID
 from relay.s3.errors import InvalidArgument
 from relay.s3.xml import document, element, iso8601, optional, text

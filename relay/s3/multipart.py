@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from relay.bucket.manifest import DEFAULT_CONTENT_TYPE
-from relay.bucket.multipart import MAX_PARTS, Upload, UploadRequest
+from relay.bucket import DEFAULT_CONTENT_TYPE, MAX_PARTS, Upload, UploadRequest
 from relay.chunker import ChecksumType
 from relay.http import Response
 from relay.s3 import checksums, conditions, xml

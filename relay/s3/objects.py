@@ -7,8 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Final
 
-from relay.bucket.engine import resolve_range
-from relay.bucket.manifest import Manifest
+from relay.bucket import Manifest, resolve_range
 from relay.chunker import Checksum, ChunkedBody
 from relay.http import Response, WriterBody
 from relay.s3 import checksums, conditions, xml

@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from typing import Final
 from urllib.parse import parse_qsl
 
+from relay.bucket import Manifest
 from relay.bucket import errors as engine_errors
-from relay.bucket.manifest import Manifest
 from relay.http import Response
 from relay.s3 import errors as e
 from relay.s3.buckets import owned_bucket
