@@ -950,9 +950,12 @@ def run_campaign(
     *,
     directory: Path | None = None,
     on_trial: Callable[[int, TrialResult], None] | None = None,
+    result: CampaignResult | None = None,
     **options: object,
 ) -> CampaignResult:
-    result = CampaignResult()
+    """Run ``trials`` trials, adding each to ``result`` as it ends (so a campaign stopped
+    with Ctrl-C still has the figures of the trials it finished)."""
+    result = CampaignResult() if result is None else result
     with contextlib.ExitStack() as stack:
         base = directory or Path(stack.enter_context(tempfile.TemporaryDirectory("crash")))
         for trial in range(trials):
@@ -985,14 +988,24 @@ def main() -> int:
             flush=True,
         )
 
-    result = run_campaign(
-        args.trials,
-        args.seed,
-        directory=args.directory,
-        on_trial=progress,
-        clients=args.clients,
-        kill_after=(0.5, args.kill_after_max),
-    )
+    # Stopping early (Ctrl-C, or SIGTERM for a run in the background, where SIGINT is
+    # ignored) still prints the figures of the finished trials; a trial's own cleanup
+    # stops its server.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    result = CampaignResult()
+    try:
+        run_campaign(
+            args.trials,
+            args.seed,
+            directory=args.directory,
+            on_trial=progress,
+            result=result,
+            clients=args.clients,
+            kill_after=(0.5, args.kill_after_max),
+        )
+    except KeyboardInterrupt:
+        print("interrupted: the figures cover the trials that finished")
     print(f"seed {args.seed}, {time.monotonic() - started:.0f} s")
     for line in result.report():
         print(line)
