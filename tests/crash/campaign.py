@@ -9,7 +9,10 @@ Put/DeleteObjectTagging, CopyObject, CreateBucket/DeleteBucket, and multipart up
 (Create, UploadPart of 5 MiB parts, UploadPartCopy of unaligned ranges, Complete, Abort,
 and uploads left open). Clients work in bursts separated by idle gaps of a few seconds,
 because an idle server is where unsynced state waits longest. At a random moment the
-server is SIGKILLed, restarted on the same directory, and checked against the oracle.
+server is SIGKILLed (in half the trials only once every client sits idle: the finding's
+shape), restarted on the same directory, and checked against the oracle. A trial has
+``rounds`` such kills on one data directory: each round starts from what the previous
+check saw, and checks it again.
 
 The oracle. Each client owns its keys, its scratch buckets and its uploads, and runs one
 request at a time, so it always knows the *definite* state of what it owns, except for
@@ -396,6 +399,15 @@ class Upload:
 
 GONE: Final = None
 
+
+@dataclass
+class World:
+    """The definite state a round starts from: what the previous round's check saw."""
+
+    objects: dict[tuple[str, str], Obj | None] = field(default_factory=dict)
+    buckets: dict[str, bool] = field(default_factory=dict)
+
+
 # -- the workload --------------------------------------------------------------------------
 
 KEYS_PER_CLIENT: Final = 6
@@ -422,20 +434,32 @@ class Client:
     and its uploads; one request at a time; stops at the first request that fails."""
 
     def __init__(
-        self, number: int, server: Server, seed: int, stop: threading.Event, idle: IdleClients
+        self,
+        number: int,
+        server: Server,
+        seed: int,
+        stop: threading.Event,
+        idle: IdleClients,
+        world: World,
     ) -> None:
         self.number = number
         self.idle = idle
         self.rng = random.Random(seed)
         self.s3 = S3(server.host, server.port)
         self.stop = stop
-        self.objects: dict[tuple[str, str], Obj | None] = {}
-        self.buckets: dict[str, bool] = {}
+        scratch = f"crash-c{number}-"
+        self.objects: dict[tuple[str, str], Obj | None] = {
+            (bucket, key): obj
+            for (bucket, key), obj in world.objects.items()
+            if key.startswith(f"c{number}/") or bucket.startswith(scratch)
+        }
+        self.buckets = {b: present for b, present in world.buckets.items() if b.startswith(scratch)}
         self.uploads: dict[str, Upload | None] = {}
         self.outcome = Outcome()
         self._seeds = iter(range(seed * 1_000_000, (seed + 1) * 1_000_000))
-        self._scratch = 0
         self.source_key = f"c{number}/source"
+        source = self.objects.get((SHARED_BUCKET, self.source_key))
+        self.source: Content = () if source is None else source.content
         self.stalled = False
 
     def fresh_seed(self) -> int:
@@ -571,7 +595,6 @@ class Client:
         """One step of a scratch bucket's life: create, fill, empty, delete."""
         live = [b for b, present in self.buckets.items() if present]
         if not live:
-            self._scratch += 1
             bucket = f"crash-c{self.number}-{self.rng.randrange(1 << 30):x}"
             self.attempt(
                 "CreateBucket", lambda: self.s3.create_bucket(bucket), buckets={bucket: True}
@@ -665,8 +688,6 @@ class Client:
             # stalls, as one whose upload was interrupted does, and goes idle
             self.stalled = True
 
-    source: Content = ()
-
     def put_source(self) -> None:
         self.source = whole(self.fresh_seed(), PART_BYTES + 2 * MIB)
         data = content_bytes(self.source)
@@ -692,7 +713,8 @@ class Client:
         functions = [f for f, _ in operations]
         weights = [w for _, w in operations]
         try:
-            self.put_source()
+            if not self.source:
+                self.put_source()
             while not self.stop.is_set():
                 self.stalled = False
                 for _ in range(self.rng.randint(2, 8)):
@@ -745,6 +767,7 @@ class TrialResult:
     refused: list[str]
     lost: list[str]
     completed_after_restart: int
+    kills: int = 0
 
 
 def merge(outcomes: Sequence[Outcome]) -> Outcome:
@@ -761,10 +784,12 @@ def merge(outcomes: Sequence[Outcome]) -> Outcome:
     return merged
 
 
-def check(s3: S3, expected: Outcome) -> tuple[list[str], int]:
-    """Compare the restarted server with the oracle; the violations, and the number of
-    open uploads completed (each one the proof that its parts survived)."""
+def check(s3: S3, expected: Outcome) -> tuple[list[str], int, World]:
+    """Compare the restarted server with the oracle; the violations, the number of open
+    uploads completed (each one the proof that its parts survived), and the state seen
+    (every upload completed or aborted), which the next round starts from."""
     lost: list[str] = []
+    seen = World()
     buckets = s3.list_buckets()
     present_buckets = {SHARED_BUCKET} & buckets
     if SHARED_BUCKET not in buckets:
@@ -772,25 +797,32 @@ def check(s3: S3, expected: Outcome) -> tuple[list[str], int]:
     for bucket, possible in expected.buckets.items():
         if (bucket in buckets) not in possible:
             lost.append(f"bucket {bucket}: present={bucket in buckets}, expected {possible}")
+        seen.buckets[bucket] = bucket in buckets
         if bucket in buckets:
             present_buckets.add(bucket)
     for (bucket, key), possible_objects in sorted(expected.objects.items()):
+        seen.objects[bucket, key] = None
         if bucket not in present_buckets:
             if None not in possible_objects:
                 lost.append(f"{bucket}/{key}: its bucket is gone")
             continue
         data = s3.get_object(bucket, key)
         tags = s3.get_tags(bucket, key) if data is not None else ()
-        if not any(
-            (obj is None and data is None)
+        matching = [
+            obj
+            for obj in possible_objects
+            if (obj is None and data is None)
             or (
                 obj is not None
                 and data is not None
                 and obj.tags == tags
                 and data == content_bytes(obj.content)
             )
-            for obj in possible_objects
-        ):
+        ]
+        if matching:
+            seen.objects[bucket, key] = matching[0]
+        else:
+            seen.objects.pop((bucket, key))  # unknown now: the next round leaves it alone
             shown = "absent" if data is None else f"{len(data)} bytes, tags {tags}"
             lost.append(f"{bucket}/{key}: {shown}, expected one of {_describe(possible_objects)}")
     for bucket in sorted(present_buckets):
@@ -840,8 +872,9 @@ def check(s3: S3, expected: Outcome) -> tuple[list[str], int]:
         joined = tuple(piece for _, p in sorted(match.parts.items()) for piece in p.content)
         if data != content_bytes(joined):
             lost.append(f"upload {upload_id} of {key}: the completed object differs")
+        seen.objects[bucket, key] = Obj(joined, ())
         completed += 1
-    return lost, completed
+    return lost, completed, seen
 
 
 def _matches_with_unknown_etag(upload: Upload, listed: dict[int, str]) -> bool:
@@ -865,54 +898,85 @@ def run_trial(
     directory: Path,
     seed: int,
     *,
+    rounds: int = 2,
     clients: int = 3,
     kill_after: tuple[float, float] = (1.0, 6.0),
     max_idle_seconds: float = 2.5,
     quiet_kill_share: float = 0.5,
 ) -> TrialResult:
-    """One trial in ``directory``: start, load, kill -9 at a random moment, restart, check."""
+    """One trial in ``directory``: ``rounds`` times start, load, kill -9 at a random
+    moment, restart and check, on the same data directory (each round also rechecks
+    everything the earlier rounds left)."""
     rng = random.Random(seed)
     data_dir = directory / "data"
     log_path = directory / "relay.log"
-    server = start_server(data_dir, log_path)
-    try:
-        setup = S3(server.host, server.port)
-        setup.create_bucket(SHARED_BUCKET)
-        setup.close()
-        stop = threading.Event()
-        idle = IdleClients()
-        workers = [Client(n, server, rng.randrange(1 << 30), stop, idle) for n in range(clients)]
-        threads = [
-            threading.Thread(target=worker.run, args=(max_idle_seconds,), daemon=True)
-            for worker in workers
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(rng.uniform(*kill_after))
-        quiet = rng.random() < quiet_kill_share
-        if quiet and idle.wait_for_all(clients, timeout=3 * max_idle_seconds):
-            time.sleep(rng.uniform(0, max_idle_seconds / 4))
-        server.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(REQUEST_TIMEOUT_SECONDS)
-        expected = merge([worker.finish() for worker in workers])
-    finally:
-        if server.process.poll() is None:
-            server.kill()
-    server = start_server(data_dir, log_path)
-    try:
-        checker = S3(server.host, server.port)
-        lost, completed = check(checker, expected)
-        checker.close()
-    finally:
-        server.stop()
-    return TrialResult(expected.acknowledged, expected.uncertain, expected.refused, lost, completed)
+    world = World()
+    result = TrialResult(Counter(), Counter(), [], [], 0)
+    for round_number in range(rounds):
+        server = start_server(data_dir, log_path)
+        try:
+            if round_number == 0:
+                setup = S3(server.host, server.port)
+                setup.create_bucket(SHARED_BUCKET)
+                setup.close()
+            expected = _load_and_kill(
+                server, rng, world, clients, kill_after, max_idle_seconds, quiet_kill_share
+            )
+        finally:
+            if server.process.poll() is None:
+                server.kill()
+        server = start_server(data_dir, log_path)
+        try:
+            checker = S3(server.host, server.port)
+            lost, completed, world = check(checker, expected)
+            checker.close()
+        finally:
+            server.stop()
+        result.acknowledged.update(expected.acknowledged)
+        result.uncertain.update(expected.uncertain)
+        result.refused += expected.refused
+        result.lost += lost
+        result.completed_after_restart += completed
+        result.kills += 1
+        if lost:
+            break  # the data directory is kept for a look; later rounds would add noise
+    return result
+
+
+def _load_and_kill(
+    server: Server,
+    rng: random.Random,
+    world: World,
+    clients: int,
+    kill_after: tuple[float, float],
+    max_idle_seconds: float,
+    quiet_kill_share: float,
+) -> Outcome:
+    """Run the clients against ``server`` and SIGKILL it; what the clients know."""
+    stop = threading.Event()
+    idle = IdleClients()
+    workers = [Client(n, server, rng.randrange(1 << 30), stop, idle, world) for n in range(clients)]
+    threads = [
+        threading.Thread(target=worker.run, args=(max_idle_seconds,), daemon=True)
+        for worker in workers
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(rng.uniform(*kill_after))
+    quiet = rng.random() < quiet_kill_share
+    if quiet and idle.wait_for_all(clients, timeout=3 * max_idle_seconds):
+        time.sleep(rng.uniform(0, max_idle_seconds / 4))
+    server.kill()
+    stop.set()
+    for thread in threads:
+        thread.join(REQUEST_TIMEOUT_SECONDS)
+    return merge([worker.finish() for worker in workers])
 
 
 @dataclass
 class CampaignResult:
     trials: int = 0
+    kills: int = 0
     acknowledged: Counter[str] = field(default_factory=Counter)
     uncertain: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
@@ -921,6 +985,7 @@ class CampaignResult:
 
     def add(self, trial: TrialResult) -> None:
         self.trials += 1
+        self.kills += trial.kills
         self.acknowledged.update(trial.acknowledged)
         self.uncertain.update(trial.uncertain)
         self.refused += trial.refused
@@ -928,7 +993,7 @@ class CampaignResult:
         self.completed_after_restart += trial.completed_after_restart
 
     def report(self) -> Iterator[str]:
-        yield f"trials: {self.trials}"
+        yield f"trials: {self.trials} (kill -9 and restart: {self.kills})"
         yield f"acknowledged operations: {sum(self.acknowledged.values())}"
         for kind, count in sorted(self.acknowledged.items()):
             yield f"  {kind}: {count}"
@@ -975,6 +1040,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="kills per data directory")
     parser.add_argument("--kill-after-max", type=float, default=8.0)
     parser.add_argument("--directory", type=Path, help="keep trials that lost data here")
     args = parser.parse_args()
@@ -1002,6 +1068,7 @@ def main() -> int:
             on_trial=progress,
             result=result,
             clients=args.clients,
+            rounds=args.rounds,
             kill_after=(0.5, args.kill_after_max),
         )
     except KeyboardInterrupt:
