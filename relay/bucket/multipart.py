@@ -2,6 +2,10 @@
 
 A part's chunks are stored as it arrives, and the registry remembers the part's leaves
 (CID and size of each chunk), its MD5 and its checksum: nothing is committed to the bucket.
+The store is synced before the part's row is written (``_record_part``), so a row never
+names a chunk a crash could lose: an acknowledged part survives kill -9 and can be
+completed after a restart. Concurrent parts share syncs (a store groups concurrent
+``sync`` calls: the disk store's later callers find the earlier one did their work).
 CompleteMultipartUpload checks the client's part list (InvalidPart, InvalidPartOrder,
 EntityTooSmall), concatenates the parts' leaves in order and builds ONE UnixFS DAG over
 them, so when every part but the last is a multiple of the chunk size the object's root is
@@ -227,11 +231,7 @@ class Multipart:
             now_ms(),
             _encode_part(chunked, keep_checksums),
         )
-        try:
-            await self.engine.registry.put_part(record)
-        except UploadMissing:
-            raise NoSuchUpload(upload.upload_id) from None  # aborted while the part arrived
-        return _part(record)
+        return await self._record_part(record)
 
     async def upload_part_copy(
         self, upload: Upload, part_number: int, source: Manifest, start: int, end: int
@@ -265,10 +265,17 @@ class Multipart:
         record = PartRecord(
             upload.upload_id, part_number, end - start, md5.hexdigest(), now_ms(), data
         )
+        return await self._record_part(record)
+
+    async def _record_part(self, record: PartRecord) -> Part:
+        """Make the part's chunks durable, then remember the part (durably: the registry
+        commits before it returns). In that order, or a crash between the two leaves a row
+        whose chunks are gone, and Complete fails with a missing blob."""
+        await self.engine.store.sync()
         try:
             await self.engine.registry.put_part(record)
         except UploadMissing:
-            raise NoSuchUpload(upload.upload_id) from None
+            raise NoSuchUpload(record.upload_id) from None  # aborted while the part arrived
         return _part(record)
 
     async def list_parts(

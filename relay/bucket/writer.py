@@ -365,15 +365,18 @@ class BucketWriter:
     async def _commit(self, batch: _Batch) -> None:
         for mutation in batch.rejected:
             mutation.finish(error=mutation.error)  # its precondition's verdict
-        if batch.car is None:  # nothing changed (deletes of absent keys, all rejected)
-            for mutation in batch.accepted:
-                mutation.finish(version=self.committed_version)
-            return
         if batch.epoch != self._epoch:
+            # Checked before the no-change case: "nothing changed" was judged against a
+            # head that no longer exists (a delete of a key the failed batch deleted
+            # would otherwise be acknowledged while the key is still there).
             self._blocks.unpin_nodes(batch.nodes, committed=False)
             aborted = CommitAborted("an earlier commit of this bucket failed; retry")
             for mutation in batch.accepted:
                 mutation.finish(error=aborted)
+            return
+        if batch.car is None:  # nothing changed (deletes of absent keys, all rejected)
+            for mutation in batch.accepted:
+                mutation.finish(version=self.committed_version)
             return
         started = time.perf_counter()
         try:

@@ -10,7 +10,10 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
   keeps the bytes beyond the call copies them.
 - ``sync()``: every put that returned before ``sync()`` was called is durable when it
   returns. Durability is paid once per commit batch, not once per blob: the bucket writer
-  calls ``sync()`` once before it commits a root.
+  calls ``sync()`` once before it commits a root, and a multipart part once before its
+  registry row is written. Nothing durable may name a blob that is not (a crash would
+  leave a row or a root pointing at nothing). Concurrent calls should share the work,
+  and a sync with nothing new to make durable should cost next to nothing.
 - ``get(mh, offset=0, length=None, *, expect=None)``: read a blob or a byte range of it.
   Nothing unverified is ever returned: a whole-blob read is checked against ``mh``; a
   partial range must name the multihash of the block it holds (``expect``, e.g. an MST

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from bucket_helpers import body_of
 
-from relay.bucket.engine import Engine
+from relay.bucket.engine import Engine, EngineConfig, open_engine
 from relay.bucket.multipart import (
     EntityTooSmall,
     InvalidPart,
@@ -15,6 +17,10 @@ from relay.bucket.multipart import (
     NoSuchUpload,
     UploadRequest,
 )
+from relay.chunker import ChunkerConfig
+from relay.registry.base import PartRecord
+from relay.registry.sqlite import SqliteRegistry
+from relay.store import MemoryBlobStore
 
 MIB = 1 << 20
 
@@ -98,3 +104,80 @@ async def test_abort_forgets_the_upload_and_its_parts(engine: Engine) -> None:
     assert await multipart.list_uploads("b") == []
     with pytest.raises(NoSuchUpload):
         await multipart.upload_part(upload, 2, body_of(b"late"))
+
+
+class VolatileMemoryStore(MemoryBlobStore):
+    """The store contract taken literally: a put is volatile until a sync; ``crash()``
+    forgets every blob put since the last one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsynced: set[bytes] = set()
+
+    async def put(self, mh: bytes, data: bytes) -> None:
+        new = mh not in self.blobs
+        await super().put(mh, data)
+        if new:
+            self.unsynced.add(mh)
+
+    async def sync(self) -> None:
+        await super().sync()
+        self.unsynced.clear()
+
+    def crash(self) -> None:
+        for mh in self.unsynced:
+            del self.blobs[mh]
+        self.unsynced.clear()
+
+
+class CrashAfterEachPartRow(SqliteRegistry):
+    """The process dies the moment a part's row is committed (the registry is durable)."""
+
+    def __init__(self, path: Path, store: VolatileMemoryStore) -> None:
+        super().__init__(path)
+        self.store = store
+
+    async def put_part(self, part: PartRecord) -> None:
+        await super().put_part(part)
+        self.store.crash()
+
+
+@pytest.fixture
+async def crashing_engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    store = VolatileMemoryStore()
+    registry = CrashAfterEachPartRow(tmp_path / "registry.sqlite", store)
+    try:
+        config = EngineConfig(chunker=ChunkerConfig(chunk_size_bytes=16 << 10), unixfs_width=4)
+        async with open_engine(store, registry, config) as engine:
+            yield engine
+    finally:
+        await registry.aclose()
+
+
+async def test_a_part_row_never_names_chunks_a_crash_can_lose(crashing_engine: Engine) -> None:
+    engine = crashing_engine
+    await engine.create_bucket("b")
+    multipart = Multipart(engine)
+    parts = [os.urandom(5 * MIB + 321), os.urandom(70_000)]
+    upload, etags = await upload_parts(multipart, "b", "k", parts)
+    await multipart.complete(upload, etags)
+    assert await engine.read_object("b", "k") == b"".join(parts)
+
+
+async def test_a_copied_part_row_never_names_chunks_a_crash_can_lose(
+    crashing_engine: Engine,
+) -> None:
+    engine = crashing_engine
+    await engine.create_bucket("b")
+    source = os.urandom(5 * MIB + 100_000)
+    manifest = await engine.put_object("b", "source", body_of(source))  # committed: synced
+    multipart = Multipart(engine)
+    upload = await multipart.create("b", "k", UploadRequest())
+    chunk = engine.config.chunker.chunk_size_bytes
+    ranges = [(chunk // 3, chunk // 3 + 5 * MIB), (7, chunk + 11)]  # unaligned: new edges
+    etags = []
+    for number, (start, end) in enumerate(ranges, start=1):
+        part = await multipart.upload_part_copy(upload, number, manifest, start, end)
+        etags.append((number, part.etag))
+    await multipart.complete(upload, etags)
+    assert await engine.read_object("b", "k") == b"".join(source[s:e] for s, e in ranges)
