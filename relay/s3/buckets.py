@@ -7,15 +7,22 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from relay.bucket import BucketAlreadyExists
 from relay.http import Response
 from relay.ipld.cid import CID
 from relay.registry.base import BucketRecord
 from relay.s3 import xml
 from relay.s3.context import Context, drain, empty_response, xml_response
-from relay.s3.errors import AccessDenied, InvalidBucketName, NotImplemented_
+from relay.s3.errors import (
+    AccessDenied,
+    InvalidArgument,
+    InvalidBucketName,
+    NotImplemented_,
+)
 from relay.s3.listing import (
     Page,
     decode_token,
+    encode_token,
     encoder,
     list_page,
     parse_max_keys,
@@ -37,6 +44,27 @@ from relay.s3.xml import Owner, document, element, iso8601
 
 _BUCKET_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# Every canned ACL S3 defines: another name is a malformed request (400), not a feature
+# relay lacks (501).
+CANNED_ACLS: Final = frozenset(
+    {
+        "private",
+        "public-read",
+        "public-read-write",
+        "authenticated-read",
+        "aws-exec-read",
+        "bucket-owner-read",
+        "bucket-owner-full-control",
+        "log-delivery-write",
+    }
+)
+# The one region where S3 answers a CreateBucket of a bucket the caller owns with 200.
+_LEGACY_REGION: Final = "us-east-1"
+
+
+def check_canned_acl_name(acl: str) -> None:
+    if acl not in CANNED_ACLS:
+        raise InvalidArgument(f"The canned ACL {acl[:64]!r} is not valid")
 
 
 def check_bucket_name(name: str) -> None:
@@ -71,22 +99,59 @@ async def owned_bucket(
     return record
 
 
+MAX_BUCKETS_PER_PAGE: Final = 10_000
+
+
+def _max_buckets(value: str | None) -> int:
+    if value is None:
+        return MAX_BUCKETS_PER_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BUCKETS_PER_PAGE:
+        raise InvalidArgument("max-buckets must be an integer from 1 to 10000")
+    return int(value)
+
+
 async def list_buckets(ctx: Context) -> Response:
+    """The caller's buckets by name, paged by ``max-buckets`` and ``continuation-token``
+    (the last name of the previous page), filtered by ``prefix`` and ``bucket-region``."""
+    query = ctx.query
+    max_buckets = _max_buckets(query.get("max-buckets"))
+    token = query.get("continuation-token")
+    after = decode_token(token).decode("utf-8", "replace") if token else ""
+    prefix = query.get("prefix")
+    region = query.get("bucket-region")
     records = await ctx.engine.list_buckets()
-    mine = [(r.name, r.created_ms) for r in records if not r.owner or r.owner == ctx.owner]
-    return xml_response(200, xml.list_buckets(xml.Owner(ctx.owner, ctx.owner), mine))
+    mine = sorted(
+        (r.name, r.created_ms)
+        for r in records
+        if (not r.owner or r.owner == ctx.owner)
+        and r.name > after
+        and r.name.startswith(prefix or "")
+        and region in (None, ctx.region)  # relay's buckets all live in its one region
+    )
+    page = mine[:max_buckets]
+    next_token = encode_token(page[-1][0].encode()) if len(mine) > max_buckets else None
+    body = xml.list_buckets(
+        xml.Owner(ctx.owner, ctx.owner), page, continuation_token=next_token, prefix=prefix
+    )
+    return xml_response(200, body)
 
 
 async def create_bucket(ctx: Context, endpoint: CreateBucket) -> Response:
     check_bucket_name(endpoint.bucket)
     acl = ctx.headers.get("x-amz-acl", "private").strip()
+    check_canned_acl_name(acl)
     if acl != "private" or any(name.startswith("x-amz-grant-") for name in ctx.headers):
         raise NotImplemented_(
             f"relay keeps buckets private to their owner; the ACL {acl!r} is not supported"
         )
     body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), 64 << 10)
     xml.parse_location_constraint(body)  # any region is accepted: relay has one
-    await ctx.engine.create_bucket(endpoint.bucket, owner=ctx.owner)
+    try:
+        await ctx.engine.create_bucket(endpoint.bucket, owner=ctx.owner)
+    except BucketAlreadyExists as exc:
+        # us-east-1 keeps S3's legacy answer: re-creating your own bucket succeeds.
+        if not (exc.owned_by_caller and ctx.region == _LEGACY_REGION):
+            raise
     return empty_response(200, [("location", f"/{endpoint.bucket}")])
 
 
@@ -153,7 +218,8 @@ async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:
     token = query.get("continuation-token")
     start_after = query.get("start-after")
     # The walk starts at the prefix anyway; a cursor only ever moves it further on.
-    cursor = decode_token(token) if token is not None else (start_after or "").encode()
+    # An empty token is the start of the listing, as on S3.
+    cursor = decode_token(token) if token else (start_after or "").encode()
     page = await _page(ctx, endpoint.bucket, listing, cursor)
     fetch_owner = query.get("fetch-owner", "").lower() == "true"
     body = render_v2(

@@ -187,7 +187,8 @@ _GRANTS: Final[Rules] = {
 _CANNED_ACL: Final[Rules] = {
     "x-amz-acl": Honoured(
         "tagging.check_canned_acl: private and bucket-owner-full-control (what every relay"
-        " object is) pass; any other canned ACL is 501 NotImplemented"
+        " object is) pass; any other canned ACL is 501 NotImplemented, a name S3 does not"
+        " define 400 InvalidArgument"
     )
 }
 _STORAGE_CLASS: Final[Rules] = {
@@ -266,7 +267,10 @@ _NEW_OBJECT: Final[Rules] = {
 _OPERATIONS: Final[dict[type[r.Endpoint], Rules]] = {
     r.ListBuckets: {},
     r.CreateBucket: {
-        "x-amz-acl": Honoured("buckets.create_bucket: private passes, any other is 501"),
+        "x-amz-acl": Honoured(
+            "buckets.create_bucket: private passes, any other canned ACL is 501, a name S3"
+            " does not define 400"
+        ),
         **_GRANTS,
         "x-amz-bucket-object-lock-enabled": Refused(
             NotImplemented_,

@@ -69,6 +69,8 @@ async def list_page(
     cursor: bytes,
     max_keys: int,
 ) -> Page:
+    if max_keys == 0:
+        return Page([], [], False, cursor, None)  # as S3: an empty page, never truncated
     found: list[tuple[str, CID]] = []
     prefixes: list[str] = []
     last_entry: str | None = None
@@ -206,7 +208,9 @@ def render_v1(
     owner: str,
 ) -> bytes:
     encode = encoder(encoding_type)
-    body = element("Name", bucket) + element("Prefix", encode(prefix))
+    # v1 never encodes its Prefix (S3 does not; botocore, which asks for url encoding on
+    # every v1 listing, decodes Delimiter, Marker, NextMarker and keys but not Prefix).
+    body = element("Name", bucket) + element("Prefix", prefix)
     body += element("Marker", encode(marker))
     body += element("MaxKeys", max_keys)
     if delimiter:

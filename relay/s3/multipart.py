@@ -12,7 +12,7 @@ from relay.s3 import checksums, conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
-from relay.s3.listing import parse_max_keys
+from relay.s3.listing import encoder, parse_max_keys
 from relay.s3.objects import body_checksums, body_payload, body_verifier, stored_headers
 from relay.s3.payload import Payload
 from relay.s3.routing import (
@@ -198,6 +198,8 @@ async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response
     key_marker = query.get("key-marker", "")
     upload_marker = query.get("upload-id-marker", "") if key_marker else ""
     max_uploads = parse_max_keys(query.get("max-uploads"))
+    encoding_type = query.get("encoding-type")
+    encode = encoder(encoding_type)
     uploads = [
         upload
         for upload in await ctx.multipart.list_uploads(
@@ -212,20 +214,21 @@ async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response
     uploads = uploads[:max_uploads]
     body = (
         element("Bucket", endpoint.bucket)
-        + element("KeyMarker", key_marker)
+        + element("KeyMarker", encode(key_marker))
         + element("UploadIdMarker", upload_marker)
-        + element("Prefix", prefix)
+        + element("Prefix", encode(prefix))
         + element("MaxUploads", max_uploads)
         + element("IsTruncated", "true" if truncated else "false")
+        + (element("EncodingType", encoding_type) if encoding_type else "")
     )
     if truncated and uploads:
-        body += element("NextKeyMarker", uploads[-1].key)
+        body += element("NextKeyMarker", encode(uploads[-1].key))
         body += element("NextUploadIdMarker", uploads[-1].upload_id)
     for upload in uploads:
         owner = xml.Owner(upload.owner or ctx.owner, upload.owner or ctx.owner)
         body += (
             "<Upload>"
-            + element("Key", upload.key)
+            + element("Key", encode(upload.key))
             + element("UploadId", upload.upload_id)
             + owner.render("Initiator")
             + owner.render()

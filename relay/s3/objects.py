@@ -110,13 +110,14 @@ def stored_headers(headers: dict[str, str]) -> tuple[str | None, dict[str, str],
     content: dict[str, str] = {name: headers[name] for name in CONTENT_HEADERS if name in headers}
     if "content-encoding" in content:
         # aws-chunked is the framing of this request's body, not an encoding of the object.
+        # The rest is kept as sent, spacing included (S3 returns "deflate, gzip" as is).
         codings = [
-            coding.strip()
+            coding
             for coding in content["content-encoding"].split(",")
             if coding.strip() and coding.strip().lower() != "aws-chunked"
         ]
         if codings:
-            content["content-encoding"] = ",".join(codings)
+            content["content-encoding"] = ",".join(codings).strip()
         else:
             del content["content-encoding"]
     return headers.get("content-type"), metadata, content

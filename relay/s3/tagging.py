@@ -19,7 +19,7 @@ from relay.bucket import Manifest
 from relay.bucket import errors as engine_errors
 from relay.http import Response
 from relay.s3 import errors as e
-from relay.s3.buckets import owned_bucket
+from relay.s3.buckets import check_canned_acl_name, owned_bucket
 from relay.s3.context import Context, check_body_digests, drain, empty_response, xml_response
 from relay.s3.payload import Payload
 from relay.s3.routing import (
@@ -98,7 +98,8 @@ def parse_tagging(body: bytes) -> dict[str, str]:
 
 def render_tagging(tags: dict[str, str]) -> bytes:
     entries = "".join(
-        f"<Tag>{element('Key', key)}{element('Value', value)}</Tag>" for key, value in tags.items()
+        f"<Tag>{element('Key', key)}{element('Value', value)}</Tag>"
+        for key, value in sorted(tags.items())  # S3 lists tags by key
     )
     return document("Tagging", f"<TagSet>{entries}</TagSet>")
 
@@ -146,8 +147,11 @@ async def delete_object_tagging(ctx: Context, endpoint: DeleteObjectTagging) -> 
 
 
 def check_canned_acl(ctx: Context) -> None:
-    """Only ``private`` (what every relay bucket and object is) is accepted."""
+    """Only ``private`` (what every relay bucket and object is) is accepted; a name S3
+    does not define is 400, one relay cannot honour 501."""
     acl = ctx.headers.get("x-amz-acl")
+    if acl is not None:
+        check_canned_acl_name(acl.strip())
     if acl is not None and acl.strip() not in ("private", "bucket-owner-full-control"):
         raise e.NotImplemented_(
             f"relay keeps buckets and objects private to their owner; the canned ACL"
@@ -176,6 +180,12 @@ async def _put_acl(ctx: Context) -> Response:
         except ET.ParseError:
             raise e.MalformedXML() from None
         grants = [g for g in root.iter() if _local(g.tag) == "Grant"]
+        if not grants:
+            # S3 would store an ACL without the owner's grant; relay cannot, so it says so
+            # rather than answer 200 and keep the owner's FULL_CONTROL.
+            raise e.NotImplemented_(
+                "relay keeps FULL_CONTROL for the owner: an ACL without that grant is not supported"
+            )
         for grant in grants:
             ids = [c.text for c in grant.iter() if _local(c.tag) == "ID"]
             permission = [c.text for c in grant.iter() if _local(c.tag) == "Permission"]

@@ -83,12 +83,24 @@ class Owner:
         return f"<{tag}>{element('ID', self.id)}{element('DisplayName', self.display_name)}</{tag}>"
 
 
-def list_buckets(owner: Owner, buckets: Iterable[tuple[str, int]]) -> bytes:
+def list_buckets(
+    owner: Owner,
+    buckets: Iterable[tuple[str, int]],
+    *,
+    continuation_token: str | None = None,
+    prefix: str | None = None,
+) -> bytes:
     entries = "".join(
         f"<Bucket>{element('Name', name)}{element('CreationDate', iso8601(created))}</Bucket>"
         for name, created in buckets
     )
-    return document("ListAllMyBucketsResult", owner.render() + f"<Buckets>{entries}</Buckets>")
+    return document(
+        "ListAllMyBucketsResult",
+        owner.render()
+        + f"<Buckets>{entries}</Buckets>"
+        + optional("ContinuationToken", continuation_token)
+        + optional("Prefix", prefix),
+    )
 
 
 def location_constraint(region: str) -> bytes:

@@ -417,9 +417,9 @@ def _verify_query_form(
             "X-Amz-Date must be in the ISO8601 basic format YYYYMMDD'T'HHMMSS'Z'"
         )
     expires_text = params["X-Amz-Expires"]
-    if not expires_text.isdigit() or not 1 <= int(expires_text) <= MAX_PRESIGNED_EXPIRES_SECONDS:
+    if not expires_text.isdigit() or not 0 <= int(expires_text) <= MAX_PRESIGNED_EXPIRES_SECONDS:
         raise AuthorizationQueryParametersError(
-            "X-Amz-Expires must be a number of seconds from 1 to 604800 (seven days)"
+            "X-Amz-Expires must be a number of seconds from 0 to 604800 (seven days)"
         )
     _check_scope(
         date=date,
@@ -436,7 +436,8 @@ def _verify_query_form(
     request_epoch = request_time.timestamp()
     if request_epoch - now_epoch > MAX_CLOCK_SKEW_SECONDS:
         raise RequestTimeTooSkewed("the presigned URL's X-Amz-Date is in the future")
-    if now_epoch > request_epoch + int(expires_text):
+    # A URL valid for zero seconds has expired by the time anyone uses it (AWS: 403).
+    if int(expires_text) == 0 or now_epoch > request_epoch + int(expires_text):
         raise AccessDenied("Request has expired")
     _check_signed_header_set(signed_headers, headers, require_amz_signed=False)
     secret = lookup_secret(access_key)

@@ -1,0 +1,232 @@
+"""Answers a conformance run found differing from S3's, each driven through S3App."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore.config import Config
+
+from relay.bucket.engine import Engine, open_engine
+from relay.http import Request, Response
+from relay.registry import open_sqlite_registry
+from relay.s3.app import S3App
+from relay.sigv4 import sign_headers
+from relay.store import MemoryBlobStore
+from tests.s3.test_s3_app import KEYS, Body, body_of
+
+PRIVATE_ACL = (
+    b'<AccessControlPolicy xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<Owner><ID>alice</ID></Owner><AccessControlList>%s</AccessControlList>"
+    b"</AccessControlPolicy>"
+)
+OWNER_FULL_CONTROL = (
+    b'<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    b' xsi:type="CanonicalUser"><ID>alice</ID></Grantee>'
+    b"<Permission>FULL_CONTROL</Permission></Grant>"
+)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with (
+        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
+        open_engine(MemoryBlobStore(), registry) as engine,
+    ):
+        yield engine
+
+
+async def send(
+    app: S3App,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: list[tuple[str, str]] | None = None,
+) -> Response:
+    """A request signed with ``headers`` among its signed headers."""
+    path, _, query = target.partition("?")
+    extra = [("host", "relay.test"), *(headers or [])]
+    extra += sign_headers(
+        method, "relay.test", path, query, extra,
+        payload_hash=hashlib.sha256(body).hexdigest(), access_key="alice",
+        secret=KEYS["alice"], region=app.region, service="s3", now=time.time(),
+    )  # fmt: skip
+    extra.append(("content-length", str(len(body))))
+    lowered = tuple((name.lower(), value) for name, value in extra)
+    request = Request(method, target, path, query, lowered, "1.1", None)
+    return await app.handle(request, Body(body))  # type: ignore[arg-type]
+
+
+async def ok(app: S3App, method: str, target: str, body: bytes = b"") -> bytes:
+    response = await send(app, method, target, body)
+    assert response.status in (200, 204), await body_of(response)
+    return await body_of(response)
+
+
+async def test_max_keys_zero_is_an_empty_page_that_is_not_truncated(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    for target in ("/photos?max-keys=0", "/photos?list-type=2&max-keys=0"):
+        listing = await ok(app, "GET", target)
+        assert b"<IsTruncated>false</IsTruncated>" in listing
+        assert b"<Contents>" not in listing
+        assert b"<NextContinuationToken>" not in listing
+
+
+async def test_only_url_encoding_type_encodes_and_v1_never_encodes_its_prefix(
+    engine: Engine,
+) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a%0Ab", b"x")
+    plain = await ok(app, "GET", "/photos?prefix=a%0A")
+    assert b"<Prefix>a\nb</Prefix>" not in plain
+    assert b"<Prefix>a\n</Prefix>" in plain
+    assert b"<Key>a\nb</Key>" in plain
+    # botocore asks every v1 listing for url encoding and decodes all but the Prefix.
+    encoded = await ok(app, "GET", "/photos?prefix=a%0A&encoding-type=url")
+    assert b"<Prefix>a\n</Prefix>" in encoded
+    assert b"<Key>a%0Ab</Key>" in encoded
+    v2 = await ok(app, "GET", "/photos?list-type=2&prefix=a%0A&encoding-type=url")
+    assert b"<Prefix>a%0A</Prefix>" in v2
+    assert b"<Key>a%0Ab</Key>" in v2
+    v2_plain = await ok(app, "GET", "/photos?list-type=2&prefix=a%0A")
+    assert b"<Prefix>a\n</Prefix>" in v2_plain
+    assert b"<Key>a\nb</Key>" in v2_plain
+
+
+async def test_multipart_uploads_are_url_encoded_only_when_asked(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "POST", "/photos/a%0Ab?uploads")
+    plain = await ok(app, "GET", "/photos?uploads&prefix=a%0A")
+    assert b"<Key>a\nb</Key>" in plain
+    assert b"<Prefix>a\n</Prefix>" in plain
+    encoded = await ok(app, "GET", "/photos?uploads&prefix=a%0A&encoding-type=url")
+    assert b"<Key>a%0Ab</Key>" in encoded
+    assert b"<Prefix>a%0A</Prefix>" in encoded
+    assert b"<EncodingType>url</EncodingType>" in encoded
+
+
+async def test_an_empty_continuation_token_starts_the_listing(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    listing = await ok(app, "GET", "/photos?list-type=2&continuation-token=")
+    assert b"<Key>a</Key>" in listing
+
+
+async def test_list_buckets_pages_and_filters(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    for name in ("cats", "apples", "bees", "cows"):
+        await ok(app, "PUT", f"/{name}")
+    first = await ok(app, "GET", "/?max-buckets=2")
+    assert first.count(b"<Bucket>") == 2
+    assert b"<Name>apples</Name>" in first
+    assert b"<Name>bees</Name>" in first
+    token = first.split(b"<ContinuationToken>")[1].split(b"</ContinuationToken>")[0]
+    rest = await ok(app, "GET", f"/?max-buckets=2&continuation-token={token.decode()}")
+    assert b"<Name>cats</Name>" in rest
+    assert b"<Name>cows</Name>" in rest
+    assert b"<ContinuationToken>" not in rest
+    by_prefix = await ok(app, "GET", "/?prefix=c")
+    assert by_prefix.count(b"<Bucket>") == 2
+    assert b"<Prefix>c</Prefix>" in by_prefix
+    assert (await ok(app, "GET", "/?bucket-region=us-east-1")).count(b"<Bucket>") == 4
+    assert b"<Bucket>" not in await ok(app, "GET", "/?bucket-region=eu-west-1")
+    assert (await send(app, "GET", "/?max-buckets=0")).status == 400
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("deflate, gzip", "deflate, gzip"),
+        ("gzip,deflate", "gzip,deflate"),
+        ("aws-chunked, deflate, gzip", "deflate, gzip"),
+        ("deflate, aws-chunked, gzip", "deflate, gzip"),
+    ],
+)
+async def test_content_encoding_comes_back_as_sent(engine: Engine, sent: str, stored: str) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    put = await send(app, "PUT", "/photos/a", b"x", [("content-encoding", sent)])
+    assert put.status == 200
+    head = await send(app, "HEAD", "/photos/a")
+    assert dict(head.headers)["content-encoding"] == stored
+
+
+async def test_tags_are_listed_by_key(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    names = ["zebra", "b", "apple-long-name", "m", "aa"]
+    tag_set = "".join(f"<Tag><Key>{n}</Key><Value>v</Value></Tag>" for n in names)
+    await ok(
+        app, "PUT", "/photos/a?tagging", f"<Tagging><TagSet>{tag_set}</TagSet></Tagging>".encode()
+    )
+    document = await ok(app, "GET", "/photos/a?tagging")
+    keys = [part.split(b"</Key>")[0].decode() for part in document.split(b"<Key>")[1:]]
+    assert keys == sorted(names)
+
+
+async def test_an_invalid_canned_acl_is_invalid_argument(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    for method, target in (("PUT", "/photos/a?acl"), ("PUT", "/photos?acl"), ("PUT", "/new")):
+        response = await send(app, method, target, headers=[("x-amz-acl", "not-an-acl")])
+        assert response.status == 400
+        assert b"<Code>InvalidArgument</Code>" in await body_of(response)
+    public = await send(app, "PUT", "/photos/a?acl", headers=[("x-amz-acl", "public-read")])
+    assert public.status == 501
+    assert (await send(app, "HEAD", "/new")).status == 404
+
+
+async def test_an_acl_without_the_owners_grant_is_refused_not_ignored(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    for target in ("/photos/a?acl", "/photos?acl"):
+        empty = await send(app, "PUT", target, PRIVATE_ACL % b"")
+        assert empty.status == 501
+        assert b"FULL_CONTROL for the owner" in await body_of(empty)
+        assert (await send(app, "PUT", target, PRIVATE_ACL % OWNER_FULL_CONTROL)).status == 200
+
+
+async def test_a_presigned_url_valid_for_zero_seconds_has_expired(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "PUT", "/photos/a", b"x")
+    session = botocore.session.get_session()
+    client = session.create_client(
+        "s3", region_name="us-east-1", endpoint_url="http://relay.test",
+        aws_access_key_id="alice", aws_secret_access_key=KEYS["alice"],
+        config=Config(signature_version="s3v4"),
+    )  # fmt: skip
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "photos", "Key": "a"}, ExpiresIn=0
+    )
+    target = url.removeprefix("http://relay.test")
+    path, _, query = target.partition("?")
+    request = Request("GET", target, path, query, (("host", "relay.test"),), "1.1", None)
+    response = await app.handle(request, Body(b""))  # type: ignore[arg-type]
+    assert response.status == 403
+    document = await body_of(response)
+    assert b"<Code>AccessDenied</Code>" in document
+    assert b"Request has expired" in document
+
+
+async def test_recreating_your_own_bucket_is_200_only_in_us_east_1(engine: Engine) -> None:
+    app = S3App(engine, KEYS, region="us-east-1")
+    await ok(app, "PUT", "/photos")
+    assert (await send(app, "PUT", "/photos")).status == 200
+    elsewhere = S3App(engine, KEYS, region="eu-west-1")
+    await ok(elsewhere, "PUT", "/films")
+    again = await send(elsewhere, "PUT", "/films")
+    assert again.status == 409
+    assert b"<Code>BucketAlreadyOwnedByYou</Code>" in await body_of(again)
