@@ -46,6 +46,14 @@ class Request:
         return None
 
     @property
+    def wire_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers as the bytes the client sent, for what must see exactly those
+        (a SigV4 canonical request: a UTF-8 metadata value is signed as its UTF-8 bytes).
+        A value with a character past U+00FF never came off the wire (it was built in
+        process) and is taken as text, so as UTF-8."""
+        return tuple((name.encode("latin-1"), _wire_bytes(value)) for name, value in self.headers)
+
+    @property
     def chunked(self) -> bool:
         coding = self.header("transfer-encoding")
         return coding is not None and coding.rsplit(",", 1)[-1].strip().lower() == "chunked"
@@ -123,6 +131,13 @@ class BadRequestBody(RequestBodyError):
     """The body's framing is broken (bad chunk size line, ...)."""
 
     status = 400
+
+
+def _wire_bytes(value: str) -> bytes:
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def request_from_h11(event: h11.Request, client: tuple[str, int] | None) -> Request:

@@ -205,7 +205,7 @@ class RoundaboutApp:
                 request.method,
                 request.path,
                 request.query,
-                request.headers,
+                request.wire_headers,
                 self._credentials.get,
                 now,
             )

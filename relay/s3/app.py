@@ -128,7 +128,7 @@ class S3App:
             request.method,
             request.path,
             request.query,
-            request.headers,
+            request.wire_headers,
             self._credentials.get,
             self._clock(),
             region=self.region,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from functools import partial
@@ -123,6 +124,21 @@ def stored_headers(headers: dict[str, str]) -> tuple[str | None, dict[str, str],
     return headers.get("content-type"), metadata, content
 
 
+def ascii_header_value(value: str) -> str:
+    """A user metadata value as S3 answers it: as stored when US-ASCII, else its bytes as
+    an RFC 2047 encoded word (``=?UTF-8?B?...?=``), which SDKs decode.
+
+    Stored values are the header's bytes read as latin-1 (relay.http.messages); a value
+    built in process past U+00FF is taken as text, so as UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8")
+    return f"=?UTF-8?B?{base64.b64encode(raw).decode('ascii')}?="
+
+
 def object_headers(manifest: Manifest) -> list[tuple[str, str]]:
     headers = [
         ("etag", f'"{manifest.etag}"'),
@@ -131,7 +147,9 @@ def object_headers(manifest: Manifest) -> list[tuple[str, str]]:
         ("accept-ranges", "bytes"),
     ]
     headers.extend(manifest.headers.items())
-    headers.extend((META_PREFIX + name, value) for name, value in manifest.metadata.items())
+    headers.extend(
+        (META_PREFIX + name, ascii_header_value(value)) for name, value in manifest.metadata.items()
+    )
     cid = manifest.content_cid
     if cid is not None:
         headers.append(("x-cid", str(cid)))

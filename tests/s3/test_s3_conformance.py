@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import botocore.session
+import h11
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from relay.bucket.engine import Engine, open_engine
 from relay.http import Request, Response
+from relay.http.messages import request_from_h11
 from relay.registry import open_sqlite_registry
 from relay.s3.app import S3App
 from relay.sigv4 import sign_headers
@@ -230,3 +236,30 @@ async def test_recreating_your_own_bucket_is_200_only_in_us_east_1(engine: Engin
     again = await send(elsewhere, "PUT", "/films")
     assert again.status == 409
     assert b"<Code>BucketAlreadyOwnedByYou</Code>" in await body_of(again)
+
+
+async def test_a_signed_utf8_header_is_verified_on_its_bytes_and_answered_as_s3_does(
+    engine: Engine,
+) -> None:
+    """boto3 refuses non-ASCII metadata before sending; other SDKs send the UTF-8 bytes,
+    signed as such (botocore's signer is the reference here)."""
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    aws_request = AWSRequest(
+        method="PUT",
+        url="http://relay.test/photos/a",
+        data=b"x",
+        headers={
+            "x-amz-meta-name": "日本語",
+            "x-amz-content-sha256": hashlib.sha256(b"x").hexdigest(),
+        },
+    )
+    SigV4Auth(Credentials("alice", KEYS["alice"]), "s3", "us-east-1").add_auth(aws_request)
+    wire = [(b"host", b"relay.test"), (b"content-length", b"1")]
+    wire += [(name.encode(), value.encode("utf-8")) for name, value in aws_request.headers.items()]
+    event = h11.Request(method="PUT", target="/photos/a", headers=wire)
+    put = await app.handle(request_from_h11(event, None), Body(b"x"))  # type: ignore[arg-type]
+    assert put.status == 200, await body_of(put)
+    head = await send(app, "HEAD", "/photos/a")
+    encoded = dict(head.headers)["x-amz-meta-name"]
+    assert encoded == "=?UTF-8?B?" + base64.b64encode("日本語".encode()).decode() + "?="
