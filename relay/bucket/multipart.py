@@ -13,6 +13,11 @@ exactly the root of the same bytes sent in a single PUT. No chunk is read or cop
 to compute the BLAKE3 ``x-cid`` digest when the object is within ``cid_budget_bytes``
 (above it the digest is left out: absent, never wrong).
 
+Completing an upload commits the object, then in one registry transaction replaces the
+upload by its result (the part list and the object's manifest), kept for
+``COMPLETED_UPLOAD_RETENTION_MS``: an SDK retrying a Complete whose answer it missed gets
+the same answer, as on S3; another part list finds no upload.
+
 An upload created with a checksum algorithm gives the object that algorithm's checksum of
 the upload's type (``relay.chunker.checksums``): COMPOSITE hashes the parts' checksums,
 FULL_OBJECT combines the parts' CRCs with their lengths; neither reads a byte.
@@ -30,7 +35,7 @@ import blake3
 
 from relay.bucket.engine import Engine, key_bytes
 from relay.bucket.errors import EngineError
-from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, decode_manifest
 from relay.bucket.reach import body_parts
 from relay.bucket.writer import Precondition
 from relay.chunker import (
@@ -51,6 +56,14 @@ from relay.registry.sqlite import now_ms
 MIN_PART_BYTES: Final = 5 << 20  # every part but the last, as in S3
 MAX_PART_BYTES: Final = 5 << 30
 MAX_PARTS: Final = 10_000
+# How long a completed upload's result is kept for a retried CompleteMultipartUpload (an
+# SDK retries within minutes; S3 answers such retries for some days).
+COMPLETED_UPLOAD_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+
+
+def parts_identity(requested: Sequence[tuple[int, str]]) -> str:
+    """A part list as the completed-upload record names it: numbers and ETags, in order."""
+    return ",".join(f"{number}:{etag.lower()}" for number, etag in requested)
 
 
 class NoSuchUpload(EngineError):
@@ -386,8 +399,30 @@ class Multipart:
             precondition,
             body_parts=body_parts(non_empty, locations),
         )
-        await self.engine.registry.delete_upload(upload.upload_id)
+        # The object is committed; now, in one transaction, the upload becomes its result.
+        # A crash between the two leaves the upload open, and a retry completes it again.
+        await self.engine.registry.complete_upload(
+            upload.upload_id,
+            parts_identity(requested),
+            manifest.to_block().data,
+            forget_before_ms=now_ms() - COMPLETED_UPLOAD_RETENTION_MS,
+        )
         return manifest
+
+    async def completed(
+        self, bucket: str, key: str, upload_id: str, requested: Sequence[tuple[int, str]]
+    ) -> tuple[Manifest, str]:
+        """What completing ``upload_id`` with this same part list made, and the upload's
+        owner: a retried Complete is answered as the first was. Else NoSuchUpload."""
+        record = await self.engine.registry.get_completed_upload(upload_id)
+        if (
+            record is None
+            or record.bucket != bucket
+            or record.key != key
+            or record.parts != parts_identity(requested)
+        ):
+            raise NoSuchUpload(upload_id)
+        return decode_manifest(record.manifest), record.owner
 
     async def _blake3(self, leaves: Sequence[Leaf]) -> bytes:
         hasher = blake3.blake3()

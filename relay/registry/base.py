@@ -108,6 +108,19 @@ class UploadRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CompletedUploadRecord:
+    """What completing an upload made, kept so that a retried Complete gets it again."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    owner: str
+    parts: str  # the part list completed, as relay.bucket.multipart writes it
+    manifest: bytes  # the object's manifest block
+    completed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class PartRecord:
     upload_id: str
     part_number: int

@@ -26,6 +26,8 @@ file upgrades it in one transaction (``_MIGRATIONS``), a newer one is refused. V
 added the reach tables: the upgrade fills ``bucket_reach`` with every commit CAR from the
 commit log and marks ``reach_backfill`` pending, and ``relay.bucket.reach`` records the
 objects of each bucket's current root once, on the engine's first start over the file.
+Version 3 added ``completed_uploads``: a completed multipart upload's part list and object
+manifest, kept for a while so that a retried CompleteMultipartUpload gets the same answer.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from relay.registry.base import (
     Claim,
     CommitConflict,
     CommitRecord,
+    CompletedUploadRecord,
     PartRecord,
     Reach,
     RegistryError,
@@ -58,7 +61,7 @@ from relay.registry.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -106,6 +109,16 @@ CREATE TABLE IF NOT EXISTS multipart_parts (
     part BLOB NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completed_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    parts TEXT NOT NULL,
+    manifest BLOB NOT NULL,
+    completed_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS completed_uploads_by_age ON completed_uploads (completed_ms);
 CREATE TABLE IF NOT EXISTS claims (
     content BLOB NOT NULL,
     url TEXT NOT NULL,
@@ -137,8 +150,17 @@ def _upgrade_1_to_2(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('reach_backfill', 'pending')")
 
 
+def _upgrade_2_to_3(db: sqlite3.Connection) -> None:
+    # Version 3 adds completed_uploads, which _SCHEMA creates and which starts empty: an
+    # upload completed before the upgrade was forgotten then, and a retry of it is 404.
+    pass
+
+
 # version → the step that upgrades a file of that version to the next one
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _upgrade_1_to_2}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _upgrade_1_to_2,
+    2: _upgrade_2_to_3,
+}
 
 
 def _open_schema(db: sqlite3.Connection) -> None:
@@ -528,6 +550,47 @@ class SqliteRegistry:
             )
 
         return await self._write(work)
+
+    async def complete_upload(
+        self, upload_id: str, parts: str, manifest: bytes, *, forget_before_ms: int
+    ) -> None:
+        """Forget an upload and its parts and remember what completing it made, in one
+        transaction: ``parts`` names the part list completed, ``manifest`` the object.
+        Results completed before ``forget_before_ms`` are forgotten."""
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT bucket, key, owner FROM multipart_uploads WHERE upload_id = ?",
+                (upload_id,),
+            ).fetchone()
+            db.execute("DELETE FROM multipart_parts WHERE upload_id = ?", (upload_id,))
+            db.execute("DELETE FROM multipart_uploads WHERE upload_id = ?", (upload_id,))
+            db.execute("DELETE FROM completed_uploads WHERE completed_ms < ?", (forget_before_ms,))
+            if row is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO completed_uploads"
+                    " (upload_id, bucket, key, owner, parts, manifest, completed_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (upload_id, *row, parts, manifest, now_ms()),
+                )
+
+        await self._write(work)
+
+    async def get_completed_upload(self, upload_id: str) -> CompletedUploadRecord | None:
+        def work(db: sqlite3.Connection) -> CompletedUploadRecord | None:
+            row = db.execute(
+                "SELECT upload_id, bucket, key, owner, parts, manifest, completed_ms"
+                " FROM completed_uploads WHERE upload_id = ?",
+                (upload_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            upload, bucket, key, owner, parts, manifest, completed = row
+            return CompletedUploadRecord(
+                upload, bucket, key.decode("utf-8"), owner, parts, manifest, completed
+            )
+
+        return await self._read(work)
 
     # -- location claims -----------------------------------------------------------------
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from relay.bucket import DEFAULT_CONTENT_TYPE, MAX_PARTS, Upload, UploadRequest
+from relay.bucket import DEFAULT_CONTENT_TYPE, MAX_PARTS, Manifest, Upload, UploadRequest
+from relay.bucket import NoSuchUpload as UploadNotOpen
 from relay.chunker import ChecksumType
 from relay.http import Response
 from relay.s3 import checksums, conditions, xml
@@ -90,7 +91,10 @@ async def upload_part(ctx: Context, endpoint: UploadPart) -> Response:
 
 
 async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
-    upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    try:
+        upload = await find_upload(ctx, endpoint.bucket, endpoint.key, endpoint.upload_id)
+    except (NoSuchUpload, UploadNotOpen):
+        return await _complete_again(ctx, endpoint)
     body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_COMPLETE_BODY_BYTES)
     parts = xml.parse_complete_multipart(body)
     if len(parts) > MAX_PARTS:
@@ -118,6 +122,26 @@ async def complete(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
         given_checksums=given,
         verify=verify,
     )
+    return _complete_response(endpoint, manifest)
+
+
+async def _complete_again(ctx: Context, endpoint: CompleteMultipartUpload) -> Response:
+    """A retried Complete (an SDK that timed out waiting for the first answer): the same
+    part list gets the same result, as on S3; anything else finds no upload."""
+    body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), MAX_COMPLETE_BODY_BYTES)
+    parts = xml.parse_complete_multipart(body)
+    manifest, owner = await ctx.multipart.completed(
+        endpoint.bucket,
+        endpoint.key,
+        endpoint.upload_id,
+        [(part.part_number, part.etag) for part in parts],
+    )
+    if owner and owner != ctx.owner:
+        raise NoSuchUpload()
+    return _complete_response(endpoint, manifest)
+
+
+def _complete_response(endpoint: CompleteMultipartUpload, manifest: Manifest) -> Response:
     result = (
         element("Location", f"/{endpoint.bucket}/{endpoint.key}")
         + element("Bucket", endpoint.bucket)

@@ -1,4 +1,5 @@
-"""Opening a registry file made by an older relay: version 1 (before the reach tables)."""
+"""Opening a registry file made by an older relay: version 1 (before the reach tables) and
+version 2 (before completed uploads were remembered)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from relay.bucket import Multipart, UploadRequest
 from relay.bucket.engine import EngineConfig, open_engine
 from relay.chunker import ChunkerConfig
 from relay.ipld.cid import CID
@@ -36,6 +38,7 @@ def downgrade_to_version_1(path: Path) -> None:
     try:
         db.executescript(
             "DROP INDEX bucket_reach_by_content; DROP TABLE bucket_reach; DROP TABLE body_parts;"
+            " DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
             " UPDATE meta SET value = '1' WHERE key = 'schema_version';"
         )
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -76,7 +79,7 @@ async def test_a_version_1_registry_is_upgraded_and_its_objects_backfilled(tmp_p
     downgrade_to_version_1(path)
 
     async with open_sqlite_registry(path) as registry:
-        assert schema_version(path) == str(SCHEMA_VERSION) == "2"
+        assert schema_version(path) == str(SCHEMA_VERSION) == "3"
         assert await registry.reach_backfill_pending()
         # commit CARs come from the commit log at once; objects need the blob store
         for car in cars:
@@ -98,7 +101,40 @@ async def test_opening_an_upgraded_registry_again_changes_nothing(tmp_path: Path
         assert not await registry.reach_backfill_pending()  # a new file has nothing to fill
     async with open_sqlite_registry(path) as registry:
         assert not await registry.reach_backfill_pending()
-    assert schema_version(path) == "2"
+    assert schema_version(path) == "3"
+
+
+def downgrade_to_version_2(path: Path) -> None:
+    """What a version 2 relay left: no completed_uploads table."""
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(
+            "DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
+            " UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+        )
+    finally:
+        db.close()
+
+
+async def test_a_version_2_registry_is_upgraded_and_its_open_uploads_complete(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "registry.sqlite"
+    store = MemoryBlobStore()
+    async with open_sqlite_registry(path) as registry, open_engine(store, registry) as engine:
+        await engine.create_bucket("alices", owner="alice")
+        uploads = Multipart(engine)
+        upload = await uploads.create("alices", "k", UploadRequest(), owner="alice")
+        part = await uploads.upload_part(upload, 1, body(b"part one"))
+    downgrade_to_version_2(path)
+
+    async with open_sqlite_registry(path) as registry, open_engine(store, registry) as engine:
+        assert schema_version(path) == "3"
+        uploads = Multipart(engine)
+        upload = await uploads.get("alices", "k", upload.upload_id)
+        manifest = await uploads.complete(upload, [(1, part.etag)])
+        again, _ = await uploads.completed("alices", "k", upload.upload_id, [(1, part.etag)])
+        assert again == manifest
 
 
 async def test_a_registry_from_a_newer_relay_is_refused(tmp_path: Path) -> None:
@@ -106,9 +142,9 @@ async def test_a_registry_from_a_newer_relay_is_refused(tmp_path: Path) -> None:
     async with open_sqlite_registry(path):
         pass
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(RegistryError, match="schema version 3"):
+    with pytest.raises(RegistryError, match="schema version 4"):
         async with open_sqlite_registry(path):
             pass

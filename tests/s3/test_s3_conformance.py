@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -263,3 +264,42 @@ async def test_a_signed_utf8_header_is_verified_on_its_bytes_and_answered_as_s3_
     head = await send(app, "HEAD", "/photos/a")
     encoded = dict(head.headers)["x-amz-meta-name"]
     assert encoded == "=?UTF-8?B?" + base64.b64encode("日本語".encode()).decode() + "?="
+
+
+def complete_body(parts: list[tuple[int, str]]) -> bytes:
+    listed = "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in parts
+    )
+    return f"<CompleteMultipartUpload>{listed}</CompleteMultipartUpload>".encode()
+
+
+async def test_a_retried_complete_gets_the_first_answer(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    created = await send(
+        app, "POST", "/photos/k?uploads", headers=[("x-amz-checksum-algorithm", "CRC32")]
+    )
+    upload_id = (await body_of(created)).split(b"<UploadId>")[1].split(b"</UploadId>")[0]
+    target = f"/photos/k?uploadId={upload_id.decode()}"
+    crc = base64.b64encode(zlib.crc32(b"part one").to_bytes(4, "big")).decode()
+    part = await send(
+        app, "PUT", f"{target}&partNumber=1", b"part one", [("x-amz-checksum-crc32", crc)]
+    )
+    assert part.status == 200
+    etag = dict(part.headers)["etag"]
+    listed = complete_body([(1, etag)]).replace(
+        b"</ETag>", f"</ETag><ChecksumCRC32>{crc}</ChecksumCRC32>".encode()
+    )
+    first = await send(app, "POST", target, listed)
+    assert first.status == 200, await body_of(first)
+    answer = await body_of(first)
+    assert b"<ChecksumCRC32>" in answer
+    again = await send(app, "POST", target, listed)
+    assert again.status == 200, await body_of(again)
+    assert await body_of(again) == answer
+    # Another part list for the completed upload finds no upload; so does anything else.
+    other = await send(app, "POST", target, complete_body([(1, '"' + "0" * 32 + '"')]))
+    assert other.status == 404
+    assert b"<Code>NoSuchUpload</Code>" in await body_of(other)
+    assert (await send(app, "PUT", f"{target}&partNumber=2", b"late")).status == 404
+    assert (await send(app, "GET", target)).status == 404
