@@ -255,7 +255,8 @@ def test_the_embedding_api_exports_what_it_names_lazily() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["relay.bucket", "relay.s3", "relay.http", "relay.observe", "relay.store"]
+    "package",
+    ["relay.bucket", "relay.s3", "relay.http", "relay.observe", "relay.store", "relay.registry"],
 )
 def test_each_face_exports_what_it_names(package: str) -> None:
     """A package's ``__init__`` is its face: every name in ``__all__`` is there, and every

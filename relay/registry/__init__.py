@@ -1,4 +1,8 @@
-"""Bucket roots, commit history, block locations, multipart state, location claims."""
+"""Bucket roots, commit history, block locations, multipart state, location claims.
+
+``Registry`` (``base``) is what relay asks of one; ``SqliteRegistry`` is the embedded one.
+Callers type against ``Registry``, so another database can stand behind it.
+"""
 
 from relay.registry.base import (
     BlockLocation,
@@ -9,9 +13,12 @@ from relay.registry.base import (
     CommitConflict,
     CommitRecord,
     PartRecord,
+    Reach,
+    Registry,
     RegistryError,
     UploadMissing,
     UploadRecord,
+    now_ms,
 )
 from relay.registry.sqlite import SqliteRegistry, open_sqlite_registry
 
@@ -24,9 +31,12 @@ __all__ = [
     "CommitConflict",
     "CommitRecord",
     "PartRecord",
+    "Reach",
+    "Registry",
     "RegistryError",
     "SqliteRegistry",
     "UploadMissing",
     "UploadRecord",
+    "now_ms",
     "open_sqlite_registry",
 ]
