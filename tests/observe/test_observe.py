@@ -16,19 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.http import Exchange, Request, Response
 from relay.ipld import multihash
 from relay.lru import LruCache
-from relay.observe import (
-    AdminApp,
-    CacheReading,
-    InstrumentedStore,
-    Metrics,
-    ReadinessCheck,
-    Readings,
-    RequestLog,
-    configure_logging,
-    format_json,
-    format_text,
-    record_of,
-)
+from relay.observe import RequestLog, configure_logging, format_json, format_text, record_of
+from relay.observe.admin import AdminApp, ReadinessCheck
+from relay.observe.metrics import CacheReading, Metrics, Readings
+from relay.observe.store import InstrumentedStore
 from relay.store import BlobNotFound, MemoryBlobStore
 
 
