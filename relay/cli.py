@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
-from tqdm import tqdm  # type: ignore[import-untyped]
 
 from relay.bucket import EngineError, NoSuchBucket, export_bucket
 from relay.chunker import MAX_CHUNK_SIZE
@@ -265,7 +264,10 @@ async def _serve(config: Config) -> None:
 def _progress(
     description: str, unit: str, *, total: int | None = None, iterable: Iterable[Any] | None = None
 ) -> Any:
-    """A progress bar on stderr (a ``tqdm``), drawn only when stderr is a terminal."""
+    """A progress bar on stderr (a ``tqdm``), drawn only when stderr is a terminal.
+    Imported here: only the long commands draw one, and the server need not hold it."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
     return tqdm(
         iterable,
         desc=description,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -28,16 +29,7 @@ from relay.bucket import Engine, Multipart
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
 from relay.http import Exchange, HttpActivity, serve_http
-from relay.observe import (
-    AdminApp,
-    CacheReading,
-    InstrumentedStore,
-    Metrics,
-    ReadinessCheck,
-    Readings,
-    RequestLog,
-    record_of,
-)
+from relay.observe import RequestLog, record_of
 from relay.observe.requests import ACCESS_LOGGER
 from relay.roundabout.app import RoundaboutApp
 from relay.s3.app import S3App
@@ -49,7 +41,13 @@ from relay.store.base import BlobStore
 _READINESS_PROBE = bytes.fromhex("1220") + bytes(32)
 
 
+if TYPE_CHECKING:
+    from relay.observe.metrics import Metrics, Readings
+
+
 def _readings(engine: Engine, activity: HttpActivity) -> Readings:
+    from relay.observe.metrics import CacheReading, Readings
+
     statistics = engine.statistics()
     buffers = engine.buffers.statistics()
     return Readings(
@@ -85,6 +83,9 @@ async def serve(
     metrics: Metrics | None = None
     wrap_store: Callable[[BlobStore], BlobStore] | None = None
     if config.admin_listen is not None:
+        from relay.observe.metrics import Metrics
+        from relay.observe.store import InstrumentedStore
+
         metrics = Metrics()
         counted = metrics
 
@@ -109,6 +110,8 @@ async def serve(
         )
         async with trio.open_nursery() as nursery:
             if metrics is not None and config.admin_listen is not None:
+                from relay.observe.admin import AdminApp, ReadinessCheck
+
                 metrics.read = partial(_readings, engine, activity)
                 admin = AdminApp(
                     metrics,

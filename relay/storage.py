@@ -26,8 +26,7 @@ import trio
 from relay.bucket import Engine, open_engine
 from relay.config import Config, ConfigError
 from relay.registry import open_sqlite_registry
-from relay.registry.base import Claim
-from relay.registry.sqlite import SqliteRegistry
+from relay.registry.base import Claim, Registry
 from relay.store import BlobStore, MemoryBlobStore
 from relay.store.disk import open_disk_store
 from relay.store.s3 import open_s3_store
@@ -85,14 +84,14 @@ def relay_signer(config: Config) -> Signer:
 
 
 @asynccontextmanager
-async def open_registry(config: Config) -> AsyncIterator[SqliteRegistry]:
+async def open_registry(config: Config) -> AsyncIterator[Registry]:
     async with open_sqlite_registry(config.data_dir / "registry.sqlite") as registry:
         yield registry
 
 
 @asynccontextmanager
 async def open_blob_store(
-    config: Config, registry: SqliteRegistry | None = None
+    config: Config, registry: Registry | None = None
 ) -> AsyncIterator[BlobStore]:
     """The configured store. With ``registry``, an ``s3`` store claims what it uploads."""
     if config.store.kind == "memory":
@@ -124,7 +123,7 @@ async def open_blob_store(
 
 
 async def _open_piri(
-    config: Config, registry: SqliteRegistry | None, stack: AsyncExitStack
+    config: Config, registry: Registry | None, stack: AsyncExitStack
 ) -> BlobStore:
     from relay.store.piri import open_piri_store
 

@@ -255,7 +255,8 @@ def test_the_embedding_api_exports_what_it_names_lazily() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["relay.bucket", "relay.s3", "relay.http", "relay.observe", "relay.store"]
+    "package",
+    ["relay.bucket", "relay.s3", "relay.http", "relay.observe", "relay.store", "relay.registry"],
 )
 def test_each_face_exports_what_it_names(package: str) -> None:
     """A package's ``__init__`` is its face: every name in ``__all__`` is there, and every
@@ -273,3 +274,18 @@ def test_each_face_exports_what_it_names(package: str) -> None:
         for alias in node.names
     }
     assert imported - {"annotations"} == exported
+
+
+def test_a_plain_server_does_not_load_what_only_some_requests_need() -> None:
+    # Each is several MiB resident, against the 100 MiB peak-RSS goal: prometheus-client
+    # (only with an admin listener), awscrt (only once a client asks for a CRC), tqdm (only
+    # for a CLI progress bar).
+    probe = (
+        "import sys, relay.cli, relay.server, relay.storage, relay.s3.app, relay.config;"
+        " relay.config.load_config(environ={});"
+        " print(sorted(m for m in ('prometheus_client', 'awscrt', 'tqdm') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"

@@ -26,7 +26,7 @@ from relay.bucket.manifest import Manifest, ObjectSummary, decode_manifest
 from relay.ipld.cid import CID
 from relay.lru import LruCache
 from relay.mst import MissingBlock, Node, NodeCache, decode_node
-from relay.registry.sqlite import SqliteRegistry
+from relay.registry.base import Registry
 from relay.store.base import BlobNotFound, BlobRead, BlobStore
 from relay.unixfs import FileNode, decode_file_node
 
@@ -86,7 +86,7 @@ class BlockReader:
     def __init__(
         self,
         store: BlobStore,
-        registry: SqliteRegistry,
+        registry: Registry,
         *,
         node_cache_bytes: int = DEFAULT_NODE_CACHE_BYTES,
         manifest_cache_bytes: int = DEFAULT_MANIFEST_CACHE_BYTES,

@@ -61,8 +61,14 @@ from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import get as mst_get
 from relay.mst import walk as mst_walk
-from relay.registry.base import BlockLocation, BucketExists, BucketRecord, CommitRecord
-from relay.registry.sqlite import SqliteRegistry, now_ms
+from relay.registry.base import (
+    BlockLocation,
+    BucketExists,
+    BucketRecord,
+    CommitRecord,
+    Registry,
+    now_ms,
+)
 from relay.store.base import BlobStore
 from relay.unixfs import FileBuilder, LeafSpan, leaves_for_range
 
@@ -175,7 +181,7 @@ class Engine:
     def __init__(
         self,
         store: BlobStore,
-        registry: SqliteRegistry,
+        registry: Registry,
         nursery: trio.Nursery,
         config: EngineConfig = EngineConfig(),
     ) -> None:
@@ -713,7 +719,7 @@ def resolve_range(
 
 @asynccontextmanager
 async def open_engine(
-    store: BlobStore, registry: SqliteRegistry, config: EngineConfig = EngineConfig()
+    store: BlobStore, registry: Registry, config: EngineConfig = EngineConfig()
 ) -> AsyncIterator[Engine]:
     """Run an engine: its bucket writers live in a nursery this context owns.
 

@@ -50,8 +50,7 @@ from relay.chunker import (
 from relay.chunker.checksums import new_hasher
 from relay.ipld import dagcbor
 from relay.ipld.block import raw_block
-from relay.registry.base import PartRecord, UploadMissing, UploadRecord
-from relay.registry.sqlite import now_ms
+from relay.registry.base import PartRecord, UploadMissing, UploadRecord, now_ms
 
 MIN_PART_BYTES: Final = 5 << 20  # every part but the last, as in S3
 MAX_PART_BYTES: Final = 5 << 30

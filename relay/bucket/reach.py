@@ -1,7 +1,7 @@
 """Which blobs a bucket reaches: what a commit records, and the one-time backfill.
 
 roundabout's ``require_auth`` answers a CID only for content reachable from a bucket the
-asking key may read (``SqliteRegistry.content_reachable``). relay deduplicates across
+asking key may read (``Registry.content_reachable``). relay deduplicates across
 tenants, so a blob does not know its owners: each commit records what it makes reachable
 instead (``relay.registry.base.Reach``), in the same transaction as the root swap. An
 object's *body* is its UnixFS root: for an object of one chunk that chunk, otherwise a

@@ -49,8 +49,7 @@ from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import apply as mst_apply
 from relay.mst import get as mst_get
-from relay.registry.base import BlockLocation, Reach
-from relay.registry.sqlite import SqliteRegistry
+from relay.registry.base import BlockLocation, Reach, Registry
 from relay.store.base import BlobStore
 
 # A batch of a thousand small objects makes a commit CAR of a few hundred KiB and keeps
@@ -150,7 +149,7 @@ class BucketWriter:
         root: CID,
         version: int,
         store: BlobStore,
-        registry: SqliteRegistry,
+        registry: Registry,
         blocks: BlockReader,
         on_commit: Callable[[str, CID, int], None],
         on_retire: Callable[[BucketWriter], None],

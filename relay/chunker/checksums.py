@@ -26,10 +26,11 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import cache
+from types import ModuleType
 from typing import Final, Protocol
 
 import xxhash
-from awscrt import checksums as crt
 
 
 class Checksum(enum.Enum):
@@ -62,7 +63,7 @@ class Checksum(enum.Enum):
 
     @property
     def is_crc(self) -> bool:
-        return self in _CRC_FUNCTIONS
+        return self in _CRCS
 
 
 class ChecksumType(enum.Enum):
@@ -99,16 +100,27 @@ _OTHER_HASHERS: Final[dict[Checksum, Callable[[], Hasher]]] = {
     Checksum.XXHASH3: xxhash.xxh3_64,
     Checksum.XXHASH128: xxhash.xxh3_128,
 }
-_CRC_FUNCTIONS: Final[dict[Checksum, Callable[[bytes, int], int]]] = {
-    Checksum.CRC32: crt.crc32,
-    Checksum.CRC32C: crt.crc32c,
-    Checksum.CRC64NVME: crt.crc64nvme,
-}
-_CRC_COMBINE: Final[dict[Checksum, Callable[[int, int, int], int]]] = {
-    Checksum.CRC32: crt.combine_crc32,
-    Checksum.CRC32C: crt.combine_crc32c,
-    Checksum.CRC64NVME: crt.combine_crc64nvme,
-}
+_CRCS: Final = frozenset({Checksum.CRC32, Checksum.CRC32C, Checksum.CRC64NVME})
+
+
+@cache
+def _crt() -> ModuleType:
+    """awscrt's checksums, loaded on the first CRC asked for: the C runtime holds ~7 MiB,
+    which a server whose clients send no CRC (s5cmd, the aws CLI's defaults) never pays."""
+    import awscrt.checksums
+
+    module: ModuleType = awscrt.checksums
+    return module
+
+
+def _crc_function(kind: Checksum) -> Callable[[bytes, int], int]:
+    extend: Callable[[bytes, int], int] = getattr(_crt(), kind.value)
+    return extend
+
+
+def _crc_combine(kind: Checksum) -> Callable[[int, int, int], int]:
+    merge: Callable[[int, int, int], int] = getattr(_crt(), f"combine_{kind.value}")
+    return merge
 
 
 def allowed_types(kind: Checksum) -> frozenset[ChecksumType]:
@@ -129,7 +141,7 @@ class _Crc:
     """A CRC as running state with a hashlib-like face."""
 
     def __init__(self, kind: Checksum) -> None:
-        self._extend = _CRC_FUNCTIONS[kind]
+        self._extend = _crc_function(kind)
         self._size = kind.digest_size
         self._value = 0
 
@@ -155,7 +167,7 @@ def checksum_of(kind: Checksum, data: bytes) -> bytes:
 
 def combine(kind: Checksum, parts: Sequence[tuple[bytes, int]]) -> bytes:
     """The CRC of the concatenation of parts given as (CRC, length): FULL_OBJECT."""
-    merge = _CRC_COMBINE[kind]
+    merge = _crc_combine(kind)
     value = 0
     for index, (digest, length) in enumerate(parts):
         crc = int.from_bytes(digest, "big")

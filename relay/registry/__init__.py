@@ -1,4 +1,8 @@
-"""Bucket roots, commit history, block locations, multipart state, location claims."""
+"""Bucket roots, commit history, block locations, multipart state, location claims.
+
+``Registry`` (``base``) is what relay asks of one; ``SqliteRegistry`` is the embedded one.
+Callers type against ``Registry``, so another database can stand behind it.
+"""
 
 from relay.registry.base import (
     BlockLocation,
@@ -10,9 +14,12 @@ from relay.registry.base import (
     CommitRecord,
     CompletedUploadRecord,
     PartRecord,
+    Reach,
+    Registry,
     RegistryError,
     UploadMissing,
     UploadRecord,
+    now_ms,
 )
 from relay.registry.sqlite import SqliteRegistry, open_sqlite_registry
 
@@ -26,9 +33,12 @@ __all__ = [
     "CommitRecord",
     "CompletedUploadRecord",
     "PartRecord",
+    "Reach",
+    "Registry",
     "RegistryError",
     "SqliteRegistry",
     "UploadMissing",
     "UploadRecord",
+    "now_ms",
     "open_sqlite_registry",
 ]

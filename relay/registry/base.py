@@ -11,8 +11,10 @@ and lives in the blob store.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from relay.ipld.cid import CID
 
@@ -139,3 +141,78 @@ class Claim:
     url: str
     offset: int | None = None
     length: int | None = None
+
+
+def now_ms() -> int:
+    """The registry's clock: milliseconds since the epoch (commit times, part dates)."""
+    return time.time_ns() // 1_000_000
+
+
+class Registry(Protocol):
+    """What relay asks of a registry, whatever the database behind it.
+
+    Every method is a transaction of its own and durable when it returns (a crash after
+    it cannot undo it), so a caller may acknowledge what it recorded. ``commit`` is the
+    one compare-and-swap: the bucket's root moves only from ``expected_version``, with the
+    commit log row, the block locations and what the commit reaches, all or nothing.
+    ``SqliteRegistry`` (``relay.registry.sqlite``) is the embedded one.
+    """
+
+    async def ping(self) -> None: ...
+
+    # buckets
+    async def create_bucket(self, name: str, owner: str, root: CID) -> BucketRecord: ...
+    async def delete_bucket(self, name: str, *, expected_version: int) -> None: ...
+    async def get_bucket(self, name: str) -> BucketRecord | None: ...
+    async def list_buckets(self) -> list[BucketRecord]: ...
+
+    # commits and the blocks they wrote
+    async def commit(
+        self,
+        bucket: str,
+        *,
+        expected_version: int,
+        root: CID,
+        car: bytes | None,
+        locations: Sequence[BlockLocation],
+        puts: int,
+        deletes: int,
+        reach: Reach = ...,
+    ) -> CommitRecord: ...
+    async def commit_log(
+        self, bucket: str, *, newest_first: bool = True, limit: int | None = None
+    ) -> list[CommitRecord]: ...
+    async def root_at(self, bucket: str, version: int) -> CID | None: ...
+    async def find_block(self, block: bytes) -> BlockLocation | None: ...
+    async def find_blocks(self, blocks: Iterable[bytes]) -> dict[bytes, BlockLocation]: ...
+
+    # what each bucket reaches (roundabout's require_auth)
+    async def content_reachable(
+        self, content: bytes, *, owners: Collection[str], buckets: Collection[str] = ()
+    ) -> bool: ...
+    async def record_reach(self, bucket: str, reach: Reach) -> None: ...
+    async def reach_backfill_pending(self) -> bool: ...
+    async def finish_reach_backfill(self) -> None: ...
+
+    # multipart uploads
+    async def create_upload(
+        self, upload_id: str, bucket: str, key: str, owner: str, request: bytes
+    ) -> UploadRecord: ...
+    async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+    async def list_uploads(
+        self, bucket: str, *, after_key: str = "", after_upload_id: str = "", limit: int = 1000
+    ) -> list[UploadRecord]: ...
+    async def put_part(self, part: PartRecord) -> None: ...
+    async def list_parts(
+        self, upload_id: str, *, after_part: int = 0, limit: int = 10_000
+    ) -> list[PartRecord]: ...
+    async def delete_upload(self, upload_id: str) -> bool: ...
+
+    # location claims
+    async def add_claims(self, claims: Sequence[Claim]) -> None: ...
+    async def claims_for(self, content: bytes) -> list[Claim]: ...
+    async def all_claims(
+        self, *, after: tuple[bytes, str] = (b"", ""), limit: int = 10_000
+    ) -> list[Claim]: ...
+
+    async def aclose(self) -> None: ...

@@ -33,7 +33,6 @@ manifest, kept for a while so that a retried CompleteMultipartUpload gets the sa
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,6 +56,7 @@ from relay.registry.base import (
     RegistryError,
     UploadMissing,
     UploadRecord,
+    now_ms,
 )
 
 T = TypeVar("T")
@@ -214,11 +214,7 @@ def _upload(row: tuple[str, str, bytes, str, int, bytes]) -> UploadRecord:
     return UploadRecord(upload_id, bucket, key.decode("utf-8"), owner, created_ms, request)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class SqliteRegistry:
+class SqliteRegistry:  # implements relay.registry.base.Registry
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer = _connect(path)

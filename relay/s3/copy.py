@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from relay.bucket import Manifest
 from relay.http import Response
-from relay.registry.sqlite import now_ms
+from relay.registry.base import now_ms
 from relay.s3 import checksums, conditions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, xml_response

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 import trio
@@ -14,19 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.http import Exchange, Request, Response
 from relay.ipld import multihash
 from relay.lru import LruCache
-from relay.observe import (
-    AdminApp,
-    CacheReading,
-    InstrumentedStore,
-    Metrics,
-    ReadinessCheck,
-    Readings,
-    RequestLog,
-    configure_logging,
-    format_json,
-    format_text,
-    record_of,
-)
+from relay.observe import RequestLog, configure_logging, format_json, format_text, record_of
+from relay.observe.admin import AdminApp, ReadinessCheck
+from relay.observe.metrics import CacheReading, Metrics, Readings
+from relay.observe.store import InstrumentedStore
 from relay.store import BlobNotFound, MemoryBlobStore
 
 
@@ -225,3 +218,24 @@ async def test_a_readiness_check_that_hangs_is_not_ready_after_its_timeout(
     answer = await app.handle(admin_request("/health/ready"), None)  # type: ignore[arg-type]
     assert answer.status == 503
     assert answer.body == b"not ready: registry: no answer within 5 s\n"
+
+
+def test_the_dashboard_queries_only_metrics_relay_exports() -> None:
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "ops" / "grafana-dashboard.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\brelay_[a-z_]+", target["expr"])
+    }
+    metrics = Metrics(lambda: Readings(caches={"manifest": CacheReading(1, 1, 1)}))
+    # Labelled series exist once observed: one request that received and sent bytes.
+    metrics.observe_request(
+        dataclasses.replace(record_of(exchange(operation="GetObject")), bytes_out=10)
+    )
+    metrics.observe_store("disk", "put", 0.001, "ok")
+    exported = {sample_name for sample_name, _ in samples(metrics.exposition())}
+    assert queried, "the dashboard has queries"
+    assert queried <= exported, sorted(queried - exported)
