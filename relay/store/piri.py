@@ -8,7 +8,7 @@ with the delegation piri printed (``config.delegation``), whose blocks ride alon
 request. The delegation must be addressed to relay's DID (checked at open: nothing else
 could work); whether it grants anything is piri's call, answered in a receipt.
 
-Writes (``put``), the protocol of ``relay.ucan.blob`` and /work/shared/PIRI.md:
+Writes (``put``), the protocol of ``relay.ucan.blob`` and ``../shared/PIRI.md``:
 
 1. ``blob/allocate`` of the blob's multihash and size into ``config.space`` (relay's own
    DID by default). The ``cause`` is a ``space/blob/add`` invocation relay issues to itself,
