@@ -234,7 +234,8 @@ async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response
         )
         if upload.key.startswith(prefix) and (not upload.owner or upload.owner == ctx.owner)
     ]
-    truncated = len(uploads) > max_uploads
+    # max-uploads=0 asks for no uploads, and S3 then says nothing is left out.
+    truncated = max_uploads > 0 and len(uploads) > max_uploads
     uploads = uploads[:max_uploads]
     body = (
         element("Bucket", endpoint.bucket)

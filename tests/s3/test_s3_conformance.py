@@ -120,6 +120,15 @@ async def test_multipart_uploads_are_url_encoded_only_when_asked(engine: Engine)
     assert b"<EncodingType>url</EncodingType>" in encoded
 
 
+async def test_max_uploads_zero_is_an_empty_page_that_is_not_truncated(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    await ok(app, "POST", "/photos/a?uploads")
+    listing = await ok(app, "GET", "/photos?uploads&max-uploads=0")
+    assert b"<IsTruncated>false</IsTruncated>" in listing
+    assert b"<Upload>" not in listing
+
+
 async def test_an_empty_continuation_token_starts_the_listing(engine: Engine) -> None:
     app = S3App(engine, KEYS)
     await ok(app, "PUT", "/photos")
