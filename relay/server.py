@@ -58,6 +58,9 @@ def _readings(engine: Engine, activity: HttpActivity) -> Readings:
         commit_seconds=statistics.commit_seconds,
         upload_buffers_in_use=buffers.in_use,
         upload_buffers_capacity=buffers.capacity,
+        upload_spilled_bytes=buffers.spilled_bytes,
+        upload_spills=buffers.spills,
+        upload_evictions=buffers.evictions,
         caches={
             name: CacheReading(hits, misses, memory)
             for name, (hits, misses, memory) in engine.blocks.cache_figures().items()

@@ -72,6 +72,9 @@ class Readings:
     commit_seconds: float = 0.0
     upload_buffers_in_use: int = 0
     upload_buffers_capacity: int = 0
+    upload_spilled_bytes: int = 0  # the pool's budget held by stalled uploads' copies
+    upload_spills: int = 0
+    upload_evictions: int = 0  # stalled uploads ended (400 RequestTimeout) to make room
     caches: Mapping[str, CacheReading] = field(default_factory=dict)
 
 
@@ -112,6 +115,21 @@ class _ReadingsCollector(Collector):
             "relay_upload_buffers_capacity",
             "chunk buffers the upload memory pool may hold",
             value=now.upload_buffers_capacity,
+        )
+        yield GaugeMetricFamily(
+            "relay_upload_spilled_bytes",
+            "upload memory held by stalled uploads' partial chunks (moved out of pooled buffers)",
+            value=now.upload_spilled_bytes,
+        )
+        yield CounterMetricFamily(
+            "relay_upload_spills",
+            "times a stalled upload's partial chunk was moved out of a pooled buffer",
+            value=now.upload_spills,
+        )
+        yield CounterMetricFamily(
+            "relay_upload_evictions",
+            "stalled uploads ended (400 RequestTimeout) to give moving ones memory",
+            value=now.upload_evictions,
         )
         hits = CounterMetricFamily(
             "relay_cache_hits", "lookups answered from memory", labels=["cache"]
