@@ -215,6 +215,39 @@ async def list_parts(ctx: Context, endpoint: ListParts) -> Response:
     return xml_response(200, document("ListPartsResult", body))
 
 
+# Uploads read from the registry per query while a page is gathered.
+UPLOADS_READ_PER_QUERY: Final = 1000
+
+
+async def _uploads_page(
+    ctx: Context, bucket: str, prefix: str, key_marker: str, upload_marker: str, wanted: int
+) -> list[Upload]:
+    """The caller's uploads under ``prefix`` after the markers, in (key, upload id) order:
+    ``wanted`` of them and one more if there is one (which says the page is truncated).
+    Read from the registry a batch at a time, starting at the prefix and stopping past it,
+    so neither other prefixes' uploads nor other owners' can crowd matches out."""
+    after_key, after_id = key_marker, upload_marker
+    if key_marker < prefix:
+        # From the prefix itself, its own uploads included ("\0" sorts before every id).
+        after_key, after_id = prefix, "\0"
+    found: list[Upload] = []
+    while len(found) <= wanted:
+        batch = await ctx.multipart.list_uploads(
+            bucket, key_marker=after_key, upload_id_marker=after_id, limit=UPLOADS_READ_PER_QUERY
+        )
+        for upload in batch:
+            if not upload.key.startswith(prefix):
+                return found  # keys are in order: past the prefix, nothing more matches
+            if not upload.owner or upload.owner == ctx.owner:
+                found.append(upload)
+                if len(found) > wanted:
+                    return found
+        if len(batch) < UPLOADS_READ_PER_QUERY:
+            return found
+        after_key, after_id = batch[-1].key, batch[-1].upload_id
+    return found
+
+
 async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
     query = ctx.query
@@ -224,16 +257,9 @@ async def list_uploads(ctx: Context, endpoint: ListMultipartUploads) -> Response
     max_uploads = parse_max_keys(query.get("max-uploads"))
     encoding_type = query.get("encoding-type")
     encode = encoder(encoding_type)
-    uploads = [
-        upload
-        for upload in await ctx.multipart.list_uploads(
-            endpoint.bucket,
-            key_marker=key_marker,
-            upload_id_marker=upload_marker,
-            limit=10_000,
-        )
-        if upload.key.startswith(prefix) and (not upload.owner or upload.owner == ctx.owner)
-    ]
+    uploads = await _uploads_page(
+        ctx, endpoint.bucket, prefix, key_marker, upload_marker, max_uploads
+    )
     # max-uploads=0 asks for no uploads, and S3 then says nothing is left out.
     truncated = max_uploads > 0 and len(uploads) > max_uploads
     uploads = uploads[:max_uploads]

@@ -17,10 +17,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from relay.bucket import Multipart, UploadRequest
 from relay.bucket.engine import Engine, open_engine
 from relay.http import Request, Response
 from relay.http.messages import request_from_h11
 from relay.registry import open_sqlite_registry
+from relay.s3 import multipart as s3_multipart
 from relay.s3.app import S3App
 from relay.sigv4 import sign_headers
 from relay.store import MemoryBlobStore
@@ -312,3 +314,46 @@ async def test_a_retried_complete_gets_the_first_answer(engine: Engine) -> None:
     assert b"<Code>NoSuchUpload</Code>" in await body_of(other)
     assert (await send(app, "PUT", f"{target}&partNumber=2", b"late")).status == 404
     assert (await send(app, "GET", target)).status == 404
+
+
+async def test_listing_uploads_pages_past_other_prefixes_and_owners(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read the registry two uploads at a time, so a page must be gathered across reads
+    # that hold other prefixes' and other owners' uploads (before: one read of 10,000,
+    # then a filter, which lost matches past it).
+    monkeypatch.setattr(s3_multipart, "UPLOADS_READ_PER_QUERY", 2)
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    for key in ("a/1", "a/2", "a/3", "b/1", "b/2", "b/3", "c/1"):
+        await ok(app, "POST", f"/photos/{key}?uploads")
+    await Multipart(engine).create("photos", "b/15", UploadRequest(), owner="bob")
+
+    def keys(listing: bytes) -> list[str]:
+        return [part.split(b"</Key>")[0].decode() for part in listing.split(b"<Key>")[1:]]
+
+    first = await ok(app, "GET", "/photos?uploads&prefix=b/&max-uploads=2")
+    assert keys(first) == ["b/1", "b/2"]
+    assert b"<IsTruncated>true</IsTruncated>" in first
+    rest = await ok(app, "GET", "/photos?uploads&prefix=b/&max-uploads=2&key-marker=b/2")
+    assert keys(rest) == ["b/3"]
+    assert b"<IsTruncated>false</IsTruncated>" in rest
+    everything = await ok(app, "GET", "/photos?uploads")
+    assert keys(everything) == ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3", "c/1"]
+    assert (await ok(app, "GET", "/photos?uploads&key-marker=z")).count(b"<Upload>") == 0
+
+
+@pytest.mark.slow
+async def test_listing_uploads_finds_a_prefix_behind_ten_thousand_others(engine: Engine) -> None:
+    # Before: one registry read of 10,000 uploads, then a filter by prefix: uploads under
+    # a prefix that sorts after 10,000 others were never listed.
+    app = S3App(engine, KEYS)
+    await ok(app, "PUT", "/photos")
+    request = UploadRequest().encode()
+    for number in range(10_001):
+        await engine.registry.create_upload(
+            f"id{number:05d}", "photos", f"a/{number:05d}", "bob", request
+        )
+    await ok(app, "POST", "/photos/b/1?uploads")
+    listing = await ok(app, "GET", "/photos?uploads&prefix=b/")
+    assert b"<Key>b/1</Key>" in listing
