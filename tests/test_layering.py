@@ -143,18 +143,21 @@ def test_the_engine_knows_no_http_or_s3(module: str) -> None:
     assert offending(module, ["relay.s3", "relay.http", "relay.roundabout"]) == []
 
 
-def test_a_disk_store_server_does_not_load_the_piri_stack() -> None:
-    # The UCAN stack brings cryptography (~10 MiB resident); only a piri store needs it.
+def loaded_by_a_plain_server(modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` a disk-store server with default settings has imported."""
     probe = (
         "import sys, relay.cli, relay.server, relay.storage, relay.s3.app, relay.config;"
         " relay.config.load_config(environ={});"
-        " print(sorted(m for m in ('cryptography', 'relay.ucan', 'relay.store.piri')"
-        " if m in sys.modules))"
+        f" print(sorted(m for m in {modules!r} if m in sys.modules))"
     )
-    loaded = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert loaded == "[]"
+
+
+def test_a_disk_store_server_does_not_load_the_piri_stack() -> None:
+    # The UCAN stack brings cryptography (~10 MiB resident); only a piri store needs it.
+    assert loaded_by_a_plain_server(("cryptography", "relay.ucan", "relay.store.piri")) == "[]"
 
 
 # What each of relay's top-level packages and modules may import of relay's own (the table
@@ -280,12 +283,4 @@ def test_a_plain_server_does_not_load_what_only_some_requests_need() -> None:
     # Each is several MiB resident, against the 100 MiB peak-RSS goal: prometheus-client
     # (only with an admin listener), awscrt (only once a client asks for a CRC), tqdm (only
     # for a CLI progress bar).
-    probe = (
-        "import sys, relay.cli, relay.server, relay.storage, relay.s3.app, relay.config;"
-        " relay.config.load_config(environ={});"
-        " print(sorted(m for m in ('prometheus_client', 'awscrt', 'tqdm') if m in sys.modules))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == "[]"
+    assert loaded_by_a_plain_server(("prometheus_client", "awscrt", "tqdm")) == "[]"
