@@ -174,14 +174,19 @@ def run(max_connections: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _random_file(path: Path, size: int) -> Path:
+    """``size`` random bytes (whole MiB) at ``path``, written a MiB at a time."""
+    with path.open("wb") as out:
+        for _ in range(size // MIB):
+            out.write(os.urandom(MIB))
+    return path
+
+
 def run_fast(count: int, size: int) -> dict[str, Any]:
     """`count` concurrent PUTs of `size` bytes each (from one file): the server's peak RSS,
     to check that fair uploads cost fast ones no memory."""
     with tempfile.TemporaryDirectory(prefix="relay-fast-uploads-") as workdir:
-        source = Path(workdir) / "body"
-        with source.open("wb") as out:
-            for _ in range(size // MIB):
-                out.write(os.urandom(MIB))
+        source = _random_file(Path(workdir) / "body", size)
         server = Server(PEERS["relay"], Path(workdir))
         try:
             client = _client(server)
@@ -219,10 +224,7 @@ def run_fast(count: int, size: int) -> dict[str, Any]:
 def run_curl(size: int, rounds: int) -> dict[str, Any]:
     """One PUT of `size` bytes at a time from curl (a fast C client): MB/s per round."""
     with tempfile.TemporaryDirectory(prefix="relay-curl-") as workdir:
-        source = Path(workdir) / "body"
-        with source.open("wb") as out:
-            for _ in range(size // MIB):
-                out.write(os.urandom(MIB))
+        source = _random_file(Path(workdir) / "body", size)
         server = Server(PEERS["relay"], Path(workdir))
         try:
             client = _client(server)

@@ -401,7 +401,7 @@ class _Connection:
                 started,
                 began,
                 request.method,
-                dict(request.headers).get("user-agent", ""),
+                next((value for name, value in request.headers if name == "user-agent"), ""),
                 body.bytes_received,
             )
 
