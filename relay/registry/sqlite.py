@@ -61,7 +61,7 @@ from relay.registry.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -132,6 +132,12 @@ CREATE TABLE IF NOT EXISTS bucket_reach (
     PRIMARY KEY (bucket, content)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bucket_reach_by_content ON bucket_reach (content, bucket);
+CREATE TABLE IF NOT EXISTS bucket_settings (
+    bucket TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (bucket, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS body_parts (
     blob BLOB NOT NULL,
     body BLOB NOT NULL,
@@ -156,10 +162,17 @@ def _upgrade_2_to_3(db: sqlite3.Connection) -> None:
     pass
 
 
+def _upgrade_3_to_4(db: sqlite3.Connection) -> None:
+    # Version 4 adds bucket_settings (a bucket's policy, ACL, CORS rules...), which _SCHEMA
+    # creates empty: no bucket had any before.
+    pass
+
+
 # version → the step that upgrades a file of that version to the next one
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _upgrade_1_to_2,
     2: _upgrade_2_to_3,
+    3: _upgrade_3_to_4,
 }
 
 
@@ -288,6 +301,32 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
                 raise BucketMissing(name)
             db.execute("DELETE FROM commits WHERE bucket = ?", (name,))
             db.execute("DELETE FROM bucket_reach WHERE bucket = ?", (name,))
+            db.execute("DELETE FROM bucket_settings WHERE bucket = ?", (name,))
+
+        await self._write(work)
+
+    async def get_bucket_settings(self, bucket: str) -> dict[str, bytes]:
+        def work(db: sqlite3.Connection) -> dict[str, bytes]:
+            rows = db.execute(
+                "SELECT name, value FROM bucket_settings WHERE bucket = ?", (bucket,)
+            ).fetchall()
+            return {str(name): bytes(value) for name, value in rows}
+
+        return await self._read(work)
+
+    async def put_bucket_setting(self, bucket: str, name: str, value: bytes | None) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,)).fetchone() is None:
+                raise BucketMissing(bucket)
+            if value is None:
+                db.execute(
+                    "DELETE FROM bucket_settings WHERE bucket = ? AND name = ?", (bucket, name)
+                )
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO bucket_settings (bucket, name, value) VALUES (?, ?, ?)",
+                    (bucket, name, value),
+                )
 
         await self._write(work)
 

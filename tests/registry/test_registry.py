@@ -259,3 +259,27 @@ async def test_claims_are_recorded_idempotently_and_listed_in_order(tmp_path: Pa
         assert page == [ranged, first]
         rest = await registry.all_claims(after=(page[-1].content, page[-1].url))
         assert rest == [other]
+
+
+async def test_bucket_settings_are_kept_per_name_and_go_with_the_bucket(
+    registry: SqliteRegistry,
+) -> None:
+    await registry.create_bucket("a", "owner", root("empty"))
+    await registry.create_bucket("b", "owner", root("empty"))
+    await registry.put_bucket_setting("a", "policy", b'{"Version": "2012-10-17"}')
+    await registry.put_bucket_setting("a", "cors", b"<CORSConfiguration/>")
+    await registry.put_bucket_setting("a", "cors", b"<CORSConfiguration></CORSConfiguration>")
+    assert await registry.get_bucket_settings("a") == {
+        "policy": b'{"Version": "2012-10-17"}',
+        "cors": b"<CORSConfiguration></CORSConfiguration>",
+    }
+    assert await registry.get_bucket_settings("b") == {}
+    await registry.put_bucket_setting("a", "policy", None)
+    assert await registry.get_bucket_settings("a") == {
+        "cors": b"<CORSConfiguration></CORSConfiguration>"
+    }
+    with pytest.raises(BucketMissing):
+        await registry.put_bucket_setting("nope", "cors", b"x")
+    await registry.delete_bucket("a", expected_version=0)
+    await registry.create_bucket("a", "owner", root("empty"))
+    assert await registry.get_bucket_settings("a") == {}

@@ -39,6 +39,7 @@ def downgrade_to_version_1(path: Path) -> None:
         db.executescript(
             "DROP INDEX bucket_reach_by_content; DROP TABLE bucket_reach; DROP TABLE body_parts;"
             " DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
+            " DROP TABLE bucket_settings;"
             " UPDATE meta SET value = '1' WHERE key = 'schema_version';"
         )
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -79,7 +80,7 @@ async def test_a_version_1_registry_is_upgraded_and_its_objects_backfilled(tmp_p
     downgrade_to_version_1(path)
 
     async with open_sqlite_registry(path) as registry:
-        assert schema_version(path) == str(SCHEMA_VERSION) == "3"
+        assert schema_version(path) == str(SCHEMA_VERSION) == "4"
         assert await registry.reach_backfill_pending()
         # commit CARs come from the commit log at once; objects need the blob store
         for car in cars:
@@ -101,7 +102,7 @@ async def test_opening_an_upgraded_registry_again_changes_nothing(tmp_path: Path
         assert not await registry.reach_backfill_pending()  # a new file has nothing to fill
     async with open_sqlite_registry(path) as registry:
         assert not await registry.reach_backfill_pending()
-    assert schema_version(path) == "3"
+    assert schema_version(path) == "4"
 
 
 def downgrade_to_version_2(path: Path) -> None:
@@ -110,6 +111,7 @@ def downgrade_to_version_2(path: Path) -> None:
     try:
         db.executescript(
             "DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
+            " DROP TABLE bucket_settings;"
             " UPDATE meta SET value = '2' WHERE key = 'schema_version';"
         )
     finally:
@@ -129,7 +131,7 @@ async def test_a_version_2_registry_is_upgraded_and_its_open_uploads_complete(
     downgrade_to_version_2(path)
 
     async with open_sqlite_registry(path) as registry, open_engine(store, registry) as engine:
-        assert schema_version(path) == "3"
+        assert schema_version(path) == "4"
         uploads = Multipart(engine)
         upload = await uploads.get("alices", "k", upload.upload_id)
         manifest = await uploads.complete(upload, [(1, part.etag)])
@@ -142,9 +144,9 @@ async def test_a_registry_from_a_newer_relay_is_refused(tmp_path: Path) -> None:
     async with open_sqlite_registry(path):
         pass
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(RegistryError, match="schema version 4"):
+    with pytest.raises(RegistryError, match="schema version 99"):
         async with open_sqlite_registry(path):
             pass
