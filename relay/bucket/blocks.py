@@ -105,28 +105,39 @@ class BlockReader:
         self._file_nodes: LruCache[CID, FileNode] = LruCache(
             file_node_cache_bytes, file_node_memory
         )
-        self._pinned_nodes: dict[CID, Node] = {}
+        self._pinned_nodes: dict[CID, tuple[Node, int]] = {}
         self._fetches = 0
 
     # -- uncommitted blocks --------------------------------------------------------------
 
     def pin_nodes(self, nodes: dict[CID, Node]) -> None:
-        self._pinned_nodes.update(nodes)
+        # Counted: two batches (a batch and its rebase) can make the same node.
+        for cid, node in nodes.items():
+            held = self._pinned_nodes.get(cid)
+            self._pinned_nodes[cid] = (node, 1 if held is None else held[1] + 1)
 
     def unpin_nodes(self, cids: Iterable[CID], *, committed: bool) -> None:
         for cid in cids:
-            node = self._pinned_nodes.pop(cid, None)
-            if committed and node is not None:
+            held = self._pinned_nodes.get(cid)
+            if held is None:
+                continue
+            node, count = held
+            if count > 1:
+                self._pinned_nodes[cid] = (node, count - 1)
+                continue
+            del self._pinned_nodes[cid]
+            if committed:
                 self.nodes.put(node)
 
     # -- loaders for the pure cores ------------------------------------------------------
 
     def node_nowait(self, cid: CID) -> Node:
-        node = self._pinned_nodes.get(cid)
+        held = self._pinned_nodes.get(cid)
+        if held is not None:
+            return held[0]
+        node = self.nodes.get(cid)
         if node is None:
-            node = self.nodes.get(cid)
-            if node is None:
-                raise MissingBlock(cid)
+            raise MissingBlock(cid)
         return node
 
     def file_node_nowait(self, cid: CID) -> FileNode:
@@ -188,7 +199,8 @@ class BlockReader:
             level = below[:PREFETCH_WIDTH]
 
     def _cached_node(self, cid: CID) -> Node | None:
-        return self._pinned_nodes.get(cid) or self.nodes.get(cid)
+        held = self._pinned_nodes.get(cid)
+        return held[0] if held is not None else self.nodes.get(cid)
 
     async def fetch_file_node(self, cid: CID) -> FileNode:
         node = self._file_nodes.get(cid)

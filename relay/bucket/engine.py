@@ -165,6 +165,8 @@ class EngineStatistics:
     commit_batches: int = 0
     commit_mutations: int = 0
     commit_seconds: float = 0.0
+    # Batches applied again because another process committed the bucket first.
+    commit_rebases: int = 0
 
 
 def key_bytes(key: str) -> bytes:
@@ -204,31 +206,36 @@ class Engine:
         )
         self._buckets: dict[str, _BucketState] = {}
         self._commit_totals = CommitTotals()
-        self._loading: dict[str, trio.Event] = {}
         # bucket -> (the cursor of the page being read ahead, set when it is warm)
         self._read_aheads: dict[str, tuple[bytes, trio.Event]] = {}
 
     # -- buckets -------------------------------------------------------------------------
 
     async def _state(self, bucket: str) -> _BucketState:
+        """The bucket as committed now: its record and root, never older than any write
+        acknowledged (by any process sharing the registry) before this call. The
+        registry's ``bucket_head`` is the cheap check (SQLite: one PRAGMA on the trio
+        thread when nothing changed); this process's own commits arrive via the writer."""
+        head = await self.registry.bucket_head(bucket)
+        if head is None:
+            self._forget_bucket(bucket)
+            raise NoSuchBucket(bucket)
         state = self._buckets.get(bucket)
-        if state is not None:
-            return state
-        # One registry read per bucket, however many requests arrive for it at once.
-        loading = self._loading.get(bucket)
-        if loading is not None:
-            await loading.wait()
-            return await self._state(bucket)
-        self._loading[bucket] = loading = trio.Event()
-        try:
-            record = await self.registry.get_bucket(bucket)
-            if record is None:
-                raise NoSuchBucket(bucket)
-            state = self._buckets[bucket] = _BucketState(record, record.root, record.version)
-            return state
-        finally:
-            del self._loading[bucket]
-            loading.set()
+        if state is not None and state.record.created_ms != head.created_ms:
+            # Deleted and created again by another process: a new bucket of the same name.
+            self._forget_bucket(bucket)
+            state = None
+        if state is None:
+            state = self._buckets.setdefault(bucket, _BucketState(head, head.root, head.version))
+        if head.version > state.version:
+            state.root = head.root
+            state.version = head.version
+        return state
+
+    def _forget_bucket(self, bucket: str) -> None:
+        state = self._buckets.pop(bucket, None)
+        if state is not None and state.writer is not None:
+            state.writer.stop_taking()
 
     async def create_bucket(self, name: str, owner: str = "") -> BucketRecord:
         try:
@@ -265,7 +272,7 @@ class Engine:
 
     def _on_commit(self, bucket: str, root: CID, version: int) -> None:
         state = self._buckets.get(bucket)
-        if state is not None:
+        if state is not None and version > state.version:
             state.root = root
             state.version = version
 
@@ -698,6 +705,7 @@ class Engine:
             totals.batches,
             totals.mutations,
             totals.seconds,
+            totals.rebases,
         )
 
 

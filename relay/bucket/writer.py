@@ -20,9 +20,21 @@ The writer runs two stages joined by a channel of one slot:
    the new root to readers, and only then wakes each waiter with its own result.
 
 While batch N is being committed, batch N+1 is applied on top of N's root (pipelining);
-commits happen in order because one task commits. If committing N fails, N's waiters get
-the error, every batch applied on top of N is failed with ``CommitAborted`` (nothing of
-them is visible; clients retry), and the head falls back to the last committed root.
+commits happen in order because one task commits.
+
+Several processes (workers, hosts) may write one bucket, each with its own writer, so the
+registry's compare-and-swap on the bucket's version decides. A commit stage whose swap
+loses (``CommitConflict``: another process committed first) *rebases* the batch: it
+reads the bucket's current root from the registry, applies the same mutations again on
+top of it — preconditions and updates decided again against the new state, in the same
+order — and commits that, until it wins (``MAX_REBASES`` bounds a pathological race; past
+it the waiters get a retryable ``CommitAborted``). A batch applied on a root that is no
+longer the committed one (the batch before it was rebased or failed) is rebased the same
+way before it commits, so one failure costs its own waiters only. Verdicts are confirmed
+too: a batch that changes nothing (deletes of absent keys, refused preconditions) is
+acknowledged only after the registry confirms its base root is still the bucket's root.
+So every acknowledged effect — and every 412 — was decided against the bucket's state at
+its commit, and each bucket's commit log is one line whatever the number of writers.
 
 N concurrent writes therefore cost one fsync round and one registry transaction per
 batch, not per object: that is what makes ``aws s3 sync`` of many small files fast.
@@ -32,6 +44,7 @@ one. Readers never wait for the writer: they read the last *committed* root.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,7 +62,7 @@ from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import apply as mst_apply
 from relay.mst import get as mst_get
-from relay.registry.base import BlockLocation, Reach, Registry
+from relay.registry.base import BlockLocation, CommitConflict, CommitRecord, Reach, Registry
 from relay.store.base import BlobStore
 
 # A batch of a thousand small objects makes a commit CAR of a few hundred KiB and keeps
@@ -57,6 +70,12 @@ from relay.store.base import BlobStore
 DEFAULT_MAX_BATCH: Final = 1000
 DEFAULT_IDLE_SECONDS: Final = 30.0
 PIPELINE_DEPTH: Final = 2
+# Losing the compare-and-swap this many times in a row for one batch means a storm of
+# writers on one bucket; the waiters get a retryable error rather than waiting forever.
+MAX_REBASES: Final = 64
+# After a few losses in a row, back off a random moment up to this long, so two writers
+# that keep colliding stop doing so in lockstep.
+REBASE_BACKOFF_SECONDS: Final = 0.01
 
 Precondition = Callable[[Manifest | None], None]
 # A change computed from the key's current manifest at the moment the writer applies it
@@ -111,7 +130,8 @@ class DropBucket:
 
 @dataclass(eq=False)
 class _Batch:
-    epoch: int
+    base: CID  # the root the batch was applied on top of
+    mutations: list[Mutation]  # as submitted, in order: what a rebase applies again
     root: CID
     accepted: list[Mutation]
     rejected: list[Mutation]
@@ -130,6 +150,8 @@ class CommitTotals:
     batches: int = 0
     mutations: int = 0
     seconds: float = 0.0
+    # Batches applied again because another process committed the bucket first.
+    rebases: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +191,10 @@ class BucketWriter:
         self.committed_root = root
         self.committed_version = version
         self._head = root
-        self._epoch = 0
+        # Nodes of batches rebased away or failed. The batch applied behind one may still
+        # be reading them (its apply began on the old head), so they are released only
+        # when the next batch's commit is done, by which time that apply has finished.
+        self._stale_nodes: list[CID] = []
         # One batch committing and one applied ahead of it: that is the pipeline.
         self._pipeline_slots = trio.Semaphore(PIPELINE_DEPTH)
         # Submitters block on a full queue: that is the backpressure on writers.
@@ -181,6 +206,12 @@ class BucketWriter:
     async def submit(self, item: Mutation | DropBucket) -> None:
         """Queue ``item``; raises ``trio.BrokenResourceError`` if the writer retired."""
         await self._submit.send(item)
+
+    def stop_taking(self) -> None:
+        """Take no more submissions (the bucket was deleted and created again elsewhere):
+        a submitter goes to a new writer; what is queued is still committed (rebased on
+        the bucket as it is), then this writer retires."""
+        self._submit.close()
 
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(
@@ -228,7 +259,11 @@ class BucketWriter:
     async def _serve_applies(self, send_batch: trio.MemorySendChannel[_Batch | DropBucket]) -> None:
         while True:
             with trio.move_on_after(self._idle_seconds) as idle:
-                first = await self._queue.receive()
+                try:
+                    first = await self._queue.receive()
+                except trio.EndOfChannel:  # stop_taking: drained
+                    self._on_retire(self)
+                    return
             if idle.cancelled_caught:
                 if self._pipeline_slots.value == PIPELINE_DEPTH:  # nothing in flight
                     # Retire: the engine forgets this writer first, so the next
@@ -295,12 +330,23 @@ class BucketWriter:
         return None if value is None else await self._blocks.manifest(value)
 
     async def _apply(self, batch: list[Mutation]) -> _Batch:
-        root = self._head
-        epoch = self._epoch
+        base = self._head
+        applied = await self._apply_on(base, batch)
+        # Unless the commit stage moved the head meanwhile (a rebase or a failure made
+        # ``base`` stale; this batch will be rebased when it commits), the next batch
+        # builds on this one.
+        if self._head == base:
+            self._head = applied.root
+        return applied
+
+    async def _apply_on(self, root: CID, batch: list[Mutation]) -> _Batch:
+        """Decide and apply ``batch`` on top of ``root``: pure but for the block reader's
+        caches (new nodes pinned until committed or dropped). Run again by a rebase."""
         staged: dict[bytes, Mutation] = {}
         accepted: list[Mutation] = []
         rejected: list[Mutation] = []
         for mutation in batch:
+            mutation.error = None
             if mutation.precondition is not None or mutation.update is not None:
                 current = await self._current(root, mutation.key, staged)
                 try:
@@ -315,8 +361,6 @@ class BucketWriter:
                     continue
             staged[mutation.key] = mutation
             accepted.append(mutation)
-        if self._epoch != epoch:
-            raise CommitAborted("an earlier commit of this bucket failed")
         changes = [(key, None if m.block is None else m.block.cid) for key, m in staged.items()]
         result = await self._blocks.run_with_nodes(lambda load: mst_apply(root, changes, load))
         car: bytes | None = None
@@ -341,10 +385,11 @@ class BucketWriter:
         for mutation in staged.values():
             if mutation.block is not None and mutation.manifest is not None:
                 self._blocks.remember_manifest(mutation.block.cid, mutation.manifest)
-        self._head = result.root
         deletes = sum(1 for m in staged.values() if m.manifest is None)
         reach = batch_reach(staged.values())
-        return _Batch(epoch, result.root, accepted, rejected, car, locations, nodes, deletes, reach)
+        return _Batch(
+            root, batch, result.root, accepted, rejected, car, locations, nodes, deletes, reach
+        )
 
     # -- stage 2: commit -----------------------------------------------------------------
 
@@ -361,62 +406,119 @@ class BucketWriter:
                 finally:
                     self._pipeline_slots.release()
 
+    async def _catch_up(self) -> None:
+        """Adopt the bucket's committed root from the registry (another process moved it)."""
+        record = await self._registry.get_bucket(self.name)
+        if record is None:
+            raise NoSuchBucket(self.name)
+        self.committed_root = record.root
+        self.committed_version = record.version
+        self._on_commit(self.name, record.root, record.version)
+
+    async def _rebase(self, batch: _Batch) -> _Batch:
+        self._stale_nodes.extend(batch.nodes)
+        self._totals.rebases += 1
+        return await self._apply_on(self.committed_root, batch.mutations)
+
     async def _commit(self, batch: _Batch) -> None:
-        for mutation in batch.rejected:
-            mutation.finish(error=mutation.error)  # its precondition's verdict
-        if batch.epoch != self._epoch:
-            # Checked before the no-change case: "nothing changed" was judged against a
-            # head that no longer exists (a delete of a key the failed batch deleted
-            # would otherwise be acknowledged while the key is still there).
-            self._blocks.unpin_nodes(batch.nodes, committed=False)
-            aborted = CommitAborted("an earlier commit of this bucket failed; retry")
-            for mutation in batch.accepted:
-                mutation.finish(error=aborted)
-            return
-        if batch.car is None:  # nothing changed (deletes of absent keys, all rejected)
-            for mutation in batch.accepted:
-                mutation.finish(version=self.committed_version)
-            return
-        started = time.perf_counter()
+        stale, self._stale_nodes = self._stale_nodes, []
         try:
+            await self._commit_one(batch)
+        finally:
+            self._blocks.unpin_nodes(stale, committed=False)
+
+    async def _commit_one(self, batch: _Batch) -> None:
+        applied_root = batch.root
+        try:
+            batch, record = await self._commit_until_won(batch)
+        except Exception as exc:
+            self._stale_nodes.extend(batch.nodes)
+            for mutation in batch.mutations:
+                mutation.finish(error=exc)
+            # Whatever was applied on top of this batch builds on nodes just dropped: the
+            # next batch starts from the committed root (the one in flight is rebased).
+            self._head = self.committed_root
+            return
+        if record is not None:
+            self.committed_root = batch.root
+            self.committed_version = record.version
+            self._blocks.unpin_nodes(batch.nodes, committed=True)
+            self._on_commit(self.name, batch.root, record.version)
+            self._batches_committed += 1
+            self._mutations_committed += len(batch.accepted)
+            self._largest_batch = max(self._largest_batch, len(batch.mutations))
+            self._totals.batches += 1
+            self._totals.mutations += len(batch.accepted)
+        else:  # nothing changed (deletes of absent keys, all refused): nothing to unpin
+            self._stale_nodes.extend(batch.nodes)
+        if batch.root != applied_root:
+            # Rebased: whatever was applied on top of the batch as first applied is stale;
+            # the next batch starts from the committed root.
+            self._head = self.committed_root
+        for mutation in batch.rejected:
+            mutation.finish(error=mutation.error)  # its precondition's verdict, now confirmed
+        for mutation in batch.accepted:
+            mutation.finish(version=self.committed_version)
+
+    async def _commit_until_won(self, batch: _Batch) -> tuple[_Batch, CommitRecord | None]:
+        """Commit ``batch`` (rebased as often as needed); None when it changes nothing and
+        the registry confirms the root it was decided on is still the bucket's root."""
+        losses = 0
+        while True:
+            if batch.base != self.committed_root:
+                batch = await self._rebase(batch)
+            if batch.car is None:
+                head = await self._registry.bucket_head(self.name)
+                if head is None:
+                    raise NoSuchBucket(self.name)
+                if head.version == self.committed_version:
+                    return batch, None
+                await self._catch_up()
+                continue
+            started = time.perf_counter()
             car_mh = multihash.sha2_256(batch.car)
             await self._store.put(car_mh, batch.car)
             await self._store.sync()
-            record = await self._registry.commit(
-                self.name,
-                expected_version=self.committed_version,
-                root=batch.root,
-                car=car_mh,
-                locations=batch.locations,
-                puts=len(batch.accepted) - batch.deletes,
-                deletes=batch.deletes,
-                reach=batch.reach,
-            )
-        except Exception as exc:
-            self._epoch += 1
-            self._head = self.committed_root
-            self._blocks.unpin_nodes(batch.nodes, committed=False)
-            for mutation in batch.accepted:
-                mutation.finish(error=exc)
-            return
-        self.committed_root = batch.root
-        self.committed_version = record.version
-        self._blocks.unpin_nodes(batch.nodes, committed=True)
-        self._on_commit(self.name, batch.root, record.version)
-        self._batches_committed += 1
-        self._mutations_committed += len(batch.accepted)
-        self._largest_batch = max(self._largest_batch, len(batch.accepted) + len(batch.rejected))
-        self._totals.batches += 1
-        self._totals.mutations += len(batch.accepted)
-        self._totals.seconds += time.perf_counter() - started
-        for mutation in batch.accepted:
-            mutation.finish(version=record.version)
+            try:
+                record = await self._registry.commit(
+                    self.name,
+                    expected_version=self.committed_version,
+                    root=batch.root,
+                    car=car_mh,
+                    locations=batch.locations,
+                    puts=len(batch.accepted) - batch.deletes,
+                    deletes=batch.deletes,
+                    reach=batch.reach,
+                )
+            except CommitConflict:
+                losses += 1
+                if losses > MAX_REBASES:
+                    raise CommitAborted(
+                        "the bucket is being written by too many processes at once; retry"
+                    ) from None
+                if losses > 2:
+                    await trio.sleep(random.uniform(0, REBASE_BACKOFF_SECONDS))
+                await self._catch_up()
+                continue
+            self._totals.seconds += time.perf_counter() - started
+            return batch, record
 
     async def _drop_bucket(self, request: DropBucket) -> None:
         try:
-            if self.committed_root != EMPTY_NODE.cid or self._head != self.committed_root:
-                raise BucketNotEmpty(self.name)
-            await self._registry.delete_bucket(self.name, expected_version=self.committed_version)
+            while True:
+                if self._head != self.committed_root:
+                    raise BucketNotEmpty(self.name)
+                await self._catch_up()  # emptiness is decided on the bucket as it is now
+                self._head = self.committed_root
+                if self.committed_root != EMPTY_NODE.cid:
+                    raise BucketNotEmpty(self.name)
+                try:
+                    await self._registry.delete_bucket(
+                        self.name, expected_version=self.committed_version
+                    )
+                    break
+                except CommitConflict:
+                    continue
         except Exception as exc:
             request.error = exc
             request.done.set()

@@ -227,6 +227,11 @@ def _upload(row: tuple[str, str, bytes, str, int, bytes]) -> UploadRecord:
     return UploadRecord(upload_id, bucket, key.decode("utf-8"), owner, created_ms, request)
 
 
+# How long bucket_head's probe waits on a lock (a checkpoint, a recovery) before it stops
+# trusting its remembered heads and reads the database in a worker thread.
+_PROBE_TIMEOUT_SECONDS: Final = 0.05
+
+
 class SqliteRegistry:  # implements relay.registry.base.Registry
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -239,6 +244,14 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
         self._reader = _connect(path)
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
+        # bucket_head's proof that nothing changed: PRAGMA data_version on a connection of
+        # its own moves whenever any other connection (this process's writer, another
+        # process) commits. Asked on the trio thread: it reads the WAL index, no I/O.
+        self._probe = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=_PROBE_TIMEOUT_SECONDS
+        )
+        self._heads: dict[str, BucketRecord | None] = {}
+        self._heads_as_of = -1
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def transaction() -> T:
@@ -304,6 +317,24 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
             db.execute("DELETE FROM bucket_settings WHERE bucket = ?", (name,))
 
         await self._write(work)
+
+    async def bucket_head(self, name: str) -> BucketRecord | None:
+        try:
+            # fetchall: step the statement to its end, so no read transaction stays open
+            as_of = int(self._probe.execute("PRAGMA data_version").fetchall()[0][0])
+        except sqlite3.Error:
+            as_of = -1
+        if as_of == -1 or as_of != self._heads_as_of:
+            self._heads.clear()
+            self._heads_as_of = as_of
+        elif name in self._heads:
+            return self._heads[name]
+        record = await self.get_bucket(name)
+        # Read after the probe, so at least as new as ``as_of``; a later commit moves the
+        # probe, which drops this answer before it is used again.
+        if as_of != -1 and self._heads_as_of == as_of:
+            self._heads[name] = record
+        return record
 
     async def get_bucket_settings(self, bucket: str) -> dict[str, bytes]:
         def work(db: sqlite3.Connection) -> dict[str, bytes]:
@@ -670,6 +701,7 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
 
     async def aclose(self) -> None:
         def close() -> None:
+            self._probe.close()
             self._reader.close()
             self._writer.close()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from bucket_helpers import body_of
 
 from relay.bucket.engine import open_engine
-from relay.bucket.errors import CommitAborted
+from relay.bucket.errors import CommitAborted, NoSuchKey
 from relay.registry import open_sqlite_registry
 from relay.store import MemoryBlobStore
 
@@ -35,7 +36,8 @@ class GatedFailingSyncStore(MemoryBlobStore):
 async def test_a_no_op_on_top_of_a_failed_commit_is_not_acknowledged(tmp_path: Path) -> None:
     """Delete k (batch N, its commit fails) and, while N commits, delete k again (batch
     N+1, applied on N's head where k is gone: "nothing changes"). N+1 must not be
-    acknowledged: k is still there."""
+    acknowledged as a no-op while k is still there: it is rebased on the committed root
+    (where k exists) and commits a real delete."""
     store = GatedFailingSyncStore()
     async with (
         open_sqlite_registry(tmp_path / "registry.sqlite") as registry,
@@ -61,8 +63,7 @@ async def test_a_no_op_on_top_of_a_failed_commit_is_not_acknowledged(tmp_path: P
             store.release.set()
 
         assert isinstance(outcomes["first"], OSError)
-        assert await engine.read_object("b", "k") == b"kept"
-        assert isinstance(outcomes["second"], CommitAborted)
-        # The bucket keeps working: the retry commits.
-        await engine.delete_object("b", "k")
+        assert outcomes["second"] is None
         assert (await engine.list_objects("b")).entries == []
+        with pytest.raises(NoSuchKey):
+            await engine.read_object("b", "k")
