@@ -122,9 +122,7 @@ async def open_blob_store(
         yield disk
 
 
-async def _open_piri(
-    config: Config, registry: Registry | None, stack: AsyncExitStack
-) -> BlobStore:
+async def _open_piri(config: Config, registry: Registry | None, stack: AsyncExitStack) -> BlobStore:
     from relay.store.piri import open_piri_store
 
     piri = config.store.piri

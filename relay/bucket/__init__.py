@@ -2,7 +2,10 @@
 
 This is the engine's face: the S3 front door, the server and the CLI import what they
 use from here, not from its modules. ``Engine`` (``engine.py``) writes and reads objects;
-each bucket's ``BucketWriter`` (``writer.py``) commits them by pipelined group commit;
+``BucketHeads`` (``heads.py``) knows each bucket's committed root, fresh across
+processes, and runs its writer; each bucket's ``BucketWriter`` (``writer.py``) commits
+by pipelined group commit (rebasing when another process committed first); ``Listing``
+(``listing.py``) pages through a bucket and reads the next page ahead;
 ``Multipart`` (``multipart.py``) stitches uploads of parts; ``export_bucket`` writes a
 bucket as a CAR. Errors are ``EngineError``s (``errors.py``, and multipart's own), which
 each caller converts to its own (the S3 layer in ``relay.s3.errors``).
@@ -32,6 +35,7 @@ from relay.bucket.errors import (
     PreconditionFailed,
 )
 from relay.bucket.export import ExportSummary, export_bucket
+from relay.bucket.listing import Page, resume_after
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
 from relay.bucket.multipart import (
     MAX_PART_BYTES,
@@ -74,6 +78,7 @@ __all__ = [
     "NoSuchUpload",
     "ObjectStream",
     "ObjectSummary",
+    "Page",
     "Part",
     "Precondition",
     "PreconditionFailed",
@@ -86,4 +91,5 @@ __all__ = [
     "key_bytes",
     "open_engine",
     "resolve_range",
+    "resume_after",
 ]

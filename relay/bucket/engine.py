@@ -32,14 +32,14 @@ from relay.bucket.errors import (
     NoSuchBucket,
     NoSuchKey,
 )
-from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
+from relay.bucket.heads import BucketHeads
+from relay.bucket.listing import Listing, ListingStatistics, Page
+from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.reach import backfill_reach, body_parts
 from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, fetch_span, serve_spans
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_BATCH,
-    BucketWriter,
-    CommitTotals,
     DropBucket,
     Mutation,
     Precondition,
@@ -60,7 +60,6 @@ from relay.ipld.car import CarBuilder
 from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import get as mst_get
-from relay.mst import walk as mst_walk
 from relay.registry.base import (
     BlockLocation,
     BucketExists,
@@ -80,9 +79,6 @@ MAX_SINGLE_PUT_BYTES: Final = 5 << 30
 
 # Enough for one download to read DEFAULT_PREFETCH 1 MiB chunks ahead.
 DEFAULT_READ_AHEAD_BYTES: Final = 4 << 20
-
-# A listing request waits at most this long for the read-ahead of its own page.
-READ_AHEAD_WAIT_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +143,6 @@ class ObjectStream:
     chunks: trio.MemoryReceiveChannel[bytes]
 
 
-@dataclass
-class _BucketState:
-    record: BucketRecord
-    root: CID
-    version: int
-    writer: BucketWriter | None = None
-    writer_ready: trio.Event | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class EngineStatistics:
     buckets_loaded: int
@@ -204,38 +191,18 @@ class Engine:
             manifest_cache_bytes=config.manifest_cache_bytes,
             summary_cache_bytes=config.summary_cache_bytes,
         )
-        self._buckets: dict[str, _BucketState] = {}
-        self._commit_totals = CommitTotals()
+        self._listing = Listing(self.blocks, nursery)
+        self._heads = BucketHeads(
+            store,
+            registry,
+            self.blocks,
+            nursery,
+            max_batch=config.max_batch,
+            idle_seconds=config.writer_idle_seconds,
+        )
         # bucket -> (the cursor of the page being read ahead, set when it is warm)
-        self._read_aheads: dict[str, tuple[bytes, trio.Event]] = {}
 
     # -- buckets -------------------------------------------------------------------------
-
-    async def _state(self, bucket: str) -> _BucketState:
-        """The bucket as committed now: its record and root, never older than any write
-        acknowledged (by any process sharing the registry) before this call. The
-        registry's ``bucket_head`` is the cheap check (SQLite: one PRAGMA on the trio
-        thread when nothing changed); this process's own commits arrive via the writer."""
-        head = await self.registry.bucket_head(bucket)
-        if head is None:
-            self._forget_bucket(bucket)
-            raise NoSuchBucket(bucket)
-        state = self._buckets.get(bucket)
-        if state is not None and state.record.created_ms != head.created_ms:
-            # Deleted and created again by another process: a new bucket of the same name.
-            self._forget_bucket(bucket)
-            state = None
-        if state is None:
-            state = self._buckets.setdefault(bucket, _BucketState(head, head.root, head.version))
-        if head.version > state.version:
-            state.root = head.root
-            state.version = head.version
-        return state
-
-    def _forget_bucket(self, bucket: str) -> None:
-        state = self._buckets.pop(bucket, None)
-        if state is not None and state.writer is not None:
-            state.writer.stop_taking()
 
     async def create_bucket(self, name: str, owner: str = "") -> BucketRecord:
         try:
@@ -244,82 +211,29 @@ class Engine:
             raise BucketAlreadyExists(name, owned_by_caller=exists.owner == owner) from None
 
     async def head_bucket(self, name: str) -> BucketRecord:
-        return (await self._state(name)).record
+        return (await self._heads.current(name)).record
 
     async def list_buckets(self) -> list[BucketRecord]:
         return await self.registry.list_buckets()
 
     async def delete_bucket(self, name: str) -> None:
         drop = DropBucket()
-        await self._submit(name, drop)
+        await self._heads.submit(name, drop)
         await drop.wait()
-        self._buckets.pop(name, None)
+        self._heads.forget(name)
 
     async def bucket_log(self, name: str, *, limit: int | None = None) -> list[CommitRecord]:
-        await self._state(name)
+        await self._heads.current(name)
         return await self.registry.commit_log(name, limit=limit)
 
     async def bucket_root(self, name: str, version: int | None = None) -> CID:
-        state = await self._state(name)
+        state = await self._heads.current(name)
         if version is None:
             return state.root
         root = await self.registry.root_at(name, version)
         if root is None:
             raise NoSuchBucket(f"{name}@{version}")
         return root
-
-    # -- the writer ----------------------------------------------------------------------
-
-    def _on_commit(self, bucket: str, root: CID, version: int) -> None:
-        state = self._buckets.get(bucket)
-        if state is not None and version > state.version:
-            state.root = root
-            state.version = version
-
-    def _on_retire(self, writer: BucketWriter) -> None:
-        state = self._buckets.get(writer.name)
-        if state is not None and state.writer is writer:
-            state.writer = None
-
-    async def _writer(self, bucket: str) -> BucketWriter:
-        state = await self._state(bucket)
-        while state.writer is None:
-            if state.writer_ready is not None:
-                await state.writer_ready.wait()
-                continue
-            state.writer_ready = trio.Event()
-            try:
-                writer = BucketWriter(
-                    bucket,
-                    root=state.root,
-                    version=state.version,
-                    store=self.store,
-                    registry=self.registry,
-                    blocks=self.blocks,
-                    on_commit=self._on_commit,
-                    on_retire=self._on_retire,
-                    max_batch=self.config.max_batch,
-                    idle_seconds=self.config.writer_idle_seconds,
-                    totals=self._commit_totals,
-                )
-                await self._nursery.start(writer.serve)
-                state.writer = writer
-            finally:
-                state.writer_ready.set()
-                state.writer_ready = None
-        return state.writer
-
-    async def _submit(self, bucket: str, item: Mutation | DropBucket) -> None:
-        while True:
-            writer = await self._writer(bucket)
-            try:
-                await writer.submit(item)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # That writer retired (or its bucket was deleted) as we reached it.
-                self._on_retire(writer)
-                if bucket not in self._buckets:
-                    raise NoSuchBucket(bucket) from None
 
     # -- objects: writing ----------------------------------------------------------------
 
@@ -400,7 +314,7 @@ class Engine:
         checksum); raising there, or in ``precondition``, commits nothing.
         """
         key_bytes(key)  # refuse a bad key or a missing bucket before reading any body
-        await self._state(bucket)
+        await self._heads.current(bucket)
         stored = await self.store_body(
             body, checksums=checksums, max_body_bytes=max_body_bytes, size_hint=size_hint
         )
@@ -455,7 +369,7 @@ class Engine:
             precondition,
             body_parts=tuple(body_parts),
         )
-        await self._submit(bucket, mutation)
+        await self._heads.submit(bucket, mutation)
         return await mutation.wait()
 
     async def update_object(self, bucket: str, key: str, change: Update) -> Manifest:
@@ -463,7 +377,7 @@ class Engine:
         writer in order with every other write to the key (no lost update, no retry).
         ``change`` raises an ``EngineError`` (such as ``NoSuchKey``) to refuse."""
         mutation = Mutation(key_bytes(key), None, update=change)
-        await self._submit(bucket, mutation)
+        await self._heads.submit(bucket, mutation)
         await mutation.wait()
         assert mutation.manifest is not None
         return mutation.manifest
@@ -473,12 +387,12 @@ class Engine:
     ) -> int:
         """Delete ``key`` (deleting an absent key succeeds, as in S3)."""
         mutation = Mutation(key_bytes(key), None, precondition=precondition)
-        await self._submit(bucket, mutation)
+        await self._heads.submit(bucket, mutation)
         return await mutation.wait()
 
     async def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[BaseException | None]:
         """Delete many keys in one batch; one result (None or the error) per key."""
-        await self._state(bucket)
+        await self._heads.current(bucket)
         mutations: list[Mutation | None] = []
         results: list[BaseException | None] = []
         for key in keys:
@@ -490,7 +404,7 @@ class Engine:
                 results.append(exc)
         for mutation in mutations:
             if mutation is not None:
-                await self._submit(bucket, mutation)
+                await self._heads.submit(bucket, mutation)
         for index, mutation in enumerate(mutations):
             if mutation is not None:
                 try:
@@ -503,7 +417,7 @@ class Engine:
 
     async def _manifest_cid(self, bucket: str, key: str, root: CID | None = None) -> CID | None:
         raw_key = key_bytes(key)
-        root = root or (await self._state(bucket)).root
+        root = root or (await self._heads.current(bucket)).root
         return await self.blocks.run_with_nodes(lambda load: mst_get(root, raw_key, load))
 
     async def head_object(self, bucket: str, key: str, *, version: int | None = None) -> Manifest:
@@ -614,35 +528,32 @@ class Engine:
         root: CID | None = None,
     ) -> tuple[list[tuple[str, CID]], bool]:
         """Keys (with their manifest CIDs) in order: those starting with ``prefix`` and
-        greater than ``start_after``; at most ``limit``, and whether more follow.
-
-        ``start_after`` may be raw bytes: ``b"dir/\xff"`` is past every UTF-8 key under
-        ``dir/`` (0xff never occurs in UTF-8), which is how a listing skips a common prefix.
-        """
-        root = root or (await self._state(bucket)).root
-        raw_prefix = prefix.encode("utf-8")
+        greater than ``start_after`` (raw bytes allowed, see ``Listing.keys``); at most
+        ``limit``, and whether more follow. ``root``: a past root instead of the head."""
+        root = root or (await self._heads.current(bucket)).root
         after = start_after if isinstance(start_after, bytes) else start_after.encode("utf-8")
-        cursor, exclusive = (after, True) if after >= raw_prefix else (raw_prefix, False)
-        found: list[tuple[bytes, CID]] = []
-        more = False
+        return await self._listing.keys(root, prefix=prefix, after=after, limit=limit)
 
-        def collect(load: Callable[[CID], object]) -> None:
-            nonlocal cursor, exclusive, more
-            for raw_key, value in mst_walk(root, load, cursor, after=exclusive):  # type: ignore[arg-type]
-                if not raw_key.startswith(raw_prefix):
-                    return
-                if len(found) == limit:
-                    more = True
-                    return
-                found.append((raw_key, value))
-                cursor, exclusive = raw_key, True
-
-        await self.blocks.run_with_nodes(collect, walk=(root, lambda: cursor))
-        return [(k.decode("utf-8"), v) for k, v in found], more
+    async def list_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        cursor: bytes = b"",
+        max_keys: int = 1000,
+    ) -> Page:
+        """One page of a listing (keys with their summaries, common prefixes); the next
+        page starts at its ``cursor`` (``resume_after`` turns a key marker into one)."""
+        root = (await self._heads.current(bucket)).root
+        return await self._listing.page(
+            bucket, root, prefix=prefix, delimiter=delimiter, cursor=cursor, max_keys=max_keys
+        )
 
     async def list_objects(
         self, bucket: str, *, prefix: str = "", start_after: str = "", limit: int = 1000
     ) -> ListPage:
+        """Keys with their whole manifests (the CLI's ``ls``, tests)."""
         keys, more = await self.list_keys(
             bucket, prefix=prefix, start_after=start_after, limit=limit
         )
@@ -653,53 +564,14 @@ class Engine:
     async def manifests(self, cids: Sequence[CID]) -> list[Manifest]:
         return await self.blocks.manifests(cids)
 
-    async def summaries(self, cids: Sequence[CID]) -> list[ObjectSummary]:
-        """What a listing shows of each object, from a cache of its own (see BlockReader)."""
-        return await self.blocks.summaries(cids)
-
-    def read_ahead(self, bucket: str, prefix: str, after: bytes, limit: int) -> None:
-        """Warm the caches for the listing page after ``after``, in the background.
-
-        A client paging through a bucket asks for that page next; its nodes and manifests
-        are fetched while the client reads this one (one read-ahead per bucket at a time;
-        a failure is left for the real request to meet).
-        """
-        if bucket in self._read_aheads:
-            return
-        done = trio.Event()
-        self._read_aheads[bucket] = (after, done)
-
-        async def warm() -> None:
-            try:
-                keys, _ = await self.list_keys(
-                    bucket, prefix=prefix, start_after=after, limit=limit
-                )
-                await self.summaries([cid for _, cid in keys])
-            except Exception:
-                pass
-            finally:
-                del self._read_aheads[bucket]
-                done.set()
-
-        self._nursery.start_soon(warm)
-
-    async def wait_for_read_ahead(self, bucket: str, after: bytes) -> None:
-        """If the page after ``after`` is being read ahead, wait for it rather than fetch
-        the same blocks twice."""
-        reading = self._read_aheads.get(bucket)
-        if reading is not None and reading[0] == after:
-            with trio.move_on_after(READ_AHEAD_WAIT_SECONDS):
-                await reading[1].wait()
+    def listing_statistics(self) -> ListingStatistics:
+        return self._listing.statistics()
 
     def statistics(self) -> EngineStatistics:
-        writers = {
-            name: state.writer.statistics()
-            for name, state in self._buckets.items()
-            if state.writer is not None
-        }
-        totals = self._commit_totals
+        writers = self._heads.writer_statistics()
+        totals = self._heads.totals
         return EngineStatistics(
-            len(self._buckets),
+            self._heads.loaded(),
             len(writers),
             writers,
             totals.batches,

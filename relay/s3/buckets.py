@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from relay.bucket import BucketAlreadyExists
+from relay.bucket import BucketAlreadyExists, Page, resume_after
 from relay.http import Response
-from relay.ipld.cid import CID
 from relay.registry.base import BucketRecord
 from relay.s3 import xml
 from relay.s3.context import Context, drain, empty_response, xml_response
@@ -20,15 +19,12 @@ from relay.s3.errors import (
     NotImplemented_,
 )
 from relay.s3.listing import (
-    Page,
     decode_token,
     encode_token,
     encoder,
-    list_page,
     parse_max_keys,
     render_v1,
     render_v2,
-    resume_after,
 )
 from relay.s3.payload import Payload
 from relay.s3.routing import (
@@ -193,23 +189,13 @@ async def _listing(ctx: Context, bucket: str) -> _Listing:
 
 
 async def _page(ctx: Context, bucket: str, listing: _Listing, cursor: bytes) -> Page:
-    async def keys(prefix: str, after: bytes, limit: int) -> tuple[list[tuple[str, CID]], bool]:
-        return await ctx.engine.list_keys(bucket, prefix=prefix, start_after=after, limit=limit)
-
-    if not listing.delimiter:
-        await ctx.engine.wait_for_read_ahead(bucket, cursor)
-    page = await list_page(
-        keys,
-        ctx.engine.summaries,
+    return await ctx.engine.list_page(
+        bucket,
         prefix=listing.prefix,
         delimiter=listing.delimiter,
         cursor=cursor,
         max_keys=listing.max_keys,
     )
-    if page.is_truncated and not listing.delimiter:
-        # A client paging through the bucket (sync, ls --recursive) asks for this next.
-        ctx.engine.read_ahead(bucket, listing.prefix, page.cursor, listing.max_keys)
-    return page
 
 
 async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:

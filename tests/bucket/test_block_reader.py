@@ -19,6 +19,7 @@ from relay.bucket.blocks import (
     summary_memory,
 )
 from relay.bucket.engine import Engine, EngineConfig, open_engine
+from relay.bucket.listing import ListingStatistics
 from relay.bucket.manifest import Manifest, ObjectSummary, decode_manifest
 from relay.chunker import ChunkerConfig
 from relay.ipld.block import raw_block
@@ -105,29 +106,31 @@ async def test_a_cold_listing_fetches_in_batches_and_lists_every_key(tmp_path: P
     assert lookups < 60, lookups
 
 
-async def summary_page(engine: Engine, after: str, limit: int) -> list[str]:
-    """A listing page as the S3 layer reads it: keys from the tree, then their summaries."""
-    found, _ = await engine.list_keys("b", start_after=after.encode(), limit=limit)
-    summaries = await engine.summaries([cid for _, cid in found])
-    assert [s.size for s in summaries] == [len(key) for key, _ in found]
-    return [key for key, _ in found]
+async def page_keys(engine: Engine, cursor: bytes, limit: int) -> tuple[list[str], bytes]:
+    """A listing page as the S3 layer asks for it: keys with their summaries."""
+    page = await engine.list_page("b", cursor=cursor, max_keys=limit)
+    assert [summary.size for _, summary in page.keys] == [len(key) for key, _ in page.keys]
+    return [key for key, _ in page.keys], page.cursor
 
 
-async def test_a_read_ahead_warms_the_next_page(tmp_path: Path) -> None:
+async def test_a_truncated_page_reads_the_next_page_ahead(tmp_path: Path) -> None:
     keys = [f"k{n:04d}" for n in range(300)]
     await fill(tmp_path, keys)
     async with disk_engine(tmp_path) as engine:
-        first = await summary_page(engine, "", 100)
-        cursor = first[-1].encode()
-        engine.read_ahead("b", "", cursor, 100)
-        engine.read_ahead("b", "", cursor, 100)  # one per bucket: a second is a no-op
-        await engine.wait_for_read_ahead("b", cursor)
-        fetched = engine.blocks.statistics().block_fetches
-        assert await summary_page(engine, cursor.decode(), 100) == keys[100:200]
-        assert engine.blocks.statistics().block_fetches == fetched  # all from the caches
-        later = await summary_page(engine, keys[199], 100)
-        assert engine.blocks.statistics().block_fetches > fetched  # (the check can fail)
-        assert later == keys[200:]
+        first, cursor = await page_keys(engine, b"", 100)
+        assert first == keys[:100]
+        assert engine.listing_statistics().read_aheads == 1
+        second, cursor = await page_keys(engine, cursor, 100)
+        assert second == keys[100:200]
+        assert engine.listing_statistics().pages_read_ahead == 1  # page 2 was warmed
+        # A delimiter listing is never read ahead, and a page nobody read ahead is no hit:
+        # the counts can fail.
+        page = await engine.list_page("b", delimiter="/", cursor=keys[249].encode(), max_keys=10)
+        assert [key for key, _ in page.keys] == keys[250:260]
+        assert engine.listing_statistics() == ListingStatistics(2, 1)
+        third, _ = await page_keys(engine, cursor, 100)
+        assert third == keys[200:]
+        assert engine.listing_statistics() == ListingStatistics(2, 2)
 
 
 @pytest.mark.parametrize("metadata_values", [0, 8])
@@ -158,12 +161,12 @@ async def test_listing_summaries_are_cached_apart_from_manifests(tmp_path: Path)
     async with disk_engine(tmp_path) as engine:
         found, _ = await engine.list_keys("b", limit=1000)
         cids = [cid for _, cid in found]
-        summaries = await engine.summaries(cids)
+        summaries = await engine.blocks.summaries(cids)
         # A listing leaves the manifest cache to HEAD and GET.
         assert engine.blocks.statistics().manifest_cache_size == 0
         assert engine.blocks.statistics().summary_cache_size == len(keys)
         fetched = engine.blocks.statistics().block_fetches
-        assert await engine.summaries(cids) == summaries
+        assert await engine.blocks.summaries(cids) == summaries
         assert engine.blocks.statistics().block_fetches == fetched  # all from the cache
         manifests = await engine.manifests(cids)
         assert summaries == [manifest.summary() for manifest in manifests]

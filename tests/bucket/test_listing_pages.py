@@ -8,8 +8,9 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.bucket.listing import common_prefix_of, list_page, resume_after
 from relay.ipld.cid import CID
-from relay.s3.listing import common_prefix_of, decode_token, encode_token, list_page, resume_after
+from relay.s3.listing import decode_token, encode_token
 
 VALUE = CID.decode("bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454")
 
