@@ -21,8 +21,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from relay.bucket.engine import Engine, EngineConfig, ListPage, ObjectStream, open_engine
+    from relay.bucket.engine import Engine, EngineConfig, ListPage, open_engine
     from relay.bucket.manifest import Manifest
+    from relay.bucket.reader import ObjectStream
     from relay.config import Config, ConfigError, load_config
     from relay.server import serve
     from relay.storage import open_blob_store, open_storage
@@ -37,7 +38,7 @@ _EXPORTS = {
     "EngineConfig": "relay.bucket.engine",
     "ListPage": "relay.bucket.engine",
     "Manifest": "relay.bucket.manifest",
-    "ObjectStream": "relay.bucket.engine",
+    "ObjectStream": "relay.bucket.reader",
     "load_config": "relay.config",
     "open_blob_store": "relay.storage",
     "open_engine": "relay.bucket.engine",

@@ -5,7 +5,8 @@ use from here, not from its modules. ``Engine`` (``engine.py``) writes and reads
 ``BucketHeads`` (``heads.py``) knows each bucket's committed root, fresh across
 processes, and runs its writer; each bucket's ``BucketWriter`` (``writer.py``) commits
 by pipelined group commit (rebasing when another process committed first); ``Listing``
-(``listing.py``) pages through a bucket and reads the next page ahead;
+(``listing.py``) pages through a bucket and reads the next page ahead; ``ObjectReads``
+(``reader.py``) plans a byte range and streams verified chunks;
 ``Multipart`` (``multipart.py``) stitches uploads of parts; ``export_bucket`` writes a
 bucket as a CAR. Errors are ``EngineError``s (``errors.py``, and multipart's own), which
 each caller converts to its own (the S3 layer in ``relay.s3.errors``).
@@ -17,11 +18,8 @@ from relay.bucket.engine import (
     EngineConfig,
     EngineStatistics,
     ListPage,
-    ObjectStream,
-    ReadPlan,
     key_bytes,
     open_engine,
-    resolve_range,
 )
 from relay.bucket.errors import (
     BucketAlreadyExists,
@@ -50,6 +48,7 @@ from relay.bucket.multipart import (
     Upload,
     UploadRequest,
 )
+from relay.bucket.reader import ObjectStream, ReadPlan, resolve_range
 from relay.bucket.writer import Precondition, Update
 
 __all__ = [

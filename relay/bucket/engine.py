@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Final
 
 import trio
@@ -28,7 +27,6 @@ from relay.bucket.blocks import (
 from relay.bucket.errors import (
     BucketAlreadyExists,
     InvalidKey,
-    InvalidRange,
     NoSuchBucket,
     NoSuchKey,
 )
@@ -36,7 +34,13 @@ from relay.bucket.heads import BucketHeads
 from relay.bucket.listing import Listing, ListingStatistics, Page
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.reach import backfill_reach, body_parts
-from relay.bucket.reader import DEFAULT_PREFETCH, ReadAheadBudget, fetch_span, serve_spans
+from relay.bucket.reader import (
+    DEFAULT_PREFETCH,
+    ObjectReads,
+    ObjectStream,
+    ReadAheadBudget,
+    ReadPlan,
+)
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_BATCH,
@@ -54,7 +58,6 @@ from relay.chunker import (
     Leaf,
     chunk_into_store,
 )
-from relay.errorgroups import single_error
 from relay.ipld import multihash
 from relay.ipld.car import CarBuilder
 from relay.ipld.cid import CID
@@ -69,7 +72,7 @@ from relay.registry.base import (
     now_ms,
 )
 from relay.store.base import BlobStore
-from relay.unixfs import FileBuilder, LeafSpan, leaves_for_range
+from relay.unixfs import FileBuilder
 
 MAX_KEY_BYTES: Final = 1024
 DEFAULT_UNIXFS_WIDTH: Final = 1024
@@ -122,28 +125,6 @@ class ListPage:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadPlan:
-    manifest: Manifest
-    start: int
-    end: int  # exclusive
-    spans: list[LeafSpan]
-    # The bytes of spans[0], fetched and verified ahead (``fetch_first_chunk``).
-    first_chunk: bytes | None = None
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectStream:
-    manifest: Manifest
-    start: int
-    end: int  # exclusive
-    chunks: trio.MemoryReceiveChannel[bytes]
-
-
-@dataclass(frozen=True, slots=True)
 class EngineStatistics:
     buckets_loaded: int
     writers_running: int
@@ -190,6 +171,9 @@ class Engine:
             node_cache_bytes=config.node_cache_bytes,
             manifest_cache_bytes=config.manifest_cache_bytes,
             summary_cache_bytes=config.summary_cache_bytes,
+        )
+        self._reads = ObjectReads(
+            store, self.blocks, self.read_ahead_budget, prefetch=config.read_prefetch
         )
         self._listing = Listing(self.blocks, nursery)
         self._heads = BucketHeads(
@@ -443,33 +427,17 @@ class Engine:
         of the body goes out."""
         if manifest is None:
             manifest = await self.head_object(bucket, key)
-        start, end = resolve_range(manifest.size, first, last, suffix)
-        spans = await self.blocks.run_with_file_nodes(
-            lambda load: list(
-                leaves_for_range(manifest.body, start, end - start, load, file_size=manifest.size)
-            )
-        )
-        return ReadPlan(manifest, start, end, spans)
+        return await self._reads.plan(manifest, first=first, last=last, suffix=suffix)
 
     async def fetch_first_chunk(self, plan: ReadPlan) -> ReadPlan:
-        """``plan`` with its first chunk fetched and verified, so that a missing or corrupt
-        first block (or an unreachable store) raises here, before a status line is sent.
-        ``write_object`` then sends these bytes rather than fetching them again."""
-        if not plan.spans or plan.first_chunk is not None:
-            await trio.lowlevel.checkpoint()
-            return plan
-        return replace(plan, first_chunk=await fetch_span(self.store, plan.spans[0]))
+        """``plan`` with its first chunk fetched and verified (see ``ObjectReads``)."""
+        return await self._reads.fetch_first_chunk(plan)
 
     async def write_object(
         self, plan: ReadPlan, write: Callable[[bytes], Awaitable[object]]
     ) -> None:
-        """Send the planned bytes to ``write`` in order, each chunk verified first.
-
-        The prefetching tasks live inside this call, so the caller's task tree stays
-        properly nested however it streams (an HTTP response body calls this)."""
-        async with self._stream(plan.spans, plan.first_chunk) as chunks:
-            async for chunk in chunks:
-                await write(chunk)
+        """Send the planned bytes to ``write`` in order, each chunk verified first."""
+        await self._reads.write(plan, write)
 
     @asynccontextmanager
     async def open_object(
@@ -487,28 +455,8 @@ class Engine:
         plan = await self.plan_read(
             bucket, key, first=first, last=last, suffix=suffix, manifest=manifest
         )
-        async with self._stream(plan.spans) as chunks:
+        async with self._reads.stream(plan.spans) as chunks:
             yield ObjectStream(plan.manifest, plan.start, plan.end, chunks)
-
-    @asynccontextmanager
-    async def _stream(
-        self, spans: Sequence[LeafSpan], first: bytes | None = None
-    ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
-        """The chunks of ``spans`` through a one-slot channel, fetched ahead by a nursery
-        that lives exactly as long as this context."""
-        send, receive = trio.open_memory_channel[bytes](1)
-        with single_error():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(
-                        serve_spans, self.store, spans, send,
-                        prefetch=self.config.read_prefetch, budget=self.read_ahead_budget,
-                        first=first,
-                    )
-                )  # fmt: skip
-                async with receive:
-                    yield receive
-                nursery.cancel_scope.cancel()
 
     async def read_object(self, bucket: str, key: str) -> bytes:
         """The whole object in memory: a convenience for tests and small objects."""
@@ -579,22 +527,6 @@ class Engine:
             totals.seconds,
             totals.rebases,
         )
-
-
-def resolve_range(
-    size: int, first: int | None, last: int | None, suffix: int | None
-) -> tuple[int, int]:
-    """An HTTP byte range against ``size``: ``(start, end)`` with end exclusive."""
-    if suffix is not None:
-        if suffix <= 0:
-            raise InvalidRange(size)
-        return max(0, size - suffix), size
-    if first is None:
-        return 0, size
-    if first >= size or (last is not None and last < first):
-        raise InvalidRange(size)
-    end = size if last is None else min(last + 1, size)
-    return first, end
 
 
 @asynccontextmanager

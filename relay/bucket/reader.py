@@ -16,19 +16,28 @@ and hands it over as ``first``, so it is not fetched twice. It is that stream's 
 chunk in flight (no budget token) while the response head goes out, and goes into the
 channel before any other fetch starts, so the memory above holds. Past it, a chunk that
 fails can only abort the body: the status line has been sent.
+
+``ObjectReads`` is the engine's read service over these: a manifest and a byte range
+become a ``ReadPlan`` (the leaves that cover the range), then verified chunks.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Final
 
 import trio
 
+from relay.bucket.blocks import BlockReader
+from relay.bucket.errors import InvalidRange
+from relay.bucket.manifest import Manifest
 from relay.errorgroups import single_error
 from relay.store.base import BlobStore
-from relay.unixfs import LeafSpan
+from relay.unixfs import LeafSpan, leaves_for_range
 
 # Four 1 MiB chunks ahead keep a local disk or a nearby upstream streaming at full speed.
 DEFAULT_PREFETCH: Final = 4
@@ -129,3 +138,106 @@ async def serve_spans(
     finally:
         for slot in pending:  # fetched or abandoned, they hold no chunk any more
             slot.give_back_token()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    manifest: Manifest
+    start: int
+    end: int  # exclusive
+    spans: list[LeafSpan]
+    # The bytes of spans[0], fetched and verified ahead (``fetch_first_chunk``).
+    first_chunk: bytes | None = None
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStream:
+    manifest: Manifest
+    start: int
+    end: int  # exclusive
+    chunks: trio.MemoryReceiveChannel[bytes]
+
+
+def resolve_range(
+    size: int, first: int | None, last: int | None, suffix: int | None
+) -> tuple[int, int]:
+    """An HTTP byte range against ``size``: ``(start, end)`` with end exclusive."""
+    if suffix is not None:
+        if suffix <= 0:
+            raise InvalidRange(size)
+        return max(0, size - suffix), size
+    if first is None:
+        return 0, size
+    if first >= size or (last is not None and last < first):
+        raise InvalidRange(size)
+    end = size if last is None else min(last + 1, size)
+    return first, end
+
+
+class ObjectReads:
+    """Plans and streams object reads: the engine's read path below key lookup."""
+
+    def __init__(
+        self, store: BlobStore, blocks: BlockReader, budget: ReadAheadBudget, *, prefetch: int
+    ) -> None:
+        self._store = store
+        self._blocks = blocks
+        self._budget = budget
+        self._prefetch = prefetch
+
+    async def plan(
+        self,
+        manifest: Manifest,
+        *,
+        first: int | None = None,
+        last: int | None = None,
+        suffix: int | None = None,
+    ) -> ReadPlan:
+        start, end = resolve_range(manifest.size, first, last, suffix)
+        spans = await self._blocks.run_with_file_nodes(
+            lambda load: list(
+                leaves_for_range(manifest.body, start, end - start, load, file_size=manifest.size)
+            )
+        )
+        return ReadPlan(manifest, start, end, spans)
+
+    async def fetch_first_chunk(self, plan: ReadPlan) -> ReadPlan:
+        """``plan`` with its first chunk fetched and verified, so that a missing or corrupt
+        first block (or an unreachable store) raises here, before a status line is sent.
+        ``write`` then sends these bytes rather than fetching them again."""
+        if not plan.spans or plan.first_chunk is not None:
+            await trio.lowlevel.checkpoint()
+            return plan
+        return replace(plan, first_chunk=await fetch_span(self._store, plan.spans[0]))
+
+    async def write(self, plan: ReadPlan, write: Callable[[bytes], Awaitable[object]]) -> None:
+        """Send the planned bytes to ``write`` in order, each chunk verified first.
+
+        The prefetching tasks live inside this call, so the caller's task tree stays
+        properly nested however it streams (an HTTP response body calls this)."""
+        async with self.stream(plan.spans, plan.first_chunk) as chunks:
+            async for chunk in chunks:
+                await write(chunk)
+
+    @asynccontextmanager
+    async def stream(
+        self, spans: Sequence[LeafSpan], first: bytes | None = None
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+        """The chunks of ``spans`` through a one-slot channel, fetched ahead by a nursery
+        that lives exactly as long as this context."""
+        send, receive = trio.open_memory_channel[bytes](1)
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        serve_spans, self._store, spans, send,
+                        prefetch=self._prefetch, budget=self._budget, first=first,
+                    )
+                )  # fmt: skip
+                async with receive:
+                    yield receive
+                nursery.cancel_scope.cancel()
