@@ -23,18 +23,21 @@ While batch N is being committed, batch N+1 is applied on top of N's root (pipel
 commits happen in order because one task commits.
 
 Several processes (workers, hosts) may write one bucket, each with its own writer, so the
-registry's compare-and-swap on the bucket's version decides. A commit stage whose swap
-loses (``CommitConflict``: another process committed first) *rebases* the batch: it
-reads the bucket's current root from the registry, applies the same mutations again on
-top of it — preconditions and updates decided again against the new state, in the same
-order — and commits that, until it wins (``MAX_REBASES`` bounds a pathological race; past
-it the waiters get a retryable ``CommitAborted``). A batch applied on a root that is no
-longer the committed one (the batch before it was rebased or failed) is rebased the same
-way before it commits, so one failure costs its own waiters only. Verdicts are confirmed
-too: a batch that changes nothing (deletes of absent keys, refused preconditions) is
-acknowledged only after the registry confirms its base root is still the bucket's root.
-So every acknowledged effect — and every 412 — was decided against the bucket's state at
-its commit, and each bucket's commit log is one line whatever the number of writers.
+registry's compare-and-swap on the bucket's version decides. A commit is optimistic
+first: put, sync, swap. One whose swap loses (``CommitConflict``: another process
+committed first) takes the bucket's commit lock (``Registry.hold_bucket``: SQLite's write
+lock, a row lock in PostgreSQL), adopts the bucket's current root, *rebases* the batch —
+the same mutations applied again on top of it, preconditions and updates decided again
+against the new state, in the same order — and commits under the lock, where it cannot
+lose. (Without the lock the loser starves: the winner's next batch is already applied on
+the root it just committed, so it reaches the registry first every time.) A batch
+applied on a root that is no longer the committed one (the batch before it was rebased or
+failed) is rebased before it commits, so one failure costs its own waiters only. Verdicts
+are confirmed too: a batch that changes nothing (deletes of absent keys, refused
+preconditions) is acknowledged only once the registry confirms its base root is still the
+bucket's root. So every acknowledged effect — and every 412 — was decided against the
+bucket's state at its commit, and each bucket's commit log is one line whatever the
+number of writers.
 
 N concurrent writes therefore cost one fsync round and one registry transaction per
 batch, not per object: that is what makes ``aws s3 sync`` of many small files fast.
@@ -44,7 +47,6 @@ one. Readers never wait for the writer: they read the last *committed* root.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -62,7 +64,14 @@ from relay.ipld.cid import CID
 from relay.mst import EMPTY_NODE
 from relay.mst import apply as mst_apply
 from relay.mst import get as mst_get
-from relay.registry.base import BlockLocation, CommitConflict, CommitRecord, Reach, Registry
+from relay.registry.base import (
+    BlockLocation,
+    BucketMissing,
+    CommitConflict,
+    CommitRecord,
+    Reach,
+    Registry,
+)
 from relay.store.base import BlobStore
 
 # A batch of a thousand small objects makes a commit CAR of a few hundred KiB and keeps
@@ -70,12 +79,9 @@ from relay.store.base import BlobStore
 DEFAULT_MAX_BATCH: Final = 1000
 DEFAULT_IDLE_SECONDS: Final = 30.0
 PIPELINE_DEPTH: Final = 2
-# Losing the compare-and-swap this many times in a row for one batch means a storm of
-# writers on one bucket; the waiters get a retryable error rather than waiting forever.
-MAX_REBASES: Final = 64
-# After a few losses in a row, back off a random moment up to this long, so two writers
-# that keep colliding stop doing so in lockstep.
-REBASE_BACKOFF_SECONDS: Final = 0.01
+# After losing a compare-and-swap, a writer commits under the bucket's commit lock for
+# this long before it tries the optimistic path again.
+CONTENDED_SECONDS: Final = 1.0
 
 Precondition = Callable[[Manifest | None], None]
 # A change computed from the key's current manifest at the moment the writer applies it
@@ -152,6 +158,9 @@ class CommitTotals:
     seconds: float = 0.0
     # Batches applied again because another process committed the bucket first.
     rebases: int = 0
+    # Compare-and-swaps lost (or no-op verdicts found stale): each then committed under
+    # the bucket's commit lock.
+    conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,7 @@ class BucketWriter:
         # be reading them (its apply began on the old head), so they are released only
         # when the next batch's commit is done, by which time that apply has finished.
         self._stale_nodes: list[CID] = []
+        self._contended_until = float("-inf")
         # One batch committing and one applied ahead of it: that is the pipeline.
         self._pipeline_slots = trio.Semaphore(PIPELINE_DEPTH)
         # Submitters block on a full queue: that is the backpressure on writers.
@@ -406,14 +416,18 @@ class BucketWriter:
                 finally:
                     self._pipeline_slots.release()
 
+    def _adopt(self, root: CID, version: int) -> None:
+        """Take the bucket's committed root as the registry has it (another process moved
+        it since this writer last committed)."""
+        self.committed_root = root
+        self.committed_version = version
+        self._on_commit(self.name, root, version)
+
     async def _catch_up(self) -> None:
-        """Adopt the bucket's committed root from the registry (another process moved it)."""
         record = await self._registry.get_bucket(self.name)
         if record is None:
             raise NoSuchBucket(self.name)
-        self.committed_root = record.root
-        self.committed_version = record.version
-        self._on_commit(self.name, record.root, record.version)
+        self._adopt(record.root, record.version)
 
     async def _rebase(self, batch: _Batch) -> _Batch:
         self._stale_nodes.extend(batch.nodes)
@@ -461,10 +475,15 @@ class BucketWriter:
             mutation.finish(version=self.committed_version)
 
     async def _commit_until_won(self, batch: _Batch) -> tuple[_Batch, CommitRecord | None]:
-        """Commit ``batch`` (rebased as often as needed); None when it changes nothing and
-        the registry confirms the root it was decided on is still the bucket's root."""
-        losses = 0
-        while True:
+        """Commit ``batch``, rebased as needed; None when it changes nothing and the
+        registry confirms the root it was decided on is still the bucket's root.
+
+        Optimistic first: put, sync, compare-and-swap. A writer that loses takes the
+        bucket's commit lock (``Registry.hold_bucket``) and rebases, puts and commits under
+        it, so it cannot lose twice: without the lock, the winner (whose next batch is
+        already applied on the root it just committed) would win every race against a
+        writer that must first catch up and rebase, and the loser would starve."""
+        if trio.current_time() >= self._contended_until:
             if batch.base != self.committed_root:
                 batch = await self._rebase(batch)
             if batch.car is None:
@@ -473,35 +492,44 @@ class BucketWriter:
                     raise NoSuchBucket(self.name)
                 if head.version == self.committed_version:
                     return batch, None
-                await self._catch_up()
-                continue
-            started = time.perf_counter()
-            car_mh = multihash.sha2_256(batch.car)
-            await self._store.put(car_mh, batch.car)
-            await self._store.sync()
-            try:
-                record = await self._registry.commit(
-                    self.name,
-                    expected_version=self.committed_version,
-                    root=batch.root,
-                    car=car_mh,
-                    locations=batch.locations,
-                    puts=len(batch.accepted) - batch.deletes,
-                    deletes=batch.deletes,
-                    reach=batch.reach,
-                )
-            except CommitConflict:
-                losses += 1
-                if losses > MAX_REBASES:
-                    raise CommitAborted(
-                        "the bucket is being written by too many processes at once; retry"
-                    ) from None
-                if losses > 2:
-                    await trio.sleep(random.uniform(0, REBASE_BACKOFF_SECONDS))
-                await self._catch_up()
-                continue
-            self._totals.seconds += time.perf_counter() - started
-            return batch, record
+            else:
+                try:
+                    return batch, await self._put_and_swap(batch)
+                except CommitConflict:
+                    pass
+            self._totals.conflicts += 1
+            # Another process writes this bucket now: for a while, commit under the lock
+            # straight away rather than pay for a swap that is likely to lose.
+            self._contended_until = trio.current_time() + CONTENDED_SECONDS
+        try:
+            async with self._registry.hold_bucket(self.name) as current:
+                self._adopt(current.root, current.version)
+                if batch.base != self.committed_root:
+                    batch = await self._rebase(batch)
+                if batch.car is None:
+                    return batch, None
+                return batch, await self._put_and_swap(batch)
+        except BucketMissing:
+            raise NoSuchBucket(self.name) from None
+
+    async def _put_and_swap(self, batch: _Batch) -> CommitRecord:
+        assert batch.car is not None
+        started = time.perf_counter()
+        car_mh = multihash.sha2_256(batch.car)
+        await self._store.put(car_mh, batch.car)
+        await self._store.sync()
+        record = await self._registry.commit(
+            self.name,
+            expected_version=self.committed_version,
+            root=batch.root,
+            car=car_mh,
+            locations=batch.locations,
+            puts=len(batch.accepted) - batch.deletes,
+            deletes=batch.deletes,
+            reach=batch.reach,
+        )
+        self._totals.seconds += time.perf_counter() - started
+        return record
 
     async def _drop_bucket(self, request: DropBucket) -> None:
         try:

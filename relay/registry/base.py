@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -187,6 +188,10 @@ class Registry(Protocol):
         deletes: int,
         reach: Reach = ...,
     ) -> CommitRecord: ...
+    # Hold the bucket's commit lock and yield the bucket as it is: no other process
+    # commits it meanwhile, so a ``commit`` from inside cannot lose; it is durable once
+    # the block exits without an error. The path of a writer that lost a compare-and-swap.
+    def hold_bucket(self, name: str) -> AbstractAsyncContextManager[BucketRecord]: ...
     async def commit_log(
         self, bucket: str, *, newest_first: bool = True, limit: int | None = None
     ) -> list[CommitRecord]: ...

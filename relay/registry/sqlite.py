@@ -252,8 +252,14 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
         )
         self._heads: dict[str, BucketRecord | None] = {}
         self._heads_as_of = -1
+        # The task inside hold_bucket, whose writes join the transaction it holds open.
+        self._holder: trio.lowlevel.Task | None = None
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._holder is not None and self._holder is trio.lowlevel.current_task():
+            # Inside hold_bucket: part of the transaction it holds open.
+            return await trio.to_thread.run_sync(work, self._writer)
+
         def transaction() -> T:
             connection = self._writer
             connection.execute("BEGIN IMMEDIATE")
@@ -425,6 +431,36 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
             return CommitRecord(bucket, version, root, time_ms, car, puts, deletes)
 
         return await self._write(work)
+
+    @asynccontextmanager
+    async def hold_bucket(self, name: str) -> AsyncIterator[BucketRecord]:
+        """Hold the registry's write lock (SQLite has one per database: every other
+        writer, in this process or another, waits) and yield the bucket as it is; a
+        ``commit`` from inside cannot lose, and becomes durable when the block exits
+        without an error (rolled back otherwise)."""
+        async with self._write_limiter:
+            writer = self._writer
+            await trio.to_thread.run_sync(writer.execute, "BEGIN IMMEDIATE")
+            self._holder = trio.lowlevel.current_task()
+            try:
+                row = await trio.to_thread.run_sync(
+                    lambda: writer.execute(
+                        "SELECT name, owner, created_ms, root, version FROM buckets WHERE name = ?",
+                        (name,),
+                    ).fetchall()
+                )
+                if not row:
+                    raise BucketMissing(name)
+                yield _bucket(row[0])
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(writer.execute, "ROLLBACK")
+                raise
+            else:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(writer.execute, "COMMIT")
+            finally:
+                self._holder = None
 
     async def commit_log(
         self, bucket: str, *, newest_first: bool = True, limit: int | None = None

@@ -283,3 +283,42 @@ async def test_bucket_settings_are_kept_per_name_and_go_with_the_bucket(
     await registry.delete_bucket("a", expected_version=0)
     await registry.create_bucket("a", "owner", root("empty"))
     assert await registry.get_bucket_settings("a") == {}
+
+
+async def test_a_held_bucket_commits_first_and_holds_other_registries_off(
+    tmp_path: Path,
+) -> None:
+    """hold_bucket is the path of a writer that lost a compare-and-swap: under it, its
+    commit cannot lose, and another registry on the same file (another process) waits,
+    then finds the version moved."""
+    async with (
+        open_sqlite_registry(tmp_path / "r.sqlite") as mine,
+        open_sqlite_registry(tmp_path / "r.sqlite") as theirs,
+    ):
+        await mine.create_bucket("b", "owner", root("empty"))
+        order: list[str] = []
+
+        async def their_commit() -> None:
+            with pytest.raises(CommitConflict):
+                await commit(theirs, "b", 0, root("theirs"))
+            order.append("theirs refused")
+
+        async with trio.open_nursery() as nursery:
+            async with mine.hold_bucket("b") as current:
+                assert current.version == 0
+                nursery.start_soon(their_commit)
+                await trio.sleep(0.2)  # they are waiting for the lock, not done
+                assert order == []
+                assert await commit(mine, "b", current.version, root("mine")) == 1
+                order.append("mine")
+        assert order == ["mine", "theirs refused"]
+        assert (await theirs.get_bucket("b")).root == root("mine")  # type: ignore[union-attr]
+
+        with pytest.raises(RuntimeError):
+            async with mine.hold_bucket("b") as current:
+                await commit(mine, "b", current.version, root("rolled back"))
+                raise RuntimeError("the batch failed after its commit statements")
+        assert (await theirs.get_bucket("b")).version == 1  # type: ignore[union-attr]
+        with pytest.raises(BucketMissing):
+            async with mine.hold_bucket("nope"):
+                pass
