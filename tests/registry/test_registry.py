@@ -314,11 +314,18 @@ async def test_a_held_bucket_commits_first_and_holds_other_registries_off(
         assert order == ["mine", "theirs refused"]
         assert (await theirs.get_bucket("b")).root == root("mine")  # type: ignore[union-attr]
 
-        with pytest.raises(RuntimeError):
+        async def fail_after_committing() -> None:
             async with mine.hold_bucket("b") as current:
                 await commit(mine, "b", current.version, root("rolled back"))
                 raise RuntimeError("the batch failed after its commit statements")
+
+        with pytest.raises(RuntimeError):
+            await fail_after_committing()
         assert (await theirs.get_bucket("b")).version == 1  # type: ignore[union-attr]
-        with pytest.raises(BucketMissing):
+
+        async def hold_a_missing_bucket() -> None:
             async with mine.hold_bucket("nope"):
                 pass
+
+        with pytest.raises(BucketMissing):
+            await hold_a_missing_bucket()
