@@ -56,6 +56,8 @@ def _readings(engine: Engine, activity: HttpActivity) -> Readings:
         commit_batches=statistics.commit_batches,
         commit_mutations=statistics.commit_mutations,
         commit_seconds=statistics.commit_seconds,
+        commit_conflicts=statistics.commit_conflicts,
+        commit_rebases=statistics.commit_rebases,
         upload_buffers_in_use=buffers.in_use,
         upload_buffers_capacity=buffers.capacity,
         upload_spilled_bytes=buffers.spilled_bytes,

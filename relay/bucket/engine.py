@@ -135,6 +135,8 @@ class EngineStatistics:
     commit_seconds: float = 0.0
     # Batches applied again because another process committed the bucket first.
     commit_rebases: int = 0
+    # Compare-and-swaps lost to another process (each then committed under the lock).
+    commit_conflicts: int = 0
 
 
 def key_bytes(key: str) -> bytes:
@@ -526,6 +528,7 @@ class Engine:
             totals.mutations,
             totals.seconds,
             totals.rebases,
+            totals.conflicts,
         )
 
 

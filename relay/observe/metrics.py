@@ -70,6 +70,8 @@ class Readings:
     commit_batches: int = 0
     commit_mutations: int = 0
     commit_seconds: float = 0.0
+    commit_conflicts: int = 0  # compare-and-swaps lost to another process
+    commit_rebases: int = 0  # batches applied again on another process's root
     upload_buffers_in_use: int = 0
     upload_buffers_capacity: int = 0
     upload_spilled_bytes: int = 0  # the pool's budget held by stalled uploads' copies
@@ -106,6 +108,17 @@ class _ReadingsCollector(Collector):
         )
         seconds.add_metric([], count_value=now.commit_batches, sum_value=now.commit_seconds)
         yield seconds
+        yield CounterMetricFamily(
+            "relay_commit_conflicts",
+            "bucket commits that lost the registry's compare-and-swap to another process"
+            " (then committed under the bucket's commit lock)",
+            value=now.commit_conflicts,
+        )
+        yield CounterMetricFamily(
+            "relay_commit_rebases",
+            "batches applied again on a bucket root another process committed",
+            value=now.commit_rebases,
+        )
         yield GaugeMetricFamily(
             "relay_upload_buffers_in_use",
             "chunk buffers held by uploads (the shared upload memory pool)",

@@ -127,6 +127,8 @@ def test_readings_are_taken_at_scrape_time() -> None:
             commit_batches=4,
             commit_mutations=10,
             commit_seconds=0.5,
+            commit_conflicts=3,
+            commit_rebases=5,
             upload_spilled_bytes=4096,
             upload_evictions=2,
             caches={"manifest": CacheReading(hits=7, misses=2, memory_bytes=1000)},
@@ -139,6 +141,8 @@ def test_readings_are_taken_at_scrape_time() -> None:
     assert found[("relay_open_connections", ())] == 5
     assert found[("relay_commit_batch_size_count", ())] == 4
     assert found[("relay_commit_batch_size_sum", ())] == 10
+    assert found[("relay_commit_conflicts_total", ())] == 3
+    assert found[("relay_commit_rebases_total", ())] == 5
     assert found[("relay_cache_hits_total", (("cache", "manifest"),))] == 7
     assert found[("relay_cache_misses_total", (("cache", "manifest"),))] == 2
     assert found[("relay_upload_spilled_bytes", ())] == 4096
