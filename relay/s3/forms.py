@@ -15,27 +15,38 @@ tag set) and go through the same header audit and checks as a PutObject.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from relay.chunker import ChunkedBody
-from relay.http import Request, RequestBody, Response
+from relay.http import (
+    BodyTimeout,
+    ClientDisconnected,
+    Request,
+    RequestBody,
+    RequestBodyError,
+    Response,
+)
 from relay.s3 import checksums, formdata, headers, postpolicy, routing
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, empty_response, xml_response
 from relay.s3.errors import (
     AccessDenied,
     EntityTooSmall,
+    IncompleteBody,
     InvalidArgument,
+    InvalidRequest,
     MalformedPOSTRequest,
     PreconditionFailed,
+    RequestTimeout,
 )
 from relay.s3.objects import stored_headers
-from relay.s3.payload import Payload
+from relay.s3.payload import READ_BYTES
 from relay.s3.tagging import check_canned_acl, parse_tagging
 from relay.s3.xml import document, element
-from relay.sigv4 import UNSIGNED_PAYLOAD, VerifiedRequest
+from relay.sigv4 import VerifiedRequest
 
 # The engine's bound on one PUT (5 GiB, as S3's), also the bound on a form's file.
 MAX_FILE_BYTES: Final = 5 << 30
@@ -45,11 +56,6 @@ _SIGNATURE_FIELDS: Final = frozenset(
 )  # fmt: skip
 # Form fields named differently from the header they stand for.
 _AS_HEADER: Final = {"acl": "x-amz-acl"}
-# Reading the body before the form is verified: no signature covers it yet.
-_UNVERIFIED: Final = VerifiedRequest(
-    access_key="", payload=UNSIGNED_PAYLOAD, seed_signature="", signing_key=b"", scope="",
-    timestamp="", region="", presigned=False, decoded_content_length=None,
-)  # fmt: skip
 
 MakeContext = Callable[[VerifiedRequest, dict[str, str]], Context]
 
@@ -65,13 +71,24 @@ class _Form:
                 Condition="Bucket POST must be of the enclosure-type multipart/form-data",
             )
         self._parser = formdata.FormParser(formdata.boundary_of(content_type))
-        self._pieces = aiter(Payload(body, _UNVERIFIED, request.content_length))
+        self._body = body
         self._pending: list[formdata.Event] = []
         self.fields: dict[str, str] = {}
         self.file: formdata.FileStart | None = None
 
+    async def _next_piece(self) -> bytes | None:
+        try:
+            piece = await self._body.receive_some(READ_BYTES)
+        except BodyTimeout:
+            raise RequestTimeout() from None
+        except ClientDisconnected:
+            raise IncompleteBody() from None
+        except RequestBodyError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return piece or None
+
     async def _next_events(self) -> bool:
-        piece = await anext(self._pieces, None)
+        piece = await self._next_piece()
         if piece is None:
             self._parser.close()
             return False
@@ -103,7 +120,7 @@ class _Form:
             raise InvalidArgument(f"The form field '{name[:64]}' is given more than once.")
         self.fields[name] = value
 
-    async def file_bytes(self) -> AsyncIterator[bytes]:
+    async def file_bytes(self) -> AsyncGenerator[bytes, None]:
         """The file's bytes; then the rest of the body, read to its end and ignored."""
         in_file, ended = True, False
         while True:
@@ -117,7 +134,7 @@ class _Form:
             self._pending = []
             if ended:
                 # Drain what follows the closing boundary (an epilogue is allowed).
-                while await anext(self._pieces, None) is not None:
+                while await self._next_piece() is not None:
                     pass
                 return
             if not await self._next_events():
@@ -208,17 +225,18 @@ async def post_object(
         checksums.verify(check, stored, ())
 
     content_type, metadata, content = stored_headers(as_headers)
-    manifest = await ctx.engine.put_object(
-        bucket,
-        key,
-        form.file_bytes(),
-        content_type=content_type,
-        metadata=metadata,
-        headers=content,
-        tags=tags,
-        checksums=check.kinds,
-        keep_checksums=check.kinds,
-        verify=verify,
-        max_body_bytes=min(high, MAX_FILE_BYTES),
-    )
+    async with aclosing(form.file_bytes()) as file_bytes:
+        manifest = await ctx.engine.put_object(
+            bucket,
+            key,
+            file_bytes,
+            content_type=content_type,
+            metadata=metadata,
+            headers=content,
+            tags=tags,
+            checksums=check.kinds,
+            keep_checksums=check.kinds,
+            verify=verify,
+            max_body_bytes=min(high, MAX_FILE_BYTES),
+        )
     return _success(request, fields, bucket, key, manifest.etag)
