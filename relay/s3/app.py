@@ -7,6 +7,11 @@ before any handler runs, so a refused request is answered before its body is rea
 client never gets ``100 Continue``. Then it dispatches to the operation family's module,
 and converts every error at this one boundary into the S3 XML error document. Every
 response carries ``x-amz-request-id``.
+
+Two requests carry no signed head and are answered before authentication: a CORS
+preflight (``OPTIONS``, from the bucket's rules, ``relay.s3.cors``) and a browser form
+upload (``POST /bucket``, whose form carries the signed policy, ``relay.s3.forms``). A
+response to a request with ``Origin`` gets the bucket's CORS headers last, errors too.
 """
 
 from __future__ import annotations

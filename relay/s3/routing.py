@@ -5,6 +5,8 @@ Path-style addressing only: ``/`` is the service, ``/bucket`` the bucket, and
 ``+`` in a path is a literal plus). The query's sub-resource keys (``?uploads``,
 ``?uploadId=``, ``?delete``…) pick the operation, as in S3. An operation relay does not
 implement routes to ``Unsupported`` (501 NotImplemented), never to a wrong handler.
+``OPTIONS`` on a bucket or object is a CORS preflight; ``POST /bucket`` (without
+``?delete``) is a browser form upload.
 """
 
 from __future__ import annotations
