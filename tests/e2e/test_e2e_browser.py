@@ -19,6 +19,7 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Iterator
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,6 @@ def page_server() -> Iterator[PageServer]:
 
 
 def _hidden_inputs(fields: dict[str, str]) -> str:
-    from html import escape
-
     return "\n".join(
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
         for name, value in fields.items()
