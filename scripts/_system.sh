@@ -50,3 +50,7 @@ npm_modules_in() {
 
 # What the suite drives (each helper that needs a program adds its line here).
 apt_packages_for /usr/lib/postgresql/15/bin/initdb postgresql
+# The browser test (tests/e2e/test_e2e_browser.py): Debian's Chromium, driven by
+# playwright-core (which never downloads a browser of its own).
+apt_packages_for /usr/bin/chromium chromium
+npm_modules_in .cache/browser playwright-core@1.57.0

@@ -112,6 +112,20 @@ def test_pure_cores_never_import_trio(module: str) -> None:
     assert offending(module, ["trio"]) == []
 
 
+# Pure cores inside relay.s3, whose face loads the app (so trio, and the transitive walk
+# cannot tell): they import nothing of relay but its S3 errors and sigv4, and no trio.
+PURE_S3_MODULES = ["relay.s3.corsrules", "relay.s3.formdata", "relay.s3.postpolicy"]
+
+
+@pytest.mark.parametrize("module", PURE_S3_MODULES)
+def test_pure_s3_cores_import_no_io(module: str) -> None:
+    allowed = ("relay.s3.errors", "relay.sigv4")  # both free of trio and of I/O
+    imported = direct_imports(module)
+    assert [n for n in imported if n.startswith("relay.") and not n.startswith(allowed)] == []
+    assert [n for n in imported if n == "trio" or n.startswith("trio.")] == []
+    assert offending("relay.sigv4", ["trio"]) == []
+
+
 @pytest.mark.parametrize(
     "module", [m for core in PURE_CORES for m in modules_in(core)], ids=lambda m: m
 )

@@ -7,6 +7,11 @@ before any handler runs, so a refused request is answered before its body is rea
 client never gets ``100 Continue``. Then it dispatches to the operation family's module,
 and converts every error at this one boundary into the S3 XML error document. Every
 response carries ``x-amz-request-id``.
+
+Two requests carry no signed head and are answered before authentication: a CORS
+preflight (``OPTIONS``, from the bucket's rules, ``relay.s3.cors``) and a browser form
+upload (``POST /bucket``, whose form carries the signed policy, ``relay.s3.forms``). A
+response to a request with ``Origin`` gets the bucket's CORS headers last, errors too.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ from relay.http.exchange import (
     NOTE_REASON,
     NOTE_REQUEST_ID,
 )
-from relay.s3 import buckets, copy, headers, multipart, objects, routing, tagging, xml
+from relay.s3 import buckets, copy, cors, forms, headers, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, SlowDown, from_exception
-from relay.sigv4 import claimed_access_key, verify
+from relay.sigv4 import VerifiedRequest, claimed_access_key, verify
 
 log = logging.getLogger("relay.s3")
 
@@ -72,6 +77,9 @@ _DISPATCH: Final[dict[type[routing.Endpoint], Handler]] = {
     routing.ListObjectVersions: buckets.list_object_versions,
     routing.GetBucketConfiguration: tagging.get_bucket_configuration,
     routing.DeleteBucketConfiguration: tagging.delete_bucket_configuration,
+    routing.GetBucketCors: cors.get_bucket_cors,
+    routing.PutBucketCors: cors.put_bucket_cors,
+    routing.DeleteBucketCors: cors.delete_bucket_cors,
 }
 
 
@@ -109,7 +117,25 @@ class S3App:
             response = self._error_response(exc, request, request_id, notes)
         response.headers.append(("x-amz-request-id", request_id))
         response.notes.update(notes)
+        await self._add_cors_headers(request, response, notes)
         return response
+
+    async def _add_cors_headers(
+        self, request: Request, response: Response, notes: dict[str, str]
+    ) -> None:
+        """An actual response (an error too) to a request with Origin, of a bucket with
+        CORS rules, carries their answer (relay.s3.cors); a preflight carries its own."""
+        origin = request.header("origin")
+        bucket = notes.get(NOTE_BUCKET)
+        if not origin or not bucket or notes.get(NOTE_OPERATION) == "CorsPreflight":
+            return
+        try:
+            response.headers.extend(
+                await cors.response_headers(self.engine, bucket, origin, request.method)
+            )
+        except Exception:
+            # The response stands without them; the browser reports the refusal.
+            log.exception("request %s: reading the CORS rules failed", notes[NOTE_REQUEST_ID])
 
     async def _handle(
         self, request: Request, body: RequestBody, request_id: str, notes: dict[str, str]
@@ -124,6 +150,10 @@ class S3App:
         notes[NOTE_OPERATION] = (
             endpoint.operation if isinstance(endpoint, routing.Unsupported) else endpoint.name
         )
+        if isinstance(endpoint, routing.CorsPreflight):
+            return await cors.preflight(self.engine, request, endpoint)
+        if isinstance(endpoint, routing.PostObject):
+            return await self._post_object(request, body, target, request_id, notes)
         auth = verify(
             request.method,
             request.path,
@@ -151,6 +181,33 @@ class S3App:
         if isinstance(endpoint, routing.ListBuckets):
             return await buckets.list_buckets(ctx)
         return await _DISPATCH[type(endpoint)](ctx, endpoint)
+
+    async def _post_object(
+        self,
+        request: Request,
+        body: RequestBody,
+        target: routing.Target,
+        request_id: str,
+        notes: dict[str, str],
+    ) -> Response:
+        """A browser form upload: its form, not its head, carries the signature."""
+
+        def context(auth: VerifiedRequest, fields: dict[str, str]) -> Context:
+            notes[NOTE_ACCESS_KEY] = auth.access_key
+            return Context(
+                request, body, auth, target, fields, request_id, self.engine, self.multipart,
+                self.region,
+            )  # fmt: skip
+
+        return await forms.post_object(
+            request,
+            body,
+            target,
+            context,
+            self._credentials.get,
+            self._clock(),
+            self.region,
+        )
 
     def busy_answer(self) -> Response:
         """503 SlowDown for a connection over the server's limit (its request unread)."""

@@ -227,4 +227,22 @@ MalformedTrailerError = _error(
     "The request contained trailing data that was not well-formed or did not conform to our"
     " published schema.",
 )
+# CORS preflights and browser form uploads (presigned POST).
+AccessForbidden = _error("AccessForbidden", 403, "CORSResponse: This CORS request is not allowed.")
+BadRequest = _error("BadRequest", 400, "Bad Request")
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest",
+    400,
+    "The body of your POST request is not well-formed multipart/form-data.",
+)
+MaxPostPreDataLengthExceededError = _error(
+    "MaxPostPreDataLengthExceededError",
+    400,
+    "Your POST request fields preceeding the upload file was too large.",
+)
+InvalidPolicyDocument = _error(
+    "InvalidPolicyDocument",
+    400,
+    "The content of the form does not meet the conditions specified in the policy document.",
+)
 BY_CODE.update({cls.code: cls for cls in S3Error.__subclasses__()})

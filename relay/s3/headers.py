@@ -408,6 +408,9 @@ _OPERATIONS: Final[dict[type[r.Endpoint], Rules]] = {
     },
     r.GetBucketConfiguration: _READ_OBJECT,
     r.DeleteBucketConfiguration: _BUCKET,
+    r.GetBucketCors: _BUCKET,
+    r.PutBucketCors: {**_BUCKET, **_SMALL_BODY_CHECKS},
+    r.DeleteBucketCors: _BUCKET,
 }
 # One row per S3 operation; relay answers these with the handler of its twin.
 OPERATIONS: Final[Mapping[type[r.Endpoint], Rules]] = {

@@ -5,6 +5,8 @@ Path-style addressing only: ``/`` is the service, ``/bucket`` the bucket, and
 ``+`` in a path is a literal plus). The query's sub-resource keys (``?uploads``,
 ``?uploadId=``, ``?delete``…) pick the operation, as in S3. An operation relay does not
 implement routes to ``Unsupported`` (501 NotImplemented), never to a wrong handler.
+``OPTIONS`` on a bucket or object is a CORS preflight; ``POST /bucket`` (without
+``?delete``) is a browser form upload.
 """
 
 from __future__ import annotations
@@ -208,6 +210,36 @@ class DeleteBucketConfiguration(BucketEndpoint):
 
 
 @dataclass(frozen=True, slots=True)
+class GetBucketCors(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutBucketCors(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBucketCors(BucketEndpoint):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPreflight(Endpoint):
+    """``OPTIONS`` on a bucket (``key`` None) or an object: answered from the bucket's
+    CORS rules, without authentication (browsers send no credentials with it)."""
+
+    bucket: str
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostObject(BucketEndpoint):
+    """A browser form upload (``POST /bucket``, multipart/form-data): its form carries
+    the key and the signed policy, so the request itself is not signed."""
+
+
+@dataclass(frozen=True, slots=True)
 class Unsupported(Endpoint):
     """An S3 operation relay does not implement (yet): answered 501 NotImplemented."""
 
@@ -217,7 +249,7 @@ class Unsupported(Endpoint):
 # Bucket configurations relay never holds: GET answers the "no such configuration" error
 # S3 gives for a bucket without one; PUT is not implemented; DELETE has nothing to do.
 BUCKET_CONFIGURATIONS = (
-    "analytics", "cors", "encryption", "intelligent-tiering", "inventory", "lifecycle",
+    "analytics", "encryption", "intelligent-tiering", "inventory", "lifecycle",
     "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
     "policyStatus", "publicAccessBlock", "replication", "requestPayment", "tagging",
     "website", "accelerate",
@@ -262,12 +294,19 @@ def route(method: str, target: Target, headers: Mapping[str, str]) -> Endpoint:
         if method in ("GET", "HEAD"):
             return ListBuckets()
         raise MethodNotAllowed()
+    if method == "OPTIONS":
+        return CorsPreflight(bucket, key)
     if key is None:
         return _route_bucket(method, bucket, query)
     return _route_object(method, bucket, key, query, headers)
 
 
 def _route_bucket(method: str, bucket: str, query: Mapping[str, str]) -> Endpoint:
+    if "cors" in query:
+        by_method = {"GET": GetBucketCors, "PUT": PutBucketCors, "DELETE": DeleteBucketCors}
+        if method not in by_method:
+            raise MethodNotAllowed()
+        return by_method[method](bucket)
     for name in BUCKET_CONFIGURATIONS:
         if name in query:
             if method == "GET":
@@ -306,7 +345,7 @@ def _route_bucket(method: str, bucket: str, query: Mapping[str, str]) -> Endpoin
     if method == "POST":
         if "delete" in query:
             return DeleteObjects(bucket)
-        return Unsupported("POST bucket (browser form upload)")
+        return PostObject(bucket)
     raise MethodNotAllowed()
 
 
