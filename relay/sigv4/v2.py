@@ -15,7 +15,8 @@ the secret itself as the key (no derivation, no scope, no region), where::
   parameters named in lowercase, which botocore's presigner does and S3 reads.
 - The canonicalized resource: ``/bucket`` for a virtual-hosted request (the bucket its
   Host names), then the path exactly as on the wire (S3 and every signer use the
-  percent-encoded form), then the *sub-resources* present in the query, sorted by name,
+  percent-encoded form; a bucket's own resource is ``/bucket/`` whether or not the path
+  ends in a slash), then the *sub-resources* present in the query, sorted by name,
   each ``name`` or ``name=value`` with the value percent-decoded. Only S3's fixed list of
   sub-resources takes part: every other parameter is unsigned.
 
@@ -198,19 +199,22 @@ def verify_v2(
         raise InvalidAccessKeyId(
             "The AWS Access Key Id you provided does not exist in our records."
         )
-    to_sign = string_to_sign(
-        method,
-        content_md5=_first(signed_headers, "content-md5"),
-        content_type=_first(signed_headers, "content-type"),
-        date=date,
-        amz_headers=signed_headers,
-        resource=canonical_resource(path, query, host_bucket=host_bucket),
-    )
-    if not signatures_equal(signature(secret, to_sign), given):
+    candidates = [
+        string_to_sign(
+            method,
+            content_md5=_first(signed_headers, "content-md5"),
+            content_type=_first(signed_headers, "content-type"),
+            date=date,
+            amz_headers=signed_headers,
+            resource=resource,
+        )
+        for resource in _resources(path, query, host_bucket)
+    ]
+    if not any(signatures_equal(signature(secret, text), given) for text in candidates):
         raise SignatureDoesNotMatch(
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",
-            string_to_sign=to_sign,
+            string_to_sign=candidates[0],
             access_key=access_key,
         )
     return VerifiedRequest(
@@ -224,6 +228,17 @@ def verify_v2(
         presigned=not authorization,
         decoded_content_length=None,
     )
+
+
+def _resources(path: str, query: str, host_bucket: str | None) -> list[str]:
+    """The canonicalized resources a request may have been signed with. A path-style
+    request to a bucket itself (``/bucket``) names the resource ``/bucket/``, as S3 and
+    botocore write it (botocore signs ``/bucket/`` while sending ``/bucket``); a signer
+    that signs the path exactly as sent is accepted too: both name the same resource."""
+    sent = canonical_resource(path, query, host_bucket=host_bucket)
+    if host_bucket is None and path.count("/") == 1 and len(path) > 1:
+        return [canonical_resource(path + "/", query), sent]
+    return [sent]
 
 
 def _first(headers: Mapping[str, Sequence[str]], name: str) -> str:

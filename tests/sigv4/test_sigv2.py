@@ -407,3 +407,14 @@ def test_the_log_names_the_key_a_sigv2_request_claims() -> None:
 
 def test_the_signed_sub_resources_are_botocores() -> None:
     assert set(HmacV1Auth.QSAOfInterest) == v2.SUBRESOURCES
+
+
+@pytest.mark.parametrize("signed_resource", ["/b/", "/b"])
+def test_a_bucket_is_signed_with_or_without_its_trailing_slash(signed_resource: str) -> None:
+    """botocore signs ``/b/`` for a path-style ``PUT /b`` (CreateBucket); others sign the
+    path as sent. Both name the bucket."""
+    headers = [("Host", PORT_HOST), ("Date", NOW_DATE)]
+    assert check(header_signed(f"GET\n\n\n{NOW_DATE}\n{signed_resource}", headers), path="/b")
+    with pytest.raises(SignatureDoesNotMatch) as caught:
+        check(header_signed(f"GET\n\n\n{NOW_DATE}\n/c/", headers), path="/b")
+    assert caught.value.extra["StringToSign"].endswith("\n/b/")
