@@ -418,3 +418,22 @@ def test_a_bucket_is_signed_with_or_without_its_trailing_slash(signed_resource: 
     with pytest.raises(SignatureDoesNotMatch) as caught:
         check(header_signed(f"GET\n\n\n{NOW_DATE}\n/c/", headers), path="/b")
     assert caught.value.extra["StringToSign"].endswith("\n/b/")
+
+
+def test_a_sigv4_signature_mismatch_answers_its_canonical_request() -> None:
+    from relay.sigv4 import sign_headers
+
+    headers = [("Host", PORT_HOST)]
+    headers += sign_headers(
+        "GET", PORT_HOST, "/b/k", "", headers, payload_hash="UNSIGNED-PAYLOAD",
+        access_key=AWS_KEY, secret="wrong", region="us-east-1", service="s3", now=NOW,
+    )  # fmt: skip
+    with pytest.raises(SignatureDoesNotMatch) as caught:
+        check(headers)
+    extra = caught.value.extra
+    assert extra["CanonicalRequest"].startswith("GET\n/b/k\n\nhost:")
+    assert extra["StringToSign"].startswith("AWS4-HMAC-SHA256\n")
+    assert (
+        bytes.fromhex(extra["CanonicalRequestBytes"].replace(" ", "")).decode()
+        == (extra["CanonicalRequest"])
+    )
