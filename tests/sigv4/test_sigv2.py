@@ -23,6 +23,7 @@ from relay.sigv4 import (
     AccessDenied,
     InvalidAccessKeyId,
     InvalidArgument,
+    InvalidRequest,
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
     authenticate,
@@ -380,6 +381,9 @@ def test_header_form_needs_a_recent_date() -> None:
         ([("Authorization", "AWS A:sig")], "AWSAccessKeyId=A&Expires=1&Signature=x",
          InvalidArgument),
         ([("Authorization", "AWS A:sig")], "X-Amz-Signature=00", InvalidArgument),
+        # aws-chunked signing chains from a SigV4 seed signature: SigV2 has none.
+        ([("Authorization", "AWS A:sig"),
+          ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")], "", InvalidRequest),
     ],
 )  # fmt: skip
 def test_malformed_sigv2_is_refused(
