@@ -51,6 +51,8 @@ options (``--data``) override both. Units are in the names.
     max_header_bytes = 65536             # RELAY_HTTP_MAX_HEADER_BYTES
     max_connections = 1024               # RELAY_HTTP_MAX_CONNECTIONS (then 503 SlowDown)
     shutdown_grace_seconds = 30          # RELAY_HTTP_SHUTDOWN_GRACE_SECONDS
+    domains = ["s3.example.com"]         # RELAY_DOMAINS (comma-separated): virtual-hosted
+                                         # BUCKET.s3.example.com names the bucket
 
     [log]
     level = "info"                 # RELAY_LOG_LEVEL (relay serve --log-level): debug, info,
@@ -125,6 +127,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     # HOST:PORT of the admin listener (metrics and health), or None for none.
     admin_listen: str | None = None
+    # relay's own host names (http.domains): a Host of BUCKET.<domain> names the bucket.
+    domains: tuple[str, ...] = ()
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -171,6 +175,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_header_bytes": ("RELAY_HTTP_MAX_HEADER_BYTES", "http", int),
     "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
     "shutdown_grace_seconds": ("RELAY_HTTP_SHUTDOWN_GRACE_SECONDS", "http", float),
+    "domains": ("RELAY_DOMAINS", "http", tuple),
 }
 # [store.s3] setting -> environment variable (all strings); required ones have no default.
 _S3_SETTINGS: Final[dict[str, str]] = {
@@ -203,6 +208,11 @@ _HTTP_SETTINGS: Final = (
 
 
 def _typed(name: str, value: Any, kind: type) -> Any:
+    if kind is tuple:  # a list of names: a TOML array, or one comma-separated string
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a list of names, not {value!r}")
+        return tuple(item.strip() for item in items if item.strip())
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str) and kind is not str:
@@ -359,6 +369,22 @@ def _log_config(
     return config
 
 
+def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
+    """http.domains as routing compares them: lowercase, no trailing dot; a name with a
+    port, a scheme or an empty label is refused (the port is never part of the match)."""
+    domains = []
+    for raw in names:
+        name = raw.lower().rstrip(".")
+        labels = name.split(".")
+        if not all(labels) or any(not set(label) <= _HOST_CHARACTERS for label in labels):
+            raise ConfigError(f"http.domains: {raw!r} is not a host name (no port, no scheme)")
+        domains.append(name)
+    return tuple(domains)
+
+
+_HOST_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
 def load_config(
     path: Path | None = None,
     *,
@@ -485,6 +511,7 @@ def load_config(
         roundabout=roundabout_config,
         log=_log_config(document, environ, log_level, log_format),
         admin_listen=admin_listen or None,
+        domains=_domains(setting("domains", ())),
     )
     parse_listen(config.listen)
     if config.admin_listen is not None:

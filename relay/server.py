@@ -111,7 +111,11 @@ async def serve(
 
     async with open_storage(config, wrap_store=wrap_store) as engine:
         app = S3App(
-            engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
+            engine,
+            credentials.keys,
+            region=config.region,
+            multipart_uploads=Multipart(engine),
+            domains=config.domains,
         )
         async with trio.open_nursery() as nursery:
             if metrics is not None and config.admin_listen is not None:

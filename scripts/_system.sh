@@ -54,3 +54,7 @@ apt_packages_for /usr/lib/postgresql/15/bin/initdb postgresql
 # playwright-core (which never downloads a browser of its own).
 apt_packages_for /usr/bin/chromium chromium
 npm_modules_in .cache/browser playwright-core@1.57.0
+# Virtual-hosted clients resolve BUCKET.<domain> through a network namespace's own hosts
+# file (tests/e2e/netns.py); the AWS SDK for JavaScript v3 is one of those clients.
+apt_packages_for ip iproute2
+npm_modules_in .cache/aws-sdk-js @aws-sdk/client-s3@3.1175.0 @aws-sdk/s3-request-presigner@3.1169.0

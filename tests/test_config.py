@@ -231,3 +231,20 @@ def test_upload_memory_sets_the_size_of_the_shared_buffer_pool() -> None:
     assert config.engine.chunker.upload_memory_bytes == 24 << 20
     assert config.engine.chunker.pooled_buffers == 24
     assert load_config(environ={}).engine.chunker.pooled_buffers == 12
+
+
+def test_domains_for_virtual_hosted_addressing(tmp_path: Path) -> None:
+    assert load_config(environ={}).domains == ()
+    from_environment = load_config(environ={"RELAY_DOMAINS": " S3.Example.com, s3.local. ,"})
+    assert from_environment.domains == ("s3.example.com", "s3.local")
+    path = tmp_path / "relay.toml"
+    path.write_text('[http]\ndomains = ["s3.example.com", "files.example.org"]\n')
+    assert load_config(path, environ={}).domains == ("s3.example.com", "files.example.org")
+    path.write_text('[http]\ndomains = "s3.example.com"\n')
+    assert load_config(path, environ={}).domains == ("s3.example.com",)
+    for bad in ("s3.example.com:9000", "http://s3.example.com", "a..b", ".example.com"):
+        with pytest.raises(ConfigError, match=r"http\.domains"):
+            load_config(environ={"RELAY_DOMAINS": bad})
+    path.write_text("[http]\ndomains = 3\n")
+    with pytest.raises(ConfigError, match="list of names"):
+        load_config(path, environ={})

@@ -1,12 +1,13 @@
 """The S3 application: one request in, one response out, errors rendered once.
 
-``S3App.handle`` is the ``relay.http`` handler. It splits the target, routes it (pure),
-authenticates it with SigV4 and checks its headers against the audit table in
-``relay.s3.headers`` (a header relay does not honour is refused by name, never dropped)
-before any handler runs, so a refused request is answered before its body is read and its
-client never gets ``100 Continue``. Then it dispatches to the operation family's module,
-and converts every error at this one boundary into the S3 XML error document. Every
-response carries ``x-amz-request-id``.
+``S3App.handle`` is the ``relay.http`` handler. It splits the target (path-style, or
+virtual-hosted when the Host is a bucket under one of relay's ``domains``), routes it
+(pure), authenticates it (SigV4 or SigV2, ``relay.sigv4.authenticate``) and checks its
+headers against the audit table in ``relay.s3.headers`` (a header relay does not honour is
+refused by name, never dropped) before any handler runs, so a refused request is answered
+before its body is read and its client never gets ``100 Continue``. Then it dispatches to
+the operation family's module, and converts every error at this one boundary into the S3
+XML error document. Every response carries ``x-amz-request-id``.
 
 Two requests carry no signed head and are answered before authentication: a CORS
 preflight (``OPTIONS``, from the bucket's rules, ``relay.s3.cors``) and a browser form
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from relay.bucket import Engine, Multipart
@@ -36,7 +37,7 @@ from relay.http.exchange import (
 from relay.s3 import buckets, copy, cors, forms, headers, multipart, objects, routing, tagging, xml
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, SlowDown, from_exception
-from relay.sigv4 import VerifiedRequest, claimed_access_key, verify
+from relay.sigv4 import VerifiedRequest, authenticate, claimed_access_key
 
 log = logging.getLogger("relay.s3")
 
@@ -99,12 +100,15 @@ class S3App:
         region: str = DEFAULT_REGION,
         clock: Callable[[], float] = time.time,
         multipart_uploads: Multipart | None = None,
+        domains: Sequence[str] = (),
     ) -> None:
         self.engine = engine
         self.multipart = multipart_uploads or Multipart(engine)
         self._credentials = dict(credentials)
         self.region = region
         self._clock = clock
+        # Hosts under which a Host of BUCKET.<domain> names the bucket (virtual-hosted).
+        self._domains = tuple(domains)
 
     async def handle(self, request: Request, body: RequestBody) -> Response:
         request_id = secrets.token_hex(8).upper()
@@ -140,8 +144,9 @@ class S3App:
     async def _handle(
         self, request: Request, body: RequestBody, request_id: str, notes: dict[str, str]
     ) -> Response:
-        target = routing.split_target(request.path, request.query)
         first_values = _first_values(request.headers)
+        host_bucket = routing.bucket_from_host(first_values.get("host"), self._domains)
+        target = routing.split_target(request.path, request.query, host_bucket)
         if target.bucket:
             notes[NOTE_BUCKET] = target.bucket
         if target.key:
@@ -154,7 +159,7 @@ class S3App:
             return await cors.preflight(self.engine, request, endpoint)
         if isinstance(endpoint, routing.PostObject):
             return await self._post_object(request, body, target, request_id, notes)
-        auth = verify(
+        auth = authenticate(
             request.method,
             request.path,
             request.query,
@@ -162,6 +167,7 @@ class S3App:
             self._credentials.get,
             self._clock(),
             region=self.region,
+            host_bucket=host_bucket,
         )
         notes[NOTE_ACCESS_KEY] = auth.access_key
         if isinstance(endpoint, routing.Unsupported):

@@ -39,6 +39,7 @@ from relay.s3.errors import (
 )
 from relay.sigv4 import UNSIGNED_PAYLOAD, VerifiedRequest
 from relay.sigv4 import canonical as c
+from relay.sigv4 import v2 as sigv2
 
 # Form fields no condition needs to cover (S3's list, and SigV2's key id).
 UNCOVERED_FIELDS: Final = frozenset({"x-amz-signature", "signature", "file", "policy"})
@@ -226,9 +227,8 @@ def _verify_v2(
     secret = lookup_secret(access_key)
     if secret is None:
         raise InvalidAccessKeyId()
-    digest = hmac.new(secret.encode("utf-8"), policy_b64.encode("utf-8"), hashlib.sha1).digest()
-    expected = base64.b64encode(digest).decode("ascii")
-    if not hmac.compare_digest(expected.encode(), fields["signature"].strip().encode()):
+    expected = sigv2.signature(secret, policy_b64)  # base64 HMAC-SHA1 of the base64 policy
+    if not sigv2.signatures_equal(expected, fields["signature"].strip()):
         raise SignatureDoesNotMatch()
     return VerifiedRequest(
         access_key=access_key,

@@ -1,8 +1,11 @@
 """Routing is data: ``route()`` maps (method, path, query, headers) to a frozen endpoint.
 
-Path-style addressing only: ``/`` is the service, ``/bucket`` the bucket, and
-``/bucket/key`` an object (the key is everything after the first slash, percent-decoded;
-``+`` in a path is a literal plus). The query's sub-resource keys (``?uploads``,
+Path-style addressing: ``/`` is the service, ``/bucket`` the bucket, and ``/bucket/key``
+an object (the key is everything after the first slash, percent-decoded; ``+`` in a path
+is a literal plus). Virtual-hosted addressing, when relay is given its domains
+(``http.domains``): a Host of ``bucket.<domain>[:port]`` names the bucket
+(``bucket_from_host``), and the whole path is the key (``/`` the bucket itself); the bare
+domain and any other host are path-style. The query's sub-resource keys (``?uploads``,
 ``?uploadId=``, ``?delete``…) pick the operation, as in S3. An operation relay does not
 implement routes to ``Unsupported`` (501 NotImplemented), never to a wrong handler.
 ``OPTIONS`` on a bucket or object is a CORS preflight; ``POST /bucket`` (without
@@ -11,7 +14,7 @@ implement routes to ``Unsupported`` (501 NotImplemented), never to a wrong handl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
@@ -266,13 +269,44 @@ class Target:
     query: dict[str, str]
 
 
-def split_target(path: str, query: str) -> Target:
+def bucket_from_host(host: str | None, domains: Sequence[str]) -> str | None:
+    """The bucket a virtual-hosted request's Host names, or None for path-style.
+
+    ``host`` is the Host header (any case, with or without a port); ``domains`` are
+    relay's own (lowercase, no port). ``photos.s3.example.com:9000`` names ``photos`` under
+    ``s3.example.com``; with several matching domains the longest wins, so ``a.b.example``
+    under ``b.example`` and ``example`` is bucket ``a``.
+    """
+    if not host or not domains:
+        return None
+    name = host.strip().lower()
+    if name.startswith("["):  # an IPv6 literal is never a bucket's host
+        return None
+    name = name.partition(":")[0].rstrip(".")
+    if name in domains:  # one of relay's own names, even if it sits under another
+        return None
+    best: str | None = None
+    for domain in domains:
+        if name.endswith("." + domain) and (best is None or len(domain) > len(best)):
+            best = domain
+    if best is None:
+        return None
+    return name[: -len(best) - 1]
+
+
+def split_target(path: str, query: str, host_bucket: str | None = None) -> Target:
+    """Split a request target; ``host_bucket`` is the bucket a virtual-hosted request's
+    Host names (``bucket_from_host``), and then the whole path is the key."""
     if not path.startswith("/"):
         raise InvalidRequest("the request target must be an absolute path")
     rest = path[1:]
-    bucket_part, slash, key_part = rest.partition("/")
-    bucket = unquote(bucket_part) if bucket_part else None
-    key = unquote(key_part) if slash and key_part else None
+    if host_bucket is not None:
+        bucket: str | None = host_bucket
+        key = unquote(rest) if rest else None
+    else:
+        bucket_part, slash, key_part = rest.partition("/")
+        bucket = unquote(bucket_part) if bucket_part else None
+        key = unquote(key_part) if slash and key_part else None
     pairs = parse_qsl(query, keep_blank_values=True)
     return Target(bucket, key, dict(pairs))
 

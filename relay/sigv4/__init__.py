@@ -1,10 +1,13 @@
-"""SigV4 for S3: verifying requests, decoding aws-chunked bodies, signing and presigning.
+"""S3's signatures: verifying requests, decoding aws-chunked bodies, signing and presigning.
 
-One implementation shared by the S3 front door (``verify``, ``AwsChunkedDecoder``), the
-S3-upstream blob store (``sign_headers``) and roundabout (``presign_url``). Pure code: no
-I/O, no clock; callers pass ``now``.
+One implementation shared by the S3 front door (``authenticate``, ``AwsChunkedDecoder``),
+the S3-upstream blob store (``sign_headers``) and roundabout (``presign_url``). SigV4 is
+``verify``; the legacy SigV2 is ``relay.sigv4.v2`` (its ``signature`` also signs SigV2
+POST policies); ``authenticate`` picks whichever a request carries. Pure code: no I/O, no
+clock; callers pass ``now``.
 """
 
+from relay.sigv4.authenticate import authenticate, claimed_access_key
 from relay.sigv4.canonical import (
     EMPTY_SHA256,
     STREAMING_SIGNED_PAYLOAD,
@@ -32,7 +35,6 @@ from relay.sigv4.sign import presign_url, sign_headers
 from relay.sigv4.verify import (
     Authorization,
     VerifiedRequest,
-    claimed_access_key,
     parse_authorization,
     verify,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "SignatureDoesNotMatch",
     "Trailers",
     "VerifiedRequest",
+    "authenticate",
     "claimed_access_key",
     "parse_authorization",
     "presign_url",

@@ -44,9 +44,26 @@ class SignatureDoesNotMatch(SigV4Error):
     status = 403
 
     def __init__(
-        self, message: str, *, canonical_request: str = "", string_to_sign: str = ""
+        self,
+        message: str,
+        *,
+        canonical_request: str = "",
+        string_to_sign: str = "",
+        access_key: str = "",
     ) -> None:
-        super().__init__(message)
+        # The error document carries what S3's does, so a client can compare its signer's
+        # strings with the server's: the key id, the string to sign (and its bytes in
+        # hex), and for SigV4 the canonical request. Not the signature either side made.
+        extra = {"AWSAccessKeyId": access_key} if access_key else {}
+        for name, text in (
+            ("StringToSign", string_to_sign),
+            ("CanonicalRequest", canonical_request),
+        ):
+            if text:
+                raw = text.encode("utf-8", "surrogateescape")
+                extra[name] = raw.decode("utf-8", "replace")
+                extra[f"{name}Bytes"] = " ".join(f"{byte:02x}" for byte in raw)
+        super().__init__(message, **extra)
         self.canonical_request = canonical_request
         self.string_to_sign = string_to_sign
 

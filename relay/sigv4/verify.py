@@ -57,7 +57,7 @@ _PRESIGN_PARAMS: Final = (
 )
 
 # Any of these in the query makes it a presigned request (or a conflict with the header).
-_PRESIGN_MARKERS: Final = frozenset({b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Signature"})
+PRESIGN_MARKERS: Final = frozenset({b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Signature"})
 
 SecretLookup = Callable[[str], str | None]
 
@@ -100,7 +100,7 @@ class VerifiedRequest:
 
 # An access key id as a log may show it: AWS's are 20 characters; anything longer claimed
 # by a forged request is cut, so a log line stays a line.
-_MAX_CLAIMED_KEY_CHARS: Final = 128
+MAX_CLAIMED_KEY_CHARS: Final = 128
 
 
 def claimed_access_key(headers: c.HeaderPairs, query: str) -> str:
@@ -111,11 +111,11 @@ def claimed_access_key(headers: c.HeaderPairs, query: str) -> str:
     authorization = c.header_multimap(headers).get("authorization")
     if authorization:
         credential = authorization[0].partition("Credential=")[2].partition(",")[0]
-        return credential.partition("/")[0].strip()[:_MAX_CLAIMED_KEY_CHARS]
+        return credential.partition("/")[0].strip()[:MAX_CLAIMED_KEY_CHARS]
     for name, value in c.query_pairs(query):
         if name == b"X-Amz-Credential":
             key = value.partition(b"/")[0]
-            return key.decode("utf-8", "replace")[:_MAX_CLAIMED_KEY_CHARS]
+            return key.decode("utf-8", "replace")[:MAX_CLAIMED_KEY_CHARS]
     return ""
 
 
@@ -168,7 +168,7 @@ def _split_signed_headers(value: str, error: type[SigV4Error]) -> tuple[str, ...
     return names
 
 
-def _epoch_seconds(now: datetime | float) -> float:
+def epoch_seconds(now: datetime | float) -> float:
     if isinstance(now, datetime):
         return (now if now.tzinfo else now.replace(tzinfo=UTC)).timestamp()
     return float(now)
@@ -302,13 +302,13 @@ def verify(
     pairs = c.query_pairs(query)
     query_names = {name for name, _ in pairs}
     authorization = header_map.get("authorization")
-    if authorization and query_names & _PRESIGN_MARKERS:
+    if authorization and query_names & PRESIGN_MARKERS:
         raise InvalidArgument("only one authentication mechanism is allowed")
     if authorization:
         return _verify_header_form(
             method, path, query, header_map, authorization[0], lookup_secret, now, region, service
         )
-    if query_names & _PRESIGN_MARKERS:
+    if query_names & PRESIGN_MARKERS:
         return _verify_query_form(
             method, path, query, pairs, header_map, lookup_secret, now, region, service
         )
@@ -343,7 +343,7 @@ def _verify_header_form(
         error=AuthorizationHeaderMalformed,
     )
     payload = _payload_mode(headers, required=True)
-    if abs(_epoch_seconds(now) - request_epoch) > MAX_CLOCK_SKEW_SECONDS:
+    if abs(epoch_seconds(now) - request_epoch) > MAX_CLOCK_SKEW_SECONDS:
         raise RequestTimeTooSkewed(
             "the difference between the request time and the server's time is too large"
         )
@@ -432,7 +432,7 @@ def _verify_query_form(
         error=AuthorizationQueryParametersError,
     )
     payload = _payload_mode(headers, required=False)
-    now_epoch = _epoch_seconds(now)
+    now_epoch = epoch_seconds(now)
     request_epoch = request_time.timestamp()
     if request_epoch - now_epoch > MAX_CLOCK_SKEW_SECONDS:
         raise RequestTimeTooSkewed("the presigned URL's X-Amz-Date is in the future")

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,16 +88,22 @@ CHECKSUM_MODES = ("when_supported", "trailer", "when_required")
 
 
 def start_relay(
-    base: Path, *, config: Path | None = None, args: Sequence[str] = ()
+    base: Path,
+    *,
+    config: Path | None = None,
+    args: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> RelayProcess:
     """``relay serve`` on a free loopback port with a fresh data dir under ``base``.
 
     Credentials are test/test from the environment, or only those in ``config``; ``args``
-    go to ``relay serve`` (``--admin``, ``--log-format``…)."""
+    go to ``relay serve`` (``--admin``, ``--log-format``…); ``environ`` adds ``RELAY_*``
+    settings; ``prefix`` runs it under another command (``ip netns exec NS``)."""
     data_dir = base / "data"
     log_path = base / "relay.log"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
-    env.update(RELAY_REGION=REGION, PYTHONUNBUFFERED="1")
+    env.update(RELAY_REGION=REGION, PYTHONUNBUFFERED="1", **(environ or {}))
     command = [sys.executable, "-m", "relay", "serve", "--data", str(data_dir)]
     if config is None:
         env.update(RELAY_ACCESS_KEY_ID=ACCESS_KEY, RELAY_SECRET_ACCESS_KEY=SECRET_KEY)
@@ -105,7 +111,7 @@ def start_relay(
         command += ["--config", str(config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*command, "--listen", "127.0.0.1:0", *args],
+            [*prefix, *command, "--listen", "127.0.0.1:0", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -334,3 +334,111 @@ async def test_tagging_a_missing_key_is_no_such_key(engine: Engine) -> None:
     )
     assert response.status == 404
     assert b"<Code>NoSuchKey</Code>" in await body_of(response)
+
+
+# SigV2 and virtual-hosted addressing (issue 19).
+DOMAIN = "s3.relay.test"
+
+
+def sigv4_request(method: str, host: str, target: str, body: bytes = b"") -> Request:
+    path, _, query = target.partition("?")
+    headers = [("host", host)]
+    headers += sign_headers(
+        method, host, path, query, headers, payload_hash=hashlib.sha256(body).hexdigest(),
+        access_key="alice", secret=KEYS["alice"], region="us-east-1", service="s3",
+        now=time.time(),
+    )  # fmt: skip
+    headers.append(("content-length", str(len(body))))
+    return Request(
+        method, target, path, query, tuple((n.lower(), v) for n, v in headers), "1.1", None
+    )
+
+
+def sigv2_request(
+    method: str, host: str, target: str, body: bytes = b"", *, auth_path: str | None = None
+) -> Request:
+    """Signed by botocore's SigV2 signer, as boto3 signs with ``signature_version="s3"``."""
+    from botocore.auth import HmacV1Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method=method, url=f"http://{host}{target}", headers={"Host": host}, data=body
+    )
+    request.auth_path = auth_path
+    HmacV1Auth(Credentials("alice", KEYS["alice"])).add_auth(request)
+    path, _, query = target.partition("?")
+    headers = [(n.lower(), v) for n, v in request.headers.items()]
+    headers.append(("content-length", str(len(body))))
+    return Request(method, target, path, query, tuple(headers), "1.1", None)
+
+
+async def send(app: S3App, request: Request, body: bytes = b"") -> Response:
+    return await app.handle(request, Body(body))  # type: ignore[arg-type]
+
+
+async def test_virtual_hosted_and_path_style_reach_the_same_bucket(engine: Engine) -> None:
+    app = S3App(engine, KEYS, domains=[DOMAIN])
+    vhost = f"photos.{DOMAIN}:9000"
+    assert (await send(app, sigv4_request("PUT", vhost, "/"))).status == 200
+    put = await send(app, sigv4_request("PUT", vhost, "/a/b c", b"hello"), b"hello")
+    assert put.status == 200
+    # Path-style on the bare domain and on any other host: the same object.
+    for host in (f"{DOMAIN}:9000", "127.0.0.1:9000"):
+        got = await send(app, sigv4_request("GET", host, "/photos/a/b%20c"))
+        assert got.status == 200
+        assert await body_of(got) == b"hello"
+    listing = await body_of(await send(app, sigv4_request("GET", vhost, "/?list-type=2")))
+    assert b"<Key>a/b c</Key>" in listing
+    # Without domains the Host is ignored: the path's first segment is the bucket.
+    plain = S3App(engine, KEYS)
+    missing = await send(plain, sigv4_request("GET", vhost, "/a/b%20c"))
+    assert missing.status == 404
+
+
+async def test_sigv2_header_signed_requests_are_served(engine: Engine) -> None:
+    app = S3App(engine, KEYS, domains=[DOMAIN])
+    assert (await send(app, sigv2_request("PUT", DOMAIN, "/photos"))).status == 200
+    put = await send(app, sigv2_request("PUT", DOMAIN, "/photos/k", b"v2 body"), b"v2 body")
+    assert put.status == 200
+    vhost = await send(app, sigv2_request("GET", f"photos.{DOMAIN}", "/k", auth_path="/photos/k"))
+    assert vhost.status == 200
+    assert await body_of(vhost) == b"v2 body"
+    acl = await send(app, sigv2_request("GET", DOMAIN, "/photos?acl"))
+    assert acl.status == 200
+
+
+async def test_sigv2_presigned_urls_from_boto3_are_served(engine: Engine) -> None:
+    import boto3
+    from botocore.config import Config
+
+    app = S3App(engine, KEYS, domains=[DOMAIN])
+    assert (await send(app, sigv4_request("PUT", DOMAIN, "/photos"))).status == 200
+    assert (await send(app, sigv4_request("PUT", DOMAIN, "/photos/k", b"x"), b"x")).status == 200
+    for style in ("path", "virtual"):
+        client = boto3.session.Session(
+            aws_access_key_id="alice", aws_secret_access_key=KEYS["alice"], region_name="us-east-1"
+        ).client(
+            "s3", endpoint_url=f"http://{DOMAIN}", config=Config(s3={"addressing_style": style})
+        )
+        url = client.generate_presigned_url("get_object", Params={"Bucket": "photos", "Key": "k"})
+        assert "AWSAccessKeyId=alice" in url
+        host, _, target = url.removeprefix("http://").partition("/")
+        path, _, query = ("/" + target).partition("?")
+        request = Request("GET", "/" + target, path, query, (("host", host),), "1.1", None)
+        got = await send(app, request)
+        assert got.status == 200, style
+        assert await body_of(got) == b"x"
+
+
+async def test_a_tampered_sigv2_request_gets_signature_does_not_match(engine: Engine) -> None:
+    app = S3App(engine, KEYS)
+    request = sigv2_request("GET", DOMAIN, "/photos/k")
+    tampered = Request("GET", "/photos/other", "/photos/other", "", request.headers, "1.1", None)
+    response = await send(app, tampered)
+    assert response.status == 403
+    document = await body_of(response)
+    assert b"<Code>SignatureDoesNotMatch</Code>" in document
+    assert b"<StringToSign>GET\n\n\n" in document
+    assert b"/photos/other</StringToSign>" in document
+    assert b"anonymous" not in document

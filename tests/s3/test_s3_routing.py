@@ -110,3 +110,62 @@ def test_every_routed_operation_has_a_handler() -> None:
         and cls not in (r.CorsPreflight, r.PostObject)
     }
     assert routable - set(_DISPATCH) == set()
+
+
+DOMAINS = ("s3.example.com", "example.com")
+
+HOSTS = [
+    # A bucket under a domain, with or without a port, in any case.
+    ("photos.s3.example.com", "photos"),
+    ("photos.s3.example.com:9000", "photos"),
+    ("Photos.S3.Example.COM:9000", "photos"),
+    ("photos.s3.example.com.", "photos"),
+    # Dots in the bucket name; the longest matching domain wins.
+    ("my.dotted.bucket.s3.example.com", "my.dotted.bucket"),
+    ("other.example.com", "other"),
+    # The bare domains and any other host are path-style.
+    ("s3.example.com", None),
+    ("s3.example.com:9000", None),
+    ("example.com", None),
+    ("127.0.0.1:9000", None),
+    ("localhost", None),
+    ("photos.s3.example.org", None),
+    ("notexample.com", None),
+    ("[::1]:9000", None),
+    ("", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("host", "bucket"), HOSTS)
+def test_bucket_from_host(host: str | None, bucket: str | None) -> None:
+    assert r.bucket_from_host(host, DOMAINS) == bucket
+
+
+def test_no_domains_means_path_style_everywhere() -> None:
+    assert r.bucket_from_host("photos.s3.example.com", ()) is None
+
+
+VIRTUAL_HOSTED = [
+    ("GET", "/", "", {}, r.ListObjects("bkt")),
+    ("GET", "/", "list-type=2", {}, r.ListObjectsV2("bkt")),
+    ("PUT", "/", "", {}, r.CreateBucket("bkt")),
+    ("HEAD", "/", "", {}, r.HeadBucket("bkt")),
+    ("GET", "/", "location", {}, r.GetBucketLocation("bkt")),
+    ("POST", "/", "delete", {}, r.DeleteObjects("bkt")),
+    # The whole path is the key: no bucket segment to strip.
+    ("GET", "/k", "", {}, r.GetObject("bkt", "k")),
+    ("PUT", "/bkt/k", "", {}, r.PutObject("bkt", "bkt/k")),
+    ("PUT", "/a/b%20c%2Bd+e", "", {}, r.PutObject("bkt", "a/b c+d+e")),
+    ("GET", "//double", "", {}, r.GetObject("bkt", "/double")),
+    ("POST", "/k", "uploads", {}, r.CreateMultipartUpload("bkt", "k")),
+    ("PUT", "/k", "partNumber=3&uploadId=U", {}, r.UploadPart("bkt", "k", "U", 3)),
+    ("PUT", "/k", "", {"x-amz-copy-source": "/o/k"}, r.CopyObject("bkt", "k")),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "headers", "expected"), VIRTUAL_HOSTED)
+def test_virtual_hosted_routes(
+    method: str, path: str, query: str, headers: dict[str, str], expected: r.Endpoint
+) -> None:
+    assert r.route(method, r.split_target(path, query, "bkt"), headers) == expected

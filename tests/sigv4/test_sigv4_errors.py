@@ -291,7 +291,8 @@ def test_payload_hash_header_is_required_and_checked() -> None:
         check(signed(payload_hash="STREAMING-SOMETHING-ELSE"))
 
 
-def test_sigv2_is_not_supported() -> None:
+def test_verify_alone_is_sigv4_only() -> None:
+    """SigV2 is ``authenticate``'s to route to ``v2`` (tests/sigv4/test_sigv2.py)."""
     with pytest.raises(InvalidRequest):
         check([("Host", HOST), ("Authorization", "AWS AKIDEXAMPLE:c2lnbmF0dXJl")])
 
