@@ -749,9 +749,11 @@ def _open_pool(config: RegistryConfig) -> ConnectionPool[Any]:
         open=False,
     )
     try:
-        pool.open(wait=True, timeout=config.connect_timeout_seconds)
-        with pool.connection() as db:
+        # One connection of its own first: its failure says why (a wrong password, no
+        # such database), where the pool's says only that it timed out.
+        with psycopg.connect(config.url, **_connection_settings(config)) as db:
             _migrate(db)
+        pool.open(wait=True, timeout=config.connect_timeout_seconds)
     except _UNAVAILABLE as exc:
         pool.close(timeout=0)
         text = scrub(" ".join(str(exc).split()) or type(exc).__name__, config.url)
