@@ -418,8 +418,9 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 def _existing_data(config: Config) -> Config:
     """The config of a command that reads what a server stored: its data directory must
-    exist (opening a store would otherwise create an empty one and report its emptiness)."""
-    if not config.data_dir.is_dir():
+    exist (opening a store would otherwise create an empty one and report its emptiness).
+    On a PostgreSQL registry the buckets are in the database, not the directory."""
+    if not config.registry.is_postgres and not config.data_dir.is_dir():
         raise UsageError(
             f"no relay data directory at {config.data_dir} (give --data, or run relay serve first)"
         )
