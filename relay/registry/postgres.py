@@ -754,12 +754,13 @@ def _open_pool(config: RegistryConfig) -> ConnectionPool[Any]:
         with psycopg.connect(config.url, **_connection_settings(config)) as db:
             _migrate(db)
         pool.open(wait=True, timeout=config.connect_timeout_seconds)
-    except _UNAVAILABLE as exc:
+    except psycopg.Error as exc:
+        # Unavailable (down, refused, a wrong password) or unusable (a malformed URL):
+        # either way one line that names the registry without its password.
         pool.close(timeout=0)
         text = scrub(" ".join(str(exc).split()) or type(exc).__name__, config.url)
-        raise RegistryUnavailable(
-            f"cannot open the registry at {redact_url(config.url)}: {text}"
-        ) from None
+        failure = RegistryUnavailable if isinstance(exc, _UNAVAILABLE) else RegistryError
+        raise failure(f"cannot open the registry at {redact_url(config.url)}: {text}") from None
     except BaseException:
         pool.close(timeout=0)
         raise

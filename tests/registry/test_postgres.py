@@ -182,3 +182,13 @@ async def test_the_password_is_in_no_error_log_line_or_repr(
     texts = [str(caught.value), str(down.value), *shown, caplog.text]
     for secret in ("wrong-Pa55word-xyz", own_server.password):
         assert not [text for text in texts if secret in text]
+
+
+async def test_a_malformed_url_is_refused_in_one_line_without_its_password() -> None:
+    secret = "Pa55-in-a-bad-url"
+    config = RegistryConfig(url=f"postgresql://relay:{secret}@127.0.0.1:notaport/db")
+    with pytest.raises(RegistryError) as caught:
+        async with open_postgres_registry(config):
+            pass
+    assert "port" in str(caught.value)
+    assert secret not in str(caught.value)
