@@ -4,6 +4,7 @@ right across hosts is refused at start; the URL's password is never shown."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,32 @@ def test_relay_serve_refuses_postgres_with_the_disk_store_with_exit_code_2(
     assert 'use store.kind = "s3" or "piri" with PostgreSQL' in result.stderr
     assert SECRET not in result.stdout + result.stderr
     assert not (tmp_path / "registry.sqlite").exists()  # refused before anything opened
+
+
+def test_relay_serve_with_postgres_unreachable_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    url = f"postgresql://relay:{SECRET}@127.0.0.1:{closed}/relay"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relay",
+            "serve",
+            "--data",
+            str(tmp_path),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, **S3_STORE, "RELAY_REGISTRY_URL": url},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("relay: cannot open the registry at postgresql://relay:***@")
+    assert SECRET not in result.stdout + result.stderr
