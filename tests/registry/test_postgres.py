@@ -121,6 +121,7 @@ async def test_a_database_from_a_newer_relay_is_refused(postgres_server: Postgre
             pass
 
 
+@pytest.mark.slow  # each refused call waits out connect_timeout_seconds; then a restart
 async def test_a_stopped_database_is_unavailable_and_service_resumes_when_it_is_back(
     own_server: PostgresServer,
 ) -> None:
