@@ -17,7 +17,7 @@ from pg import PostgresServer, postgres_or_fail
 
 from relay.ipld.cid import CID
 from relay.ipld.multihash import sha2_256
-from relay.registry import BlockLocation, CommitConflict, RegistryError
+from relay.registry import BlockLocation, CommitConflict, PartRecord, RegistryError, UploadMissing
 from relay.registry.base import RegistryUnavailable
 from relay.registry.config import RegistryConfig
 from relay.registry.postgres import SCHEMA_VERSION, PostgresRegistry, open_postgres_registry
@@ -193,3 +193,30 @@ async def test_a_malformed_url_is_refused_in_one_line_without_its_password() -> 
             pass
     assert "port" in str(caught.value)
     assert secret not in str(caught.value)
+
+
+async def test_parts_written_while_another_host_aborts_leave_no_orphans(
+    postgres_server: PostgresServer,
+) -> None:
+    config = RegistryConfig(url=postgres_server.new_database())
+    async with open_postgres_registry(config) as host_a, open_postgres_registry(config) as host_b:
+        for round_number in range(30):
+            upload_id = f"u{round_number}"
+            await host_a.create_upload(upload_id, "b", "k", "alice", b"")
+
+            async def put_parts(upload_id: str = upload_id) -> None:
+                for number in range(1, 6):
+                    try:
+                        await host_a.put_part(PartRecord(upload_id, number, 1, "e", 0, b"part"))
+                    except UploadMissing:
+                        return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(put_parts)
+                nursery.start_soon(host_b.delete_upload, upload_id)
+    with psycopg.connect(config.url) as db:
+        orphans = db.execute(
+            "SELECT count(*) FROM multipart_parts p WHERE NOT EXISTS"
+            " (SELECT 1 FROM multipart_uploads u WHERE u.upload_id = p.upload_id)"
+        ).fetchone()
+    assert orphans == (0,)
