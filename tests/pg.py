@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,9 @@ class PostgresServer:
     port: int
     password: str
     as_user: list[str] = field(default_factory=list)  # runuser prefix when root
+    host: str = "127.0.0.1"  # the address it listens on (and URLs name)
+    # Prepended to pg_ctl: ["ip", "netns", "exec", NAME] runs the server in a namespace.
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -72,11 +76,11 @@ class PostgresServer:
         return self.base / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{USER}:{self.password}@{self.host}:{self.port}/{database}"
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(
-            [*self.as_user, *command],
+            [*self.prefix, *self.as_user, *command],
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT_SECONDS,
@@ -91,7 +95,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+            f"-p {self.port} -c listen_addresses={self.host} -c unix_socket_directories=''"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200 -c shared_buffers=32MB"
         )
@@ -138,8 +142,18 @@ class PostgresServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_postgres() -> PostgresServer:
-    """A running throwaway server (see the module docstring); ``close()`` it."""
+def start_postgres(
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    clients: Sequence[str] = (),
+    prefix: Sequence[str] = (),
+) -> PostgresServer:
+    """A running throwaway server (see the module docstring); ``close()`` it.
+
+    ``host``: the address to listen on; ``clients``: networks (``10.9.0.0/24``) allowed to
+    connect with the password besides loopback; ``prefix``: a command the server runs
+    under (``ip netns exec NAME``). For tests with hosts of their own (network namespaces)."""
     bin_dir = newest_bin_dir()
     if bin_dir is None:
         raise FileNotFoundError(f"no PostgreSQL under {POSTGRES_ROOT}/*/bin")
@@ -152,7 +166,9 @@ def start_postgres() -> PostgresServer:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres", "postgres")
     password = secrets.token_hex(12)
-    server = PostgresServer(bin_dir, base, free_port(), password, as_user)
+    server = PostgresServer(
+        bin_dir, base, port or free_port(), password, as_user, host, list(prefix)
+    )
     password_file = base / "password"
     password_file.write_text(password + "\n")
     if as_user:
@@ -171,6 +187,9 @@ def start_postgres() -> PostgresServer:
             "--no-sync",
         )
         password_file.unlink()
+        with (server.data_dir / "pg_hba.conf").open("a") as hba:
+            for network in clients:
+                hba.write(f"host all all {network} scram-sha-256\n")
         server.start()
     except BaseException:
         server.close()
