@@ -28,10 +28,11 @@ import trio
 from relay.bucket import EngineError, NoSuchBucket, export_bucket
 from relay.chunker import MAX_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
-from relay.config import Config, ConfigError, load_config
+from relay.config import Config, ConfigError, IncompatibleSettings, load_config
 from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, load_credentials
 from relay.errorgroups import single_error
 from relay.observe import LOG_FORMATS, LOG_LEVELS, configure_logging
+from relay.registry import RegistryError
 from relay.server import serve
 from relay.storage import key_path, open_registry, open_storage, relay_signer
 from relay.store.base import StoreError
@@ -53,6 +54,7 @@ _EXPECTED_FAILURES: Final = (
     ClaimSyntaxError,
     StoreError,
     ConnectionFailed,
+    RegistryError,
     OSError,
 )
 
@@ -64,6 +66,11 @@ class UsageError(Exception):
 def _storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file")
     parser.add_argument("--data", type=Path, help="data directory (default ./relay-data)")
+    parser.add_argument(
+        "--registry-url",
+        metavar="URL",
+        help="postgresql://... to share buckets between hosts (default: SQLite in --data)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,6 +174,7 @@ def _config(args: argparse.Namespace) -> Config:
         admin=getattr(args, "admin", None),
         log_level=getattr(args, "log_level", None),
         log_format=getattr(args, "log_format", None),
+        registry_url=args.registry_url,
     )
 
 
@@ -410,8 +418,9 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 def _existing_data(config: Config) -> Config:
     """The config of a command that reads what a server stored: its data directory must
-    exist (opening a store would otherwise create an empty one and report its emptiness)."""
-    if not config.data_dir.is_dir():
+    exist (opening a store would otherwise create an empty one and report its emptiness).
+    On a PostgreSQL registry the buckets are in the database, not the directory."""
+    if not config.registry.is_postgres and not config.data_dir.is_dir():
         raise UsageError(
             f"no relay data directory at {config.data_dir} (give --data, or run relay serve first)"
         )
@@ -453,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A failure inside a nursery (the store, the engine) arrives as a group of one.
         with single_error():
             _run(args)
-    except UsageError as exc:
+    except (UsageError, IncompatibleSettings) as exc:
         if args.debug:
             raise
         print(f"relay: {exc}", file=sys.stderr)

@@ -59,6 +59,15 @@ options (``--data``) override both. Units are in the names.
                                    #   warning (no request lines), error
     format = "text"                # RELAY_LOG_FORMAT (--log-format): text or json
 
+    [registry]                     # buckets' roots, commit log, multipart state, claims
+    url = ""                       # RELAY_REGISTRY_URL (--registry-url): empty = SQLite in
+                                   #   data_dir; or postgresql://user:password@host/db (many
+                                   #   hosts; needs store kind s3 or piri)
+    connect_timeout_seconds = 5    # RELAY_REGISTRY_CONNECT_TIMEOUT_SECONDS
+    statement_timeout_seconds = 30 # RELAY_REGISTRY_STATEMENT_TIMEOUT_SECONDS
+    network_timeout_seconds = 10   # RELAY_REGISTRY_NETWORK_TIMEOUT_SECONDS
+    pool_size = 8                  # RELAY_REGISTRY_POOL_SIZE (connections per process)
+
     [admin]                        # /metrics, /health/live, /health/ready; off unless set
     listen = "127.0.0.1:9090"      # RELAY_ADMIN_LISTEN (relay serve --admin HOST:PORT)
 
@@ -87,6 +96,7 @@ from relay.bucket import EngineConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.observe.requests import LOG_FORMATS, LOG_LEVELS
+from relay.registry.config import RegistryConfig, RegistryUrlError
 from relay.roundabout.config import RoundaboutConfig, RoundaboutConfigError, parse_roundabout
 from relay.store.piri_config import PiriStoreConfig
 from relay.store.s3 import S3StoreConfig
@@ -98,6 +108,10 @@ STORE_KINDS: Final = ("disk", "memory", "s3", "piri")
 
 class ConfigError(ValueError):
     """A setting that is missing, of the wrong type or out of range."""
+
+
+class IncompatibleSettings(ConfigError):
+    """Settings each valid alone that cannot work together (the CLI's usage error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +143,7 @@ class Config:
     admin_listen: str | None = None
     # relay's own host names (http.domains): a Host of BUCKET.<domain> names the bucket.
     domains: tuple[str, ...] = ()
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -240,7 +255,8 @@ def _check_known(document: dict[str, Any]) -> None:
     for name, (_variable, section, _kind) in _SETTINGS.items():
         known.setdefault(section, set()).add(name)
     for key, value in document.items():
-        if key in ("credentials", "roundabout", "log", "admin"):  # their own parsers check
+        # Their own parsers check these tables.
+        if key in ("credentials", "roundabout", "log", "admin", "registry"):
             continue
         if key in known and isinstance(value, dict):
             for inner in value:
@@ -383,6 +399,39 @@ def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 _HOST_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+# [registry] setting -> (environment variable, type)
+_REGISTRY_SETTINGS: Final[dict[str, tuple[str, type]]] = {
+    "url": ("RELAY_REGISTRY_URL", str),
+    "connect_timeout_seconds": ("RELAY_REGISTRY_CONNECT_TIMEOUT_SECONDS", float),
+    "statement_timeout_seconds": ("RELAY_REGISTRY_STATEMENT_TIMEOUT_SECONDS", float),
+    "network_timeout_seconds": ("RELAY_REGISTRY_NETWORK_TIMEOUT_SECONDS", float),
+    "pool_size": ("RELAY_REGISTRY_POOL_SIZE", int),
+}
+# Stores whose blobs only this host (this process, for memory) can read.
+_PER_HOST_STORES: Final = ("disk", "memory")
+
+
+def _registry_config(
+    document: dict[str, Any], environ: Mapping[str, str], url: str | None
+) -> RegistryConfig:
+    """``[registry]``, then ``RELAY_REGISTRY_*``, then ``--registry-url``. No message
+    quotes the URL: it may hold a password."""
+    table = _table(document, "registry")
+    values: dict[str, Any] = {}
+    for name in table:
+        if name not in _REGISTRY_SETTINGS:
+            raise ConfigError(f"unknown setting registry.{name}")
+    for name, (variable, kind) in _REGISTRY_SETTINGS.items():
+        if name in table:
+            values[name] = _typed(f"registry.{name}", table[name], kind)
+        if variable in environ:
+            values[name] = _typed(variable, environ[variable], kind)
+    if url is not None:
+        values["url"] = url
+    try:
+        return RegistryConfig(**values)
+    except RegistryUrlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(
@@ -395,11 +444,12 @@ def load_config(
     admin: str | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
+    registry_url: str | None = None,
 ) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``RELAY_*`` variables, then
     ``data_dir``, ``listen``, ``roundabout``, ``admin``, ``log_level`` and ``log_format``
-    (the ``--data``, ``--listen``, ``--roundabout``, ``--admin``, ``--log-level`` and
-    ``--log-format`` options)."""
+    and ``registry_url`` (the ``--data``, ``--listen``, ``--roundabout``, ``--admin``,
+    ``--log-level``, ``--log-format`` and ``--registry-url`` options)."""
     document: dict[str, Any] = {}
     if path is not None:
         try:
@@ -500,6 +550,14 @@ def load_config(
     admin_listen = _small_table(
         document, "admin", {"listen": "RELAY_ADMIN_LISTEN"}, environ, {"listen": admin}
     ).get("listen")
+    registry = _registry_config(document, environ, registry_url)
+    if registry.is_postgres and store.kind in _PER_HOST_STORES:
+        raise IncompatibleSettings(
+            f"registry.url names a PostgreSQL registry, shared by many hosts, but store.kind"
+            f" = {store.kind!r} keeps blobs on this host only, where the others cannot read"
+            ' them: use store.kind = "s3" or "piri" with PostgreSQL (or leave registry.url'
+            " empty for SQLite in the data directory)"
+        )
     config = Config(
         Path(setting("data_dir", DEFAULT_DATA_DIR)),
         engine,
@@ -512,6 +570,7 @@ def load_config(
         log=_log_config(document, environ, log_level, log_format),
         admin_listen=admin_listen or None,
         domains=_domains(setting("domains", ())),
+        registry=registry,
     )
     parse_listen(config.listen)
     if config.admin_listen is not None:

@@ -1,7 +1,8 @@
 """Open relay's storage from a ``Config``: the blob store, the registry and the engine.
 
-The registry opens first: the ``s3`` and ``piri`` blob stores record a location claim in it
-for every blob they store (``on_stored``), so the registry must outlive the store.
+The registry (``registry.url``: SQLite in the data directory, or PostgreSQL) opens first:
+the ``s3`` and ``piri`` blob stores record a location claim in it for every blob they
+store (``on_stored``), so the registry must outlive the store.
 
 relay's own identity (an ed25519 key, its did:key is what piri delegates to) lives in
 ``key_file`` (``relay.pem`` in the data directory unless configured): PKCS#8 PEM, mode
@@ -85,6 +86,14 @@ def relay_signer(config: Config) -> Signer:
 
 @asynccontextmanager
 async def open_registry(config: Config) -> AsyncIterator[Registry]:
+    """The registry ``registry.url`` names: PostgreSQL for a ``postgresql://`` URL (psycopg
+    is imported only then), else the SQLite file in ``data_dir``."""
+    if config.registry.is_postgres:
+        from relay.registry.postgres import open_postgres_registry
+
+        async with open_postgres_registry(config.registry) as shared:
+            yield shared
+        return
     async with open_sqlite_registry(config.data_dir / "registry.sqlite") as registry:
         yield registry
 

@@ -174,6 +174,11 @@ def test_a_disk_store_server_does_not_load_the_piri_stack() -> None:
     assert loaded_by_a_plain_server(("cryptography", "relay.ucan", "relay.store.piri")) == "[]"
 
 
+def test_a_server_on_sqlite_does_not_load_psycopg() -> None:
+    # psycopg and its pool (a few MiB, and libpq) serve only a postgresql:// registry.url.
+    assert loaded_by_a_plain_server(("psycopg", "psycopg_pool", "relay.registry.postgres")) == "[]"
+
+
 # What each of relay's top-level packages and modules may import of relay's own (the table
 # in ARCHITECTURE.md; arrows only point down). A new edge is a design decision: make it
 # here and there together.
@@ -196,7 +201,7 @@ ALLOWED: dict[str, set[str]] = {
     "roundabout": {"http", "sigv4", "registry", "ipld"},
     "observe": {"http", "store", "version"},
     "credentials": set(),
-    "config": {"bucket", "chunker", "http", "observe", "roundabout", "store"},
+    "config": {"bucket", "chunker", "http", "observe", "registry", "roundabout", "store"},
     "storage": {"bucket", "config", "registry", "store", "ucan"},
     "server": {
         "bucket",
@@ -217,6 +222,7 @@ ALLOWED: dict[str, set[str]] = {
         "credentials",
         "errorgroups",
         "observe",
+        "registry",
         "server",
         "storage",
         "store",

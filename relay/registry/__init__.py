@@ -1,7 +1,9 @@
 """Bucket roots, commit history, block locations, multipart state, location claims.
 
-``Registry`` (``base``) is what relay asks of one; ``SqliteRegistry`` is the embedded one.
-Callers type against ``Registry``, so another database can stand behind it.
+``Registry`` (``base``) is what relay asks of one; ``SqliteRegistry`` is the embedded one,
+``relay.registry.postgres.PostgresRegistry`` the one many hosts share (imported from its
+module, so that psycopg is loaded only where a PostgreSQL URL is configured). Callers type
+against ``Registry``.
 """
 
 from relay.registry.base import (
@@ -17,6 +19,7 @@ from relay.registry.base import (
     Reach,
     Registry,
     RegistryError,
+    RegistryUnavailable,
     UploadMissing,
     UploadRecord,
     now_ms,
@@ -36,6 +39,7 @@ __all__ = [
     "Reach",
     "Registry",
     "RegistryError",
+    "RegistryUnavailable",
     "SqliteRegistry",
     "UploadMissing",
     "UploadRecord",

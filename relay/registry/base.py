@@ -24,6 +24,12 @@ class RegistryError(Exception):
     """Base of the registry's own errors."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The database did not answer in time: down, restarting or unreachable. Transient:
+    nothing was recorded unless the message says the outcome is unknown (a commit whose
+    answer was lost); the caller may retry (S3: 503 ServiceUnavailable)."""
+
+
 class BucketExists(RegistryError):
     def __init__(self, name: str, owner: str) -> None:
         super().__init__(f"bucket {name!r} exists")
@@ -156,7 +162,9 @@ class Registry(Protocol):
     it cannot undo it), so a caller may acknowledge what it recorded. ``commit`` is the
     one compare-and-swap: the bucket's root moves only from ``expected_version``, with the
     commit log row, the block locations and what the commit reaches, all or nothing.
-    ``SqliteRegistry`` (``relay.registry.sqlite``) is the embedded one.
+    ``SqliteRegistry`` (``relay.registry.sqlite``) is the embedded one;
+    ``PostgresRegistry`` (``relay.registry.postgres``) is shared by many processes and
+    hosts, and raises ``RegistryUnavailable`` from any method while PostgreSQL is down.
     """
 
     async def ping(self) -> None: ...

@@ -130,6 +130,8 @@ InvalidObjectState = _error(
 
 # Says what happened and names nothing behind relay (no upstream host, no bucket).
 STORE_UNAVAILABLE_MESSAGE = "The storage behind this service is unavailable. Please try again."
+# S3's own wording for its 503 ServiceUnavailable; names nothing behind relay.
+REGISTRY_UNAVAILABLE_MESSAGE = "Service is unable to handle request."
 
 BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclasses__()}
 BY_CODE["InternalError"] = S3Error
@@ -144,6 +146,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay import bucket as engine
     from relay.chunker import BodyTooLarge
     from relay.chunker.buffers import SlowUpload
+    from relay.registry.base import RegistryUnavailable
     from relay.sigv4 import SigV4Error
     from relay.store.base import StoreError, StoreRefused, StoreUnavailable
 
@@ -171,6 +174,8 @@ def from_exception(exc: BaseException) -> S3Error:
         # An unreachable or failing upstream is transient: 503 tells clients to retry.
         (StoreUnavailable, lambda e: ServiceUnavailable(STORE_UNAVAILABLE_MESSAGE)),
         (StoreError, lambda e: S3Error()),
+        # The registry's database is down, restarting or unreachable: retryable.
+        (RegistryUnavailable, lambda e: ServiceUnavailable(REGISTRY_UNAVAILABLE_MESSAGE)),
     ]
     for kind, convert in table:
         if isinstance(exc, kind):

@@ -1,10 +1,11 @@
-"""The SQLite registry: buckets, the compare-and-swap commit, the commit log, block locations."""
+"""Each registry (SQLite and PostgreSQL, see conftest.py): buckets, the compare-and-swap
+commit, the commit log, block locations, claims, settings."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 import trio
@@ -16,9 +17,10 @@ from relay.registry import (
     BucketExists,
     BucketMissing,
     CommitConflict,
-    SqliteRegistry,
-    open_sqlite_registry,
+    Registry,
 )
+
+OpenRegistry = Callable[[], AbstractAsyncContextManager[Registry]]  # see conftest.py
 
 
 def root(label: str) -> CID:
@@ -29,14 +31,8 @@ def location(label: str, blob: str = "car", offset: int = 0, length: int = 10) -
     return BlockLocation(sha2_256(label.encode()), sha2_256(blob.encode()), offset, length)
 
 
-@pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[SqliteRegistry]:
-    async with open_sqlite_registry(tmp_path / "r.sqlite") as opened:
-        yield opened
-
-
 async def commit(
-    registry: SqliteRegistry,
+    registry: Registry,
     bucket: str,
     expected_version: int,
     new_root: CID,
@@ -57,7 +53,7 @@ async def commit(
 # -- buckets -----------------------------------------------------------------------------
 
 
-async def test_created_bucket_reads_back_at_version_zero(registry: SqliteRegistry) -> None:
+async def test_created_bucket_reads_back_at_version_zero(registry: Registry) -> None:
     created = await registry.create_bucket("photos", "alice", root("empty"))
     assert (created.name, created.owner, created.root, created.version) == (
         "photos",
@@ -69,13 +65,13 @@ async def test_created_bucket_reads_back_at_version_zero(registry: SqliteRegistr
     assert await registry.get_bucket("missing") is None
 
 
-async def test_buckets_are_listed_by_name(registry: SqliteRegistry) -> None:
+async def test_buckets_are_listed_by_name(registry: Registry) -> None:
     for name in ("zeta", "alpha", "mid"):
         await registry.create_bucket(name, "alice", root(name))
     assert [bucket.name for bucket in await registry.list_buckets()] == ["alpha", "mid", "zeta"]
 
 
-async def test_creating_an_existing_bucket_names_its_owner(registry: SqliteRegistry) -> None:
+async def test_creating_an_existing_bucket_names_its_owner(registry: Registry) -> None:
     await registry.create_bucket("photos", "alice", root("a"))
     with pytest.raises(BucketExists) as caught:
         await registry.create_bucket("photos", "bob", root("b"))
@@ -86,7 +82,7 @@ async def test_creating_an_existing_bucket_names_its_owner(registry: SqliteRegis
 
 
 async def test_deleted_bucket_is_gone_with_its_log_and_can_be_recreated(
-    registry: SqliteRegistry,
+    registry: Registry,
 ) -> None:
     await registry.create_bucket("photos", "alice", root("a"))
     await commit(registry, "photos", 0, root("b"))
@@ -99,7 +95,7 @@ async def test_deleted_bucket_is_gone_with_its_log_and_can_be_recreated(
 
 
 async def test_delete_at_a_stale_version_conflicts_and_keeps_the_bucket(
-    registry: SqliteRegistry,
+    registry: Registry,
 ) -> None:
     await registry.create_bucket("photos", "alice", root("a"))
     await commit(registry, "photos", 0, root("b"))
@@ -111,7 +107,7 @@ async def test_delete_at_a_stale_version_conflicts_and_keeps_the_bucket(
     assert len(await registry.commit_log("photos")) == 2
 
 
-async def test_deleting_a_missing_bucket_says_so(registry: SqliteRegistry) -> None:
+async def test_deleting_a_missing_bucket_says_so(registry: Registry) -> None:
     with pytest.raises(BucketMissing):
         await registry.delete_bucket("nope", expected_version=0)
 
@@ -119,7 +115,7 @@ async def test_deleting_a_missing_bucket_says_so(registry: SqliteRegistry) -> No
 # -- commits -----------------------------------------------------------------------------
 
 
-async def test_commit_swaps_the_root_and_bumps_the_version(registry: SqliteRegistry) -> None:
+async def test_commit_swaps_the_root_and_bumps_the_version(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     assert await commit(registry, "b", 0, root("v1")) == 1
     assert await commit(registry, "b", 1, root("v2")) == 2
@@ -128,7 +124,7 @@ async def test_commit_swaps_the_root_and_bumps_the_version(registry: SqliteRegis
     assert (bucket.root, bucket.version) == (root("v2"), 2)
 
 
-async def test_stale_commit_conflicts_and_changes_nothing(registry: SqliteRegistry) -> None:
+async def test_stale_commit_conflicts_and_changes_nothing(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     await commit(registry, "b", 0, root("v1"), [location("winner")])
     log_before = await registry.commit_log("b")
@@ -143,20 +139,20 @@ async def test_stale_commit_conflicts_and_changes_nothing(registry: SqliteRegist
     assert await registry.find_block(location("winner").block) == location("winner")
 
 
-async def test_commit_from_the_future_conflicts_too(registry: SqliteRegistry) -> None:
+async def test_commit_from_the_future_conflicts_too(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     with pytest.raises(CommitConflict):
         await commit(registry, "b", 5, root("v6"))
 
 
-async def test_commit_to_a_missing_bucket_says_so(registry: SqliteRegistry) -> None:
+async def test_commit_to_a_missing_bucket_says_so(registry: Registry) -> None:
     with pytest.raises(BucketMissing):
         await commit(registry, "nope", 0, root("x"), [location("orphan")])
     assert await registry.find_block(location("orphan").block) is None
 
 
 async def test_concurrent_commits_at_one_version_have_one_winner(
-    registry: SqliteRegistry,
+    registry: Registry,
 ) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     outcomes: list[str] = []
@@ -183,7 +179,7 @@ async def test_concurrent_commits_at_one_version_have_one_winner(
     assert list(found) == [location(winners[0]).block]
 
 
-async def test_commit_log_lists_every_root_in_order(registry: SqliteRegistry) -> None:
+async def test_commit_log_lists_every_root_in_order(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     for version in range(1, 6):
         await commit(registry, "b", version - 1, root(f"v{version}"))
@@ -200,7 +196,7 @@ async def test_commit_log_lists_every_root_in_order(registry: SqliteRegistry) ->
     assert times == sorted(times)
 
 
-async def test_root_at_answers_each_version(registry: SqliteRegistry) -> None:
+async def test_root_at_answers_each_version(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     for version in range(1, 4):
         await commit(registry, "b", version - 1, root(f"v{version}"))
@@ -213,7 +209,7 @@ async def test_root_at_answers_each_version(registry: SqliteRegistry) -> None:
 # -- block locations ---------------------------------------------------------------------
 
 
-async def test_block_locations_are_recorded_with_the_commit(registry: SqliteRegistry) -> None:
+async def test_block_locations_are_recorded_with_the_commit(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     recorded = [location(f"block {i}", "car 1", offset=i * 100, length=i + 1) for i in range(3)]
     await commit(registry, "b", 0, root("v1"), recorded)
@@ -222,7 +218,7 @@ async def test_block_locations_are_recorded_with_the_commit(registry: SqliteRegi
     assert await registry.find_block(sha2_256(b"never stored")) is None
 
 
-async def test_find_blocks_answers_for_many_and_skips_unknown(registry: SqliteRegistry) -> None:
+async def test_find_blocks_answers_for_many_and_skips_unknown(registry: Registry) -> None:
     await registry.create_bucket("b", "alice", root("v0"))
     recorded = [location(f"block {i}", f"car {i % 7}", offset=i, length=i + 1) for i in range(1200)]
     await commit(registry, "b", 0, root("v1"), recorded)
@@ -232,37 +228,35 @@ async def test_find_blocks_answers_for_many_and_skips_unknown(registry: SqliteRe
     assert await registry.find_blocks([]) == {}
 
 
-async def test_data_survives_closing_and_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "r.sqlite"
-    async with open_sqlite_registry(path) as registry:
+async def test_data_survives_closing_and_reopening(open_registry_again: OpenRegistry) -> None:
+    async with open_registry_again() as registry:
         await registry.create_bucket("b", "alice", root("v0"))
         await commit(registry, "b", 0, root("v1"), [location("kept")])
         before = (await registry.get_bucket("b"), await registry.commit_log("b"))
-    async with open_sqlite_registry(path) as registry:
+    async with open_registry_again() as registry:
         assert (await registry.get_bucket("b"), await registry.commit_log("b")) == before
         assert await registry.find_block(location("kept").block) == location("kept")
         assert await commit(registry, "b", 1, root("v2")) == 2
 
 
-async def test_claims_are_recorded_idempotently_and_listed_in_order(tmp_path: Path) -> None:
+async def test_claims_are_recorded_idempotently_and_listed_in_order(registry: Registry) -> None:
     from relay.registry import Claim
 
-    async with open_sqlite_registry(tmp_path / "r.sqlite") as registry:
-        first = Claim(b"\x12\x20" + b"a" * 32, "https://b.example/x", None, None)
-        ranged = Claim(b"\x12\x20" + b"a" * 32, "https://a.example/pack", 100, 50)
-        other = Claim(b"\x12\x20" + b"b" * 32, "s3://bucket/key")
-        await registry.add_claims([first, ranged, other])
-        await registry.add_claims([first])
-        assert await registry.claims_for(first.content) == [ranged, first]
-        assert await registry.claims_for(b"\x12\x20" + b"c" * 32) == []
-        page = await registry.all_claims(limit=2)
-        assert page == [ranged, first]
-        rest = await registry.all_claims(after=(page[-1].content, page[-1].url))
-        assert rest == [other]
+    first = Claim(b"\x12\x20" + b"a" * 32, "https://b.example/x", None, None)
+    ranged = Claim(b"\x12\x20" + b"a" * 32, "https://a.example/pack", 100, 50)
+    other = Claim(b"\x12\x20" + b"b" * 32, "s3://bucket/key")
+    await registry.add_claims([first, ranged, other])
+    await registry.add_claims([first])
+    assert await registry.claims_for(first.content) == [ranged, first]
+    assert await registry.claims_for(b"\x12\x20" + b"c" * 32) == []
+    page = await registry.all_claims(limit=2)
+    assert page == [ranged, first]
+    rest = await registry.all_claims(after=(page[-1].content, page[-1].url))
+    assert rest == [other]
 
 
 async def test_bucket_settings_are_kept_per_name_and_go_with_the_bucket(
-    registry: SqliteRegistry,
+    registry: Registry,
 ) -> None:
     await registry.create_bucket("a", "owner", root("empty"))
     await registry.create_bucket("b", "owner", root("empty"))
@@ -286,15 +280,12 @@ async def test_bucket_settings_are_kept_per_name_and_go_with_the_bucket(
 
 
 async def test_a_held_bucket_commits_first_and_holds_other_registries_off(
-    tmp_path: Path,
+    open_registry_again: OpenRegistry,
 ) -> None:
     """hold_bucket is the path of a writer that lost a compare-and-swap: under it, its
     commit cannot lose, and another registry on the same file (another process) waits,
     then finds the version moved."""
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as mine,
-        open_sqlite_registry(tmp_path / "r.sqlite") as theirs,
-    ):
+    async with open_registry_again() as mine, open_registry_again() as theirs:
         await mine.create_bucket("b", "owner", root("empty"))
         order: list[str] = []
 
