@@ -175,7 +175,16 @@ class Peer:
 def _relay_command(port: int, data_dir: Path) -> list[str]:
     script = BIN / "relay"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "relay"]
-    return [*base, "serve", "--data", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+    return [
+        *base,
+        "serve",
+        "--data",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+    ]
 
 
 def _moto_command(port: int, data_dir: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,20 @@ def test_upload_memory_sets_the_size_of_the_shared_buffer_pool() -> None:
     assert config.engine.chunker.upload_memory_bytes == 24 << 20
     assert config.engine.chunker.pooled_buffers == 24
     assert load_config(environ={}).engine.chunker.pooled_buffers == 12
+
+
+def test_workers_default_to_the_cpus_and_are_set_by_file_environment_and_option(
+    tmp_path: Path,
+) -> None:
+    config = load_config(environ={})
+    assert config.workers is None
+    assert config.worker_count == len(os.sched_getaffinity(0))
+    path = write(tmp_path, "workers = 3\n")
+    assert load_config(path, environ={}).worker_count == 3
+    assert load_config(path, environ={"RELAY_WORKERS": "5"}).worker_count == 5
+    assert load_config(path, environ={"RELAY_WORKERS": "5"}, workers=1).worker_count == 1
+    for wrong in ("0", "-2"):
+        with pytest.raises(ConfigError, match="workers must be at least 1"):
+            load_config(environ={"RELAY_WORKERS": wrong})
+    with pytest.raises(ConfigError, match="RELAY_WORKERS must be a int"):
+        load_config(environ={"RELAY_WORKERS": "many"})

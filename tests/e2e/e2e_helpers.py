@@ -88,12 +88,13 @@ CHECKSUM_MODES = ("when_supported", "trailer", "when_required")
 
 
 def start_relay(
-    base: Path, *, config: Path | None = None, args: Sequence[str] = ()
+    base: Path, *, config: Path | None = None, args: Sequence[str] = (), workers: int = 1
 ) -> RelayProcess:
     """``relay serve`` on a free loopback port with a fresh data dir under ``base``.
 
     Credentials are test/test from the environment, or only those in ``config``; ``args``
-    go to ``relay serve`` (``--admin``, ``--log-format``…)."""
+    go to ``relay serve`` (``--admin``, ``--log-format``…). One process (``--workers 1``)
+    unless ``workers`` asks for a supervisor and that many worker processes."""
     data_dir = base / "data"
     log_path = base / "relay.log"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
@@ -105,7 +106,7 @@ def start_relay(
         command += ["--config", str(config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*command, "--listen", "127.0.0.1:0", *args],
+            [*command, "--listen", "127.0.0.1:0", "--workers", str(workers), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

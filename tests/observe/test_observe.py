@@ -76,6 +76,14 @@ def test_a_json_line_is_one_object_with_the_same_fields() -> None:
     }  # fmt: skip
 
 
+def test_a_line_names_the_worker_that_served_it_when_several_serve() -> None:
+    record = record_of(exchange(request_id="R9", reason="slow body"))
+    assert format_text(record, worker="2").endswith('reason="slow body" worker=2')
+    assert json.loads(format_json(record, worker="2"))["worker"] == "2"
+    assert "worker" not in format_text(record)  # one process: no worker field
+    assert "worker" not in json.loads(format_json(record))
+
+
 def test_an_exchange_the_http_layer_refused_has_no_operation_but_a_reason() -> None:
     refused = Exchange(1.0, "h:1", "GET", "", 400, 0, 0, 0.001, {}, "malformed request head")
     record = record_of(refused)
