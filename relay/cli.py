@@ -35,7 +35,7 @@ from relay.store.base import StoreError
 from relay.store.httpclient import ConnectionFailed
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 from relay.version import VERSION
-from relay.workers import limit_malloc_arenas, stop_on_signals, supervise_workers
+from relay.workers import Bound, limit_malloc_arenas, stop_on_signals, supervise_workers
 
 # Exit codes (the README lists them).
 EXIT_OK: Final = 0
@@ -269,10 +269,8 @@ async def _serve_workers(config: Config, count: int) -> int:
         load_credentials, config.credentials, config.data_dir
     )
 
-    def announce(
-        bound: tuple[str, int], roundabout: tuple[str, int] | None, pids: list[int]
-    ) -> None:
-        _announce(config, credentials, bound, roundabout, workers=count)
+    def announce(bound: Bound, pids: list[int]) -> None:
+        _announce(config, credentials, bound.s3, bound.roundabout, bound.admin, workers=count)
         print(f"relay: workers 1-{count} (pids {', '.join(map(str, pids))})", flush=True)
 
     code = await supervise_workers(config, credentials, count, announce=announce)
@@ -422,10 +420,6 @@ def _run(args: argparse.Namespace) -> int:
         config = _config(args)
         configure_logging(config.log.level, "json" if config.log.format == "json" else "text")
         if config.worker_count > 1:
-            if config.admin_listen is not None:
-                raise UsageError(
-                    "the admin listener serves one process: give --workers 1 with --admin"
-                )
             return trio.run(_serve_workers, config, config.worker_count)
         limit_malloc_arenas()
         trio.run(_serve, config)

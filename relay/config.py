@@ -132,10 +132,11 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        """How many processes ``relay serve`` runs: ``workers``, or the CPUs it may use."""
+        """How many processes ``relay serve`` runs: ``workers``, or the CPUs it may use
+        (one with the memory store, whose blobs live in one process)."""
         if self.workers is not None:
             return self.workers
-        return available_cpus()
+        return 1 if self.store.kind == "memory" else available_cpus()
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -512,6 +513,10 @@ def load_config(
     )
     if config.workers is not None and config.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if config.store.kind == "memory" and config.worker_count > 1:
+        raise ConfigError(
+            "store kind memory keeps blobs in one process: use workers = 1, or the disk store"
+        )
     parse_listen(config.listen)
     if config.admin_listen is not None:
         parse_listen(config.admin_listen)

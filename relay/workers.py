@@ -39,9 +39,10 @@ worker outlives its supervisor to keep serving the port or writing the data dire
 (The death signal is tied to the thread that forked the worker, so the supervisor starts
 workers from its main thread, never from a worker thread that may end.)
 
-The admin listener (``/metrics``, ``/health/*``) is per process today; with more than one
-worker it is refused at start (``relay.config``), so that no figure silently covers one
-worker of several.
+The admin listener (``/metrics``, ``/health/*``): the supervisor binds ``admin.listen``
+and answers it; each worker runs its own admin listener on a loopback port it reports
+with its readiness, and the supervisor asks every worker per scrape or probe
+(``relay.observe.workers`` says what it answers).
 
 Every worker's stdout and stderr are the supervisor's: request lines from all workers go
 to one stream, each naming its ``worker=SLOT``.
@@ -52,7 +53,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 import os
 import pickle
 import signal
@@ -69,6 +69,7 @@ import trio
 
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials
+from relay.http import serve_http_listeners
 from relay.observe import configure_logging
 from relay.server import ListenSockets, serve
 from relay.storage import open_storage
@@ -81,8 +82,6 @@ from relay.supervise import (
     Supervision,
     describe_exit,
 )
-
-logger = logging.getLogger("relay.workers")
 
 # Connections the kernel queues for the workers to accept (Linux caps it at somaxconn).
 LISTEN_BACKLOG: Final = 1024
@@ -103,6 +102,15 @@ class WorkerOrders:
     s3_fd: int
     roundabout_fd: int | None
     ready_fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """Where the supervisor's listeners are: S3, and roundabout and admin when on."""
+
+    s3: tuple[str, int]
+    roundabout: tuple[str, int] | None
+    admin: tuple[str, int] | None
 
 
 def bind_listener(address: str) -> socket.socket:
@@ -132,6 +140,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     started: float
     ready_at: float | None = None
+    admin_port: int | None = None  # its own admin listener, on loopback
 
 
 class _Supervisor:
@@ -142,8 +151,10 @@ class _Supervisor:
         sockets: ListenSockets,
         count: int,
         on_ready: Callable[[list[int]], object],
+        admin: socket.socket | None = None,
     ) -> None:
         self._config = config
+        self._admin = admin
         self._credentials = credentials
         self._sockets = sockets
         self._on_ready = on_ready
@@ -168,10 +179,36 @@ class _Supervisor:
                             self._carry_out(self.supervision.stop_signal())
 
                 nursery.start_soon(watch_signals)
+                admin_stop = trio.Event()
+                if self._admin is not None:
+                    await nursery.start(self._serve_admin, self._admin, admin_stop)
                 await self._all_slots_done.wait()
                 watcher.cancel()
+                admin_stop.set()
         self._close_sockets()
         return self.supervision.exit_code()
+
+    async def _serve_admin(
+        self,
+        admin: socket.socket,
+        stop: trio.Event,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        from relay.observe.workers import WorkersAdminApp
+
+        app = WorkersAdminApp(self._admin_ports)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(admin))
+        await serve_http_listeners(
+            app.handle, [listener], self._config.http, shutdown=stop, task_status=task_status
+        )
+
+    def _admin_ports(self) -> dict[str, int | None]:
+        ports: dict[str, int | None] = {}
+        for slot in range(1, self.supervision.workers + 1):
+            worker = self._live.get(slot)
+            ready = worker is not None and worker.ready_at is not None
+            ports[str(slot)] = worker.admin_port if worker is not None and ready else None
+        return ports
 
     async def _run_slot(self, slot: int, delay: float) -> None:
         self._slots_running += 1
@@ -199,10 +236,13 @@ class _Supervisor:
         try:
             try:
                 await trio.lowlevel.wait_readable(ready_read)
-                became_ready = os.read(ready_read, 1) == READY
+                # One small write (atomic on a pipe): READY, then the admin port if any.
+                readiness = os.read(ready_read, 64)
             finally:
                 os.close(ready_read)
-            if became_ready:
+            if readiness.startswith(READY):
+                port = readiness.removeprefix(READY)
+                worker.admin_port = int(port) if port else None
                 worker.ready_at = time.monotonic()
                 if self.supervision.worker_ready(slot):
                     self._on_ready([self._live[n].process.pid for n in sorted(self._live)])
@@ -271,6 +311,8 @@ class _Supervisor:
             self._sockets.s3.close()
             if self._sockets.roundabout is not None:
                 self._sockets.roundabout.close()
+            if self._admin is not None:
+                self._admin.close()
 
 
 async def supervise_workers(
@@ -278,29 +320,37 @@ async def supervise_workers(
     credentials: Credentials,
     count: int,
     *,
-    announce: Callable[[tuple[str, int], tuple[str, int] | None, list[int]], object],
+    announce: Callable[[Bound, list[int]], object],
 ) -> int:
     """Bind, prepare the data directory, run ``count`` workers until stopped; the exit
     code (``relay.supervise``). ``announce`` hears the bound addresses and the workers'
     process ids once all of them serve."""
     s3 = bind_listener(config.listen)
-    roundabout = None
+    roundabout = admin = None
     try:
         if config.roundabout.listen is not None:
             roundabout = bind_listener(config.roundabout.listen)
+        if config.admin_listen is not None:
+            admin = bind_listener(config.admin_listen)
+            admin.set_inheritable(False)  # the supervisor's alone
         # What a first start does once (schema, reach backfill), before N processes race.
         async with open_storage(config):
             pass
     except BaseException:
-        s3.close()
-        if roundabout is not None:
-            roundabout.close()
+        for sock in (s3, roundabout, admin):
+            if sock is not None:
+                sock.close()
         raise
     sockets = ListenSockets(s3, roundabout)
-    bound = _address(s3)
-    roundabout_bound = None if roundabout is None else _address(roundabout)
+    bound = Bound(
+        _address(s3),
+        None if roundabout is None else _address(roundabout),
+        None if admin is None else _address(admin),
+    )
+    # Each worker's own admin listener is on loopback, for the supervisor only.
+    worker_config = replace(config, admin_listen=None if admin is None else "127.0.0.1:0")
     supervisor = _Supervisor(
-        config, credentials, sockets, count, partial(announce, bound, roundabout_bound)
+        worker_config, credentials, sockets, count, partial(announce, bound), admin
     )
     code = await supervisor.run()
     if code == EXIT_COULD_NOT_START:
@@ -354,6 +404,7 @@ async def stop_on_signals(
 
 async def _work(orders: WorkerOrders, sockets: ListenSockets) -> None:
     shutdown = trio.Event()
+    admin: list[tuple[str, int]] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_on_signals, shutdown, nursery.cancel_scope)
         async with trio.open_nursery() as server:
@@ -365,9 +416,10 @@ async def _work(orders: WorkerOrders, sockets: ListenSockets) -> None:
                     shutdown=shutdown,
                     sockets=sockets,
                     worker=str(orders.slot),
+                    admin_started=admin.append,
                 )
             )
-            os.write(orders.ready_fd, READY)
+            os.write(orders.ready_fd, READY + (str(admin[0][1]).encode() if admin else b""))
             os.close(orders.ready_fd)
         nursery.cancel_scope.cancel()
 

@@ -249,3 +249,10 @@ def test_workers_default_to_the_cpus_and_are_set_by_file_environment_and_option(
             load_config(environ={"RELAY_WORKERS": wrong})
     with pytest.raises(ConfigError, match="RELAY_WORKERS must be a int"):
         load_config(environ={"RELAY_WORKERS": "many"})
+
+
+def test_the_memory_store_runs_one_process() -> None:
+    memory = {"RELAY_STORE": "memory"}
+    assert load_config(environ=memory).worker_count == 1  # the default follows the store
+    with pytest.raises(ConfigError, match="store kind memory keeps blobs in one process"):
+        load_config(environ=memory, workers=2)

@@ -201,7 +201,7 @@ ALLOWED: dict[str, set[str]] = {
         "storage",
         "store",
     },
-    "workers": {"config", "credentials", "observe", "server", "storage", "supervise"},
+    "workers": {"config", "credentials", "http", "observe", "server", "storage", "supervise"},
     "cli": {
         "bucket",
         "chunker",

@@ -156,7 +156,9 @@ class SlowUpload:
 
 @pytest.fixture(scope="module")
 def workers_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    relay = start_relay(tmp_path_factory.mktemp("workers"), workers=WORKERS)
+    relay = start_relay(
+        tmp_path_factory.mktemp("workers"), workers=WORKERS, args=["--admin", "127.0.0.1:0"]
+    )
     try:
         yield relay
     finally:
@@ -177,6 +179,32 @@ def test_every_worker_answers_on_the_one_port(workers_relay: RelayProcess) -> No
         if len(seen) == WORKERS:
             break
     assert seen == {str(slot) for slot in range(1, WORKERS + 1)}
+
+
+def admin_get(relay: RelayProcess, path: str) -> tuple[int, str]:
+    match = re.search(r"serving /metrics and /health at http://([\d.]+):(\d+)", relay.log())
+    assert match, relay.log()
+    connection = http.client.HTTPConnection(match.group(1), int(match.group(2)), timeout=30)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_the_admin_listener_answers_for_every_worker(workers_relay: RelayProcess) -> None:
+    for slot in ("1", "2", "3"):
+        client_on_worker(workers_relay, slot).list_buckets()
+    assert admin_get(workers_relay, "/health/live") == (200, "live\n")
+    assert admin_get(workers_relay, "/health/ready") == (200, f"ready: {WORKERS} workers\n")
+    status, exposition = admin_get(workers_relay, "/metrics")
+    assert status == 200
+    served = set(
+        re.findall(r'^relay_requests_total\{[^}]*worker="(\d+)"[^}]*\} [1-9]', exposition, re.M)
+    )
+    assert served == {"1", "2", "3"}
+    assert exposition.count("# TYPE relay_requests_total counter") == 1  # one family
 
 
 def test_different_buckets_written_from_two_workers(workers_relay: RelayProcess) -> None:
