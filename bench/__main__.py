@@ -66,7 +66,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
-        help=f"comma-separated, of {tuple(PEERS)}; relay-malloc is relay with glibc's"
+        help=f"comma-separated, of {tuple(PEERS)}; relay-2w is relay --workers 2 (CPU and"
+        " RSS summed over its processes); relay-malloc is relay with glibc's"
         " mmap/trim thresholds raised through the environment",
     )
     parser.add_argument("--list-keys", type=int, help="keys in the listing bucket")
