@@ -163,6 +163,7 @@ class _Supervisor:
         self._sockets_closed = False
         self._slots_running = 0
         self._all_slots_done = trio.Event()
+        self._stopping = trio.Event()  # set with the first StopAll: no restarts from here
 
     async def run(self) -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -214,8 +215,8 @@ class _Supervisor:
         self._slots_running += 1
         try:
             while True:
-                if delay:
-                    await trio.sleep(delay)
+                with trio.move_on_after(delay):  # a backoff ends early if relay stops
+                    await self._stopping.wait()
                 if self.supervision.stopping:
                     return
                 action = await self._run_worker(slot)
@@ -300,6 +301,7 @@ class _Supervisor:
 
     def _carry_out(self, action: Restart | StopAll | Nothing) -> None:
         if isinstance(action, StopAll):
+            self._stopping.set()
             self._close_sockets()  # no restarts from here on: let the port close
             for worker in list(self._live.values()):
                 with contextlib.suppress(ProcessLookupError):
@@ -311,8 +313,8 @@ class _Supervisor:
             self._sockets.s3.close()
             if self._sockets.roundabout is not None:
                 self._sockets.roundabout.close()
-            if self._admin is not None:
-                self._admin.close()
+            # The admin socket is trio's (``_serve_admin``); it closes when the last
+            # worker is gone.
 
 
 async def supervise_workers(
