@@ -24,9 +24,7 @@ _WRITER = textwrap.dedent(
     import hashlib, sys
     from pathlib import Path
     import trio
-    import trio
-
-from relay.registry import open_sqlite_registry
+    from relay.registry import open_sqlite_registry
     from relay.registry.base import Claim
     from relay.store.disk import open_disk_store
 
