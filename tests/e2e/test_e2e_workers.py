@@ -67,8 +67,10 @@ def client_on_worker(relay: RelayProcess, worker: str) -> Any:
 
 
 def worker_pids(relay: RelayProcess) -> list[int]:
+    """The workers' pids, from the line the supervisor prints after its endpoint."""
+    assert wait_until(lambda: _PIDS_LINE.search(relay.log()) is not None), relay.log()
     match = _PIDS_LINE.search(relay.log())
-    assert match, relay.log()
+    assert match is not None
     return [int(pid) for pid in match.group(1).split(",")]
 
 
