@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python -m bench [--quick] [--rounds N] [--scenarios a,b] [--servers a,b]``
 
 Peers (started here on 127.0.0.1 and stopped after): moto's standalone server and s3rver
-(installed from npm into bench/.node when node is present). A peer that cannot be had is
+(installed from npm into bench/.node when node is present); relay-2w is relay with two
+worker processes, its CPU and RSS summed over them. A peer that cannot be had is
 skipped with the reason printed. Clients: the aws CLI and s5cmd (plus boto3 for ranged
 reads). Scenarios: see bench.scenarios. Each round runs every server in turn, the order
 rotating from round to round, so relay/peer ratios are taken pair by pair within a round.
@@ -66,7 +67,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
-        help=f"comma-separated, of {tuple(PEERS)}; relay-malloc is relay with glibc's"
+        help=f"comma-separated, of {tuple(PEERS)}; relay-2w is relay --workers 2 (CPU and"
+        " RSS summed over its processes); relay-malloc is relay with glibc's"
         " mmap/trim thresholds raised through the environment",
     )
     parser.add_argument("--list-keys", type=int, help="keys in the listing bucket")

@@ -22,6 +22,7 @@ from typing import Any, Final
 COLOURS: Final = {
     "relay": "#1b7837",
     "relay-malloc": "#5aae61",
+    "relay-2w": "#a6dba0",
     "moto": "#2166ac",
     "s3rver": "#b2182b",
 }

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -172,10 +173,11 @@ class Peer:
         return environ | dict(self.extra_env)
 
 
-def _relay_command(port: int, data_dir: Path) -> list[str]:
+def _relay_command(port: int, data_dir: Path, workers: int = 1) -> list[str]:
     script = BIN / "relay"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "relay"]
-    return [*base, "serve", "--data", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+    listen = f"127.0.0.1:{port}"
+    return [*base, "serve", "--data", str(data_dir), "--listen", listen, "--workers", str(workers)]
 
 
 def _moto_command(port: int, data_dir: Path) -> list[str]:
@@ -220,6 +222,17 @@ PEERS: Final[dict[str, Peer]] = {
         command=_relay_command,
         ready_banner="serving S3 at",
         extra_env=RELAY_KEYS | MALLOC_TUNING,
+    ),
+    # The workers dimension: a supervisor and two worker processes on one port. Server CPU
+    # and peak RSS are summed over all of them (``cpu_seconds``, ``Server.peak_rss_mib``).
+    "relay-2w": Peer(
+        name="relay-2w",
+        language="Python (trio), 2 worker processes",
+        access_key=RELAY_KEYS["RELAY_ACCESS_KEY_ID"],
+        secret_key=RELAY_KEYS["RELAY_SECRET_ACCESS_KEY"],
+        command=partial(_relay_command, workers=2),
+        ready_banner="serving S3 at",
+        extra_env=RELAY_KEYS,
     ),
     "moto": Peer(
         name="moto",
@@ -369,14 +382,19 @@ class Server:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
+    def _processes(self) -> list[int]:
+        """The server and its live descendants (relay's workers)."""
+        return [self.pid, *_descendants(self.pid)]
+
     def peak_rss_mib(self) -> float:
-        return status_kib(self.pid, "VmHWM") / KIB
+        """The sum of each process's peak (an upper bound when there are several)."""
+        return sum(status_kib(pid, "VmHWM") for pid in self._processes()) / KIB
 
     def rss_mib(self) -> float:
-        return status_kib(self.pid, "VmRSS") / KIB
+        return sum(status_kib(pid, "VmRSS") for pid in self._processes()) / KIB
 
     def reset_peak_rss(self) -> bool:
-        return reset_peak_rss(self.pid)
+        return all([reset_peak_rss(pid) for pid in self._processes()])
 
     def stop(self) -> None:
         """SIGTERM; if the server is still up after a grace, SIGTERM again, then SIGKILL.

@@ -13,10 +13,7 @@ below, listed in the README); a traceback is printed only with ``--debug``. Long
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import datetime
-import signal
 import sys
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -39,6 +36,7 @@ from relay.store.base import StoreError
 from relay.store.httpclient import ConnectionFailed
 from relay.unixfs import DEFAULT_CHUNK_SIZE, DEFAULT_WIDTH, file_cid
 from relay.version import VERSION
+from relay.workers import Bound, limit_malloc_arenas, stop_on_signals, supervise_workers
 
 # Exit codes (the README lists them).
 EXIT_OK: Final = 0
@@ -102,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         help="debug, info (one line per request; the default), warning or error",
     )
     serve.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the port(s) (default: one per CPU; 1: no supervisor)",
+    )
 
     cid = commands.add_parser(
         "cid",
@@ -175,6 +179,7 @@ def _config(args: argparse.Namespace) -> Config:
         log_level=getattr(args, "log_level", None),
         log_format=getattr(args, "log_format", None),
         registry_url=args.registry_url,
+        workers=getattr(args, "workers", None),
     )
 
 
@@ -190,10 +195,14 @@ def _announce(
     bound: tuple[str, int],
     roundabout: tuple[str, int] | None = None,
     admin: tuple[str, int] | None = None,
+    *,
+    workers: int = 1,
 ) -> None:
     endpoint = _http_endpoint(bound)
+    processes = f", {workers} workers" if workers > 1 else ""
     print(
-        f"relay {VERSION}: serving S3 at {endpoint} (data in {config.data_dir.resolve()})",
+        f"relay {VERSION}: serving S3 at {endpoint}"
+        f" (data in {config.data_dir.resolve()}{processes})",
         flush=True,
     )
     if roundabout is not None:
@@ -227,23 +236,17 @@ def _announce(
         )
 
 
+def _say_stopping(signal_name: str) -> None:
+    print(f"relay: {signal_name}: shutting down", flush=True)
+
+
 async def _serve(config: Config) -> None:
     credentials = await trio.to_thread.run_sync(
         load_credentials, config.credentials, config.data_dir
     )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-
-        async def on_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if shutdown.is_set():
-                        nursery.cancel_scope.cancel()  # a second signal: stop now
-                        return
-                    print(f"relay: {signal.Signals(signum).name}: shutting down", flush=True)
-                    shutdown.set()
-
-        nursery.start_soon(on_signals)
+        nursery.start_soon(stop_on_signals, shutdown, nursery.cancel_scope, _say_stopping)
         async with trio.open_nursery() as server:
             roundabout: list[tuple[str, int]] = []
             admin: list[tuple[str, int]] = []
@@ -267,6 +270,20 @@ async def _serve(config: Config) -> None:
         # serve() returned: the shutdown finished (requests in flight got their grace).
         nursery.cancel_scope.cancel()
     print("relay: stopped", flush=True)
+
+
+async def _serve_workers(config: Config, count: int) -> int:
+    credentials = await trio.to_thread.run_sync(
+        load_credentials, config.credentials, config.data_dir
+    )
+
+    def announce(bound: Bound, pids: list[int]) -> None:
+        _announce(config, credentials, bound.s3, bound.roundabout, bound.admin, workers=count)
+        print(f"relay: workers 1-{count} (pids {', '.join(map(str, pids))})", flush=True)
+
+    code = await supervise_workers(config, credentials, count, announce=announce)
+    print("relay: stopped", flush=True)
+    return code
 
 
 def _progress(
@@ -396,26 +413,6 @@ async def _claims_export(config: Config, args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
-# glibc's mallopt parameter number for the arena limit (malloc.h: M_ARENA_MAX).
-_M_ARENA_MAX: Final = -8
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas for the server process (a no-op elsewhere).
-
-    glibc gives each thread that allocates its own arena, up to eight per core, and an
-    arena keeps what was freed in it. relay's worker threads (hashing, pack reads and
-    writes, SQLite) allocate chunk-sized buffers, so ten concurrent 1 GiB uploads grew
-    the process by some 20 MiB of arenas holding freed chunks; two arenas measured the
-    same throughput.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def _existing_data(config: Config) -> Config:
     """The config of a command that reads what a server stored: its data directory must
     exist (opening a store would otherwise create an empty one and report its emptiness).
@@ -427,10 +424,12 @@ def _existing_data(config: Config) -> Config:
     return config
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         config = _config(args)
         configure_logging(config.log.level, "json" if config.log.format == "json" else "text")
+        if config.worker_count > 1:
+            return trio.run(_serve_workers, config, config.worker_count)
         limit_malloc_arenas()
         trio.run(_serve, config)
     elif args.command == "cid":
@@ -454,6 +453,7 @@ def _run(args: argparse.Namespace) -> None:
         config = _config(args)
         print(relay_signer(config).did)
         print(f"relay: key in {key_path(config)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # A failure inside a nursery (the store, the engine) arrives as a group of one.
         with single_error():
-            _run(args)
+            code = _run(args)
     except (UsageError, IncompatibleSettings) as exc:
         if args.debug:
             raise
@@ -483,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
-    return EXIT_OK
+    return code
 
 
 def _one_line(exc: BaseException) -> str:

@@ -41,6 +41,8 @@ options (``--data``) override both. Units are in the names.
     space = "did:key:..."          # RELAY_PIRI_SPACE (default: relay's own DID)
 
     listen = "127.0.0.1:9000"      # RELAY_LISTEN
+    workers = 4                    # RELAY_WORKERS (relay serve --workers): processes serving
+                                   #   the port(s); default: the CPUs this process may use
     region = "us-east-1"           # RELAY_REGION (what SigV4 scopes and GetBucketLocation say)
 
     [http]
@@ -144,10 +146,28 @@ class Config:
     # relay's own host names (http.domains): a Host of BUCKET.<domain> names the bucket.
     domains: tuple[str, ...] = ()
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    # Worker processes serving the listeners, or None for one per CPU (``serve_workers``).
+    workers: int | None = None
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes ``relay serve`` runs: ``workers``, or the CPUs it may use
+        (one with the memory store, whose blobs live in one process)."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.store.kind == "memory" else available_cpus()
 
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_listen(self.listen)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as a container limits it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -182,6 +202,7 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
     "listen": ("RELAY_LISTEN", "", str),
+    "workers": ("RELAY_WORKERS", "", int),
     "region": ("RELAY_REGION", "", str),
     "header_timeout_seconds": ("RELAY_HTTP_HEADER_TIMEOUT_SECONDS", "http", float),
     "body_stall_timeout_seconds": ("RELAY_HTTP_BODY_STALL_TIMEOUT_SECONDS", "http", float),
@@ -445,11 +466,13 @@ def load_config(
     log_level: str | None = None,
     log_format: str | None = None,
     registry_url: str | None = None,
+    workers: int | None = None,
 ) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``RELAY_*`` variables, then
-    ``data_dir``, ``listen``, ``roundabout``, ``admin``, ``log_level`` and ``log_format``
-    and ``registry_url`` (the ``--data``, ``--listen``, ``--roundabout``, ``--admin``,
-    ``--log-level``, ``--log-format`` and ``--registry-url`` options)."""
+    ``data_dir``, ``listen``, ``roundabout``, ``admin``, ``log_level``, ``log_format``,
+    ``registry_url`` and ``workers`` (the ``--data``, ``--listen``, ``--roundabout``,
+    ``--admin``, ``--log-level``, ``--log-format``, ``--registry-url`` and ``--workers``
+    options)."""
     document: dict[str, Any] = {}
     if path is not None:
         try:
@@ -470,6 +493,8 @@ def load_config(
         values["data_dir"] = str(data_dir)
     if listen is not None:
         values["listen"] = listen
+    if workers is not None:
+        values["workers"] = workers
 
     def setting(name: str, default: Any) -> Any:
         return values.get(name, default)
@@ -571,7 +596,14 @@ def load_config(
         admin_listen=admin_listen or None,
         domains=_domains(setting("domains", ())),
         registry=registry,
+        workers=setting("workers", None),
     )
+    if config.workers is not None and config.workers < 1:
+        raise ConfigError("workers must be at least 1")
+    if config.store.kind == "memory" and config.worker_count > 1:
+        raise ConfigError(
+            "store kind memory keeps blobs in one process: use workers = 1, or the disk store"
+        )
     parse_listen(config.listen)
     if config.admin_listen is not None:
         parse_listen(config.admin_listen)

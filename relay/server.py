@@ -14,12 +14,19 @@ line on the ``relay.access`` logger (written only when its level allows, so
 ``log.level = "warning"`` costs nothing per request). With ``admin.listen`` set, a third
 listener serves ``/metrics`` and ``/health/*``; request and blob store figures are
 counted only then, since nothing could read them otherwise.
+
+``sockets`` hands ``serve`` listening sockets that are already bound (a worker of
+``relay serve --workers N`` inherits them from its supervisor, ``relay.workers``) instead
+of binding ``listen`` and ``roundabout.listen`` itself; ``worker`` then names this process
+in each request line.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,7 +35,7 @@ import trio
 from relay.bucket import Engine, Multipart
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
-from relay.http import Exchange, HttpActivity, serve_http
+from relay.http import Exchange, HttpActivity, serve_http, serve_http_listeners
 from relay.observe import RequestLog, record_of
 from relay.observe.requests import ACCESS_LOGGER
 from relay.roundabout.app import RoundaboutApp
@@ -43,6 +50,23 @@ _READINESS_PROBE = bytes.fromhex("1220") + bytes(32)
 
 if TYPE_CHECKING:
     from relay.observe.metrics import Metrics, Readings
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSockets:
+    """Listening sockets bound by someone else: S3's, and roundabout's if it is on."""
+
+    s3: socket.socket
+    roundabout: socket.socket | None = None
+
+
+def _listener(sock: socket.socket) -> trio.SocketListener:
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    bound = sock.getsockname()
+    return (str(bound[0]), int(bound[1]))
 
 
 def _readings(engine: Engine, activity: HttpActivity) -> Readings:
@@ -77,6 +101,8 @@ async def serve(
     shutdown: trio.Event | None = None,
     roundabout_started: Callable[[tuple[str, int]], object] | None = None,
     admin_started: Callable[[tuple[str, int]], object] | None = None,
+    sockets: ListenSockets | None = None,
+    worker: str = "",
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     if credentials is None:
@@ -97,7 +123,7 @@ async def serve(
         def wrap_store(store: BlobStore) -> BlobStore:
             return InstrumentedStore(store, config.store.kind, counted)
 
-    request_log = RequestLog("json" if config.log.format == "json" else "text")
+    request_log = RequestLog("json" if config.log.format == "json" else "text", worker=worker)
     logs_requests = logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
 
     def observe(exchange: Exchange) -> None:
@@ -138,7 +164,17 @@ async def serve(
                 )  # fmt: skip
                 if admin_started is not None:
                     admin_started(admin_bound)
-            if config.roundabout.listen is not None:
+            if sockets is not None and sockets.roundabout is not None:
+                roundabout = RoundaboutApp(engine.registry, config.roundabout, credentials.keys)
+                await nursery.start(
+                    partial(
+                        serve_http_listeners, roundabout.handle,
+                        [_listener(sockets.roundabout)], config.http, shutdown=shutdown,
+                    )
+                )  # fmt: skip
+                if roundabout_started is not None:
+                    roundabout_started(_address(sockets.roundabout))
+            elif config.roundabout.listen is not None:
                 roundabout_host, roundabout_port = parse_listen(config.roundabout.listen)
                 roundabout = RoundaboutApp(engine.registry, config.roundabout, credentials.keys)
                 roundabout_bound = await nursery.start(
@@ -153,6 +189,21 @@ async def serve(
                 )
                 if roundabout_started is not None:
                     roundabout_started(roundabout_bound)
+            if sockets is not None:
+                await nursery.start(
+                    partial(
+                        serve_http_listeners,
+                        app.handle,
+                        [_listener(sockets.s3)],
+                        config.http,
+                        shutdown=shutdown,
+                        busy_answer=app.busy_answer,
+                        observer=observe,
+                        activity=activity,
+                    )
+                )
+                task_status.started(_address(sockets.s3))
+                return
             bound = await nursery.start(
                 lambda task_status: serve_http(
                     app.handle,

@@ -172,7 +172,7 @@ def test_log_works_beside_a_running_server(tmp_path: Path) -> None:
     env.update(RELAY_ACCESS_KEY_ID="k", RELAY_SECRET_ACCESS_KEY="s")
     server = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--data", str(data_dir), "--listen",
-         "127.0.0.1:0"],
+         "127.0.0.1:0", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,27 @@ def test_domains_for_virtual_hosted_addressing(tmp_path: Path) -> None:
     path.write_text("[http]\ndomains = 3\n")
     with pytest.raises(ConfigError, match="list of names"):
         load_config(path, environ={})
+
+
+def test_workers_default_to_the_cpus_and_are_set_by_file_environment_and_option(
+    tmp_path: Path,
+) -> None:
+    config = load_config(environ={})
+    assert config.workers is None
+    assert config.worker_count == len(os.sched_getaffinity(0))
+    path = write(tmp_path, "workers = 3\n")
+    assert load_config(path, environ={}).worker_count == 3
+    assert load_config(path, environ={"RELAY_WORKERS": "5"}).worker_count == 5
+    assert load_config(path, environ={"RELAY_WORKERS": "5"}, workers=1).worker_count == 1
+    for wrong in ("0", "-2"):
+        with pytest.raises(ConfigError, match="workers must be at least 1"):
+            load_config(environ={"RELAY_WORKERS": wrong})
+    with pytest.raises(ConfigError, match="RELAY_WORKERS must be a int"):
+        load_config(environ={"RELAY_WORKERS": "many"})
+
+
+def test_the_memory_store_runs_one_process() -> None:
+    memory = {"RELAY_STORE": "memory"}
+    assert load_config(environ=memory).worker_count == 1  # the default follows the store
+    with pytest.raises(ConfigError, match="store kind memory keeps blobs in one process"):
+        load_config(environ=memory, workers=2)

@@ -20,7 +20,12 @@ import pytest
 RELAY = Path(__file__).resolve().parent.parent / "relay"
 PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4", "relay.ucan"]
 # Pure modules inside packages that also hold a trio shell.
-PURE_MODULES = ["relay.roundabout.matching", "relay.roundabout.signing", "relay.roundabout.config"]
+PURE_MODULES = [
+    "relay.roundabout.matching",
+    "relay.roundabout.signing",
+    "relay.roundabout.config",
+    "relay.supervise",
+]
 
 
 def module_file(module: str) -> Path | None:
@@ -201,6 +206,7 @@ ALLOWED: dict[str, set[str]] = {
     "roundabout": {"http", "sigv4", "registry", "ipld"},
     "observe": {"http", "store", "version"},
     "credentials": set(),
+    "supervise": set(),  # the supervisor's decisions: pure, no processes
     "config": {"bucket", "chunker", "http", "observe", "registry", "roundabout", "store"},
     "storage": {"bucket", "config", "registry", "store", "ucan"},
     "server": {
@@ -214,6 +220,7 @@ ALLOWED: dict[str, set[str]] = {
         "storage",
         "store",
     },
+    "workers": {"config", "credentials", "http", "observe", "server", "storage", "supervise"},
     "cli": {
         "bucket",
         "chunker",
@@ -228,6 +235,7 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "unixfs",
         "version",
+        "workers",
     },
     "__main__": {"cli"},
 }

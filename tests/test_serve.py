@@ -18,7 +18,7 @@ def start(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "AWS_"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--data", str(data_dir),
-         "--listen", "127.0.0.1:0"],
+         "--listen", "127.0.0.1:0", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     assert process.stdout is not None

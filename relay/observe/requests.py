@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Final, Literal
 
 from relay.http import Exchange
@@ -95,7 +96,7 @@ def _field(value: str) -> str:
     return value
 
 
-def format_text(record: RequestRecord) -> str:
+def format_text(record: RequestRecord, *, worker: str = "") -> str:
     target = f"{record.bucket}/{record.key}" if record.key else record.bucket
     line = (
         f"{_timestamp(record.time)} {_field(record.request_id)} {_field(record.remote)}"
@@ -105,13 +106,18 @@ def format_text(record: RequestRecord) -> str:
     )
     if record.reason:
         line += f" reason={_field(record.reason)}"
+    if worker:  # which of several processes serving one port answered
+        line += f" worker={_field(worker)}"
     return line
 
 
-def format_json(record: RequestRecord) -> str:
-    fields = asdict(record)
+def format_json(record: RequestRecord, *, worker: str = "") -> str:
+    fields: dict[str, object] = asdict(record)
     fields["time"] = _timestamp(record.time)
-    fields["duration_ms"] = round(fields.pop("duration_seconds") * 1000, 3)
+    fields["duration_ms"] = round(record.duration_seconds * 1000, 3)
+    del fields["duration_seconds"]
+    if worker:
+        fields["worker"] = worker
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -144,10 +150,14 @@ class _Text(logging.Formatter):
 
 
 class RequestLog:
-    """Writes each finished exchange as one line on the ``relay.access`` logger."""
+    """Writes each finished exchange as one line on the ``relay.access`` logger.
 
-    def __init__(self, log_format: LogFormat = "text") -> None:
-        self._format = format_json if log_format == "json" else format_text
+    ``worker`` names the process that served it when several serve one port
+    (``relay serve --workers N``): the line then says ``worker=ID`` (JSON: ``"worker"``).
+    """
+
+    def __init__(self, log_format: LogFormat = "text", *, worker: str = "") -> None:
+        self._format = partial(format_json if log_format == "json" else format_text, worker=worker)
         self._logger = logging.getLogger(ACCESS_LOGGER)
 
     def write(self, record: RequestRecord) -> None:

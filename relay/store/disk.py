@@ -4,11 +4,25 @@ Theory of operation
 -------------------
 Layout under the store root::
 
-    LOCK                   flock'ed by the one process that has the store open
+    LOCK                   flock'ed shared by every process that has the store open
     index.sqlite (+ -wal)  multihash → (pack, record offset, data length); WAL, synchronous=FULL
     packs/00000001.pack    append-only records: header (magic, lengths, multihash) + data
 
 (the record format is in ``relay.store.packs``).
+
+Several processes. Any number of processes may open one store at once (``relay serve
+--workers N``, and ``relay ls`` or ``export`` beside a running server); each takes the
+``LOCK`` file shared, so a tool that needs the store to itself can still take it
+exclusively and be told it is in use. Each process appends only to pack files it created
+itself: a pack is created with ``O_EXCL``, and a number another process took is skipped,
+so two processes never write one pack. The index is one SQLite file in WAL mode: every
+process reads all of it, and writes wait for each other (``BEGIN IMMEDIATE`` behind a busy
+timeout) instead of failing. What one process holds in memory (staged and pending blobs)
+the others cannot see, and need not: a blob is read by another process only after a
+commit or a part row named it, and both come after the ``sync`` that indexed it. A read
+that misses in this process's maps asks the index, so it finds what any process synced.
+Two processes putting the same new blob may both write it; the index keeps the first
+row, and the other record is garbage like any duplicate.
 
 Writes. ``put`` first deduplicates against what this process holds (a blob staged,
 pending or being written by a concurrent put costs no write). A small blob (at most
@@ -542,10 +556,13 @@ def _open_blocking(
     lock_fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Shared: other relay processes may have it open too (see "Several processes").
+            fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise StoreError(f"the disk store at {root} is open in another process") from exc
+                raise StoreError(
+                    f"the disk store at {root} is open in another process that holds it alone"
+                ) from exc
             raise
         index = PackIndex(root / INDEX_NAME)
         try:

@@ -37,6 +37,8 @@ listing reads page after page), and small records and the index stay in the page
 The *index* (``index.sqlite``, WAL, ``synchronous=FULL``) maps multihash → (pack, record
 offset, data length). Rows are only ever written after the pack bytes they point at were
 fsynced, in one transaction per ``sync`` (see ``relay.store.disk`` for the ordering).
+Several processes share it: a write transaction waits up to ``INDEX_BUSY_TIMEOUT_SECONDS``
+for another process's to finish instead of failing with "database is locked".
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ DIRECT_READ_MIN_BYTES = 128 << 10
 # Aligned buffers for direct reads; a reading thread waits for a free one. Four 1 MiB
 # reads in flight keep this kind of device busy, and bound the memory they hold.
 DIRECT_READ_BUFFERS = 4
+# How long an index transaction waits for another process's (each is one small commit,
+# milliseconds; a stalled disk can hold one for seconds). The registry waits as long.
+INDEX_BUSY_TIMEOUT_SECONDS = 30.0
 
 
 def _align_up(value: int) -> int:
@@ -328,7 +333,7 @@ class PackWriter:
             path = self._directory / pack_name(number)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            except FileExistsError:
+            except FileExistsError:  # another process (or an old run) has it: never share
                 continue
             break
         self._fds[number] = fd
@@ -574,7 +579,12 @@ class PackIndex:
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit. Connections are handed between
         # worker threads, one user at a time, hence check_same_thread=False.
-        return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(
+            self._path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=INDEX_BUSY_TIMEOUT_SECONDS,
+        )
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:

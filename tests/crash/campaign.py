@@ -117,7 +117,7 @@ def start_server(data_dir: Path, log_path: Path) -> Server:
     )
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [*_SERVE, "--data", str(data_dir), "--listen", "127.0.0.1:0"],
+            [*_SERVE, "--data", str(data_dir), "--listen", "127.0.0.1:0", "--workers", "1"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

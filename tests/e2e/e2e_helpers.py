@@ -94,12 +94,14 @@ def start_relay(
     args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     prefix: Sequence[str] = (),
+    workers: int = 1,
 ) -> RelayProcess:
     """``relay serve`` on a free loopback port with a fresh data dir under ``base``.
 
     Credentials are test/test from the environment, or only those in ``config``; ``args``
     go to ``relay serve`` (``--admin``, ``--log-format``…); ``environ`` adds ``RELAY_*``
-    settings; ``prefix`` runs it under another command (``ip netns exec NS``)."""
+    settings; ``prefix`` runs it under another command (``ip netns exec NS``). One process
+    (``--workers 1``) unless ``workers`` asks for a supervisor and that many workers."""
     data_dir = base / "data"
     log_path = base / "relay.log"
     env = {name: value for name, value in os.environ.items() if not name.startswith("RELAY_")}
@@ -111,7 +113,7 @@ def start_relay(
         command += ["--config", str(config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*prefix, *command, "--listen", "127.0.0.1:0", *args],
+            [*prefix, *command, "--listen", "127.0.0.1:0", "--workers", str(workers), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

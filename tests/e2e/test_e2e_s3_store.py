@@ -68,7 +68,7 @@ def start_relay_on(moto: MotoServer, upstream_bucket: str, base: Path) -> RelayP
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "relay", "serve", "--config", str(config)),
-                *("--data", str(data_dir), "--listen", "127.0.0.1:0"),
+                *("--data", str(data_dir), "--listen", "127.0.0.1:0", "--workers", "1"),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -76,6 +76,54 @@ def test_a_json_line_is_one_object_with_the_same_fields() -> None:
     }  # fmt: skip
 
 
+def test_a_line_names_the_worker_that_served_it_when_several_serve() -> None:
+    record = record_of(exchange(request_id="R9", reason="slow body"))
+    assert format_text(record, worker="2").endswith('reason="slow body" worker=2')
+    assert json.loads(format_json(record, worker="2"))["worker"] == "2"
+    assert "worker" not in format_text(record)  # one process: no worker field
+    assert "worker" not in json.loads(format_json(record))
+
+
+def test_workers_expositions_merge_into_one_with_a_worker_label() -> None:
+    from relay.observe.workers import merge_expositions
+
+    one, two = Metrics(), Metrics()
+    one.observe_request(record_of(exchange(operation="PutObject")))
+    for _ in range(3):
+        two.observe_request(record_of(exchange(operation="PutObject")))
+    merged = samples(
+        merge_expositions({"1": one.exposition().decode(), "2": two.exposition().decode()})
+    )
+    put = (("operation", "PutObject"), ("status", "200"))
+    assert merged[("relay_requests_total", (*put, ("worker", "1")))] == 1
+    assert merged[("relay_requests_total", (*put, ("worker", "2")))] == 3
+
+
+async def test_the_supervisors_admin_is_ready_only_when_every_worker_is() -> None:
+    from relay.observe.workers import WorkersAdminApp
+
+    ports: dict[str, int | None] = {"1": 9001, "2": None}
+    answers = {9001: (200, b"ready\n"), 9002: (503, b"not ready: registry: locked\n")}
+
+    async def ask(port: int, path: str) -> tuple[int, bytes]:
+        await trio.lowlevel.checkpoint()
+        assert path == "/health/ready"
+        return answers[port]
+
+    app = WorkersAdminApp(lambda: ports, ask)
+
+    async def status_and_text() -> tuple[int, str]:
+        response = await app.handle(admin_request("/health/ready"), None)  # type: ignore[arg-type]
+        assert isinstance(response.body, bytes)
+        return response.status, response.body.decode()
+
+    assert await status_and_text() == (503, "not ready: worker 2: starting\n")
+    ports["2"] = 9002
+    assert await status_and_text() == (503, "not ready: worker 2: not ready: registry: locked\n")
+    answers[9002] = (200, b"ready\n")
+    assert await status_and_text() == (200, "ready: 2 workers\n")
+
+
 def test_an_exchange_the_http_layer_refused_has_no_operation_but_a_reason() -> None:
     refused = Exchange(1.0, "h:1", "GET", "", 400, 0, 0, 0.001, {}, "malformed request head")
     record = record_of(refused)

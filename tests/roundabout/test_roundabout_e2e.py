@@ -52,7 +52,16 @@ def start_relay(base: Path, *extra: str) -> Relay:
     log_path = base / "relay.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "AWS_"))}
     env.update(RELAY_ACCESS_KEY_ID=ACCESS_KEY, RELAY_SECRET_ACCESS_KEY=SECRET_KEY)
-    command = [sys.executable, "-m", "relay", "serve", "--data", str(base / "data")]
+    command = [
+        sys.executable,
+        "-m",
+        "relay",
+        "serve",
+        "--workers",
+        "1",
+        "--data",
+        str(base / "data"),
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [*command, "--listen", "127.0.0.1:0", *extra],

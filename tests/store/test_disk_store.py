@@ -3,6 +3,7 @@ concurrency, and the cost of a sync (one fsync per pack, not per blob)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -68,11 +69,48 @@ async def test_a_reopened_store_appends_to_a_new_pack(tmp_path: Path) -> None:
         assert await store.get(second[0]) == second[1]
 
 
-async def test_a_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:
+async def test_two_openers_write_their_own_packs_and_read_each_others_blobs(
+    tmp_path: Path,
+) -> None:
+    # What two relay worker processes do: each opens the store, each writes (large blobs
+    # go to a pack at once, small ones at the sync), each reads what the other synced.
+    first_blobs = [make_blob(n, size) for n, size in enumerate([300_000, 1_000, 200_000])]
+    second_blobs = [make_blob(10 + n, size) for n, size in enumerate([250_000, 2_000])]
+    async with open_disk_store(tmp_path) as first, open_disk_store(tmp_path) as second:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(put_all, first, first_blobs)
+            nursery.start_soon(put_all, second, second_blobs)
+        await first.sync()
+        await second.sync()
+        first_pack = first.disk_statistics().active_pack
+        second_pack = second.disk_statistics().active_pack
+        assert first_pack is not None
+        assert second_pack is not None
+        assert first_pack != second_pack  # never one pack written by two processes
+        for mh, data in second_blobs:
+            assert await first.has(mh)
+            assert await first.get(mh) == data
+        for mh, data in first_blobs:
+            assert await second.get(mh) == data
+        await second.put(*first_blobs[0])  # the other's blob deduplicates here too
+        await second.sync()
+        assert second.statistics().blobs_deduplicated == 1
+    async with open_disk_store(tmp_path) as reopened:
+        for mh, data in first_blobs + second_blobs:
+            assert await reopened.get(mh) == data
+
+
+async def test_a_store_another_process_holds_alone_is_refused(tmp_path: Path) -> None:
     async with open_disk_store(tmp_path):
+        pass
+    lock = os.open(tmp_path / "LOCK", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(StoreError, match="another process"):
             async with open_disk_store(tmp_path):
                 pass  # pragma: no cover
+    finally:
+        os.close(lock)
 
 
 def flip_byte(path: Path, offset: int) -> None:
