@@ -1,0 +1,114 @@
+"""The namespace harness itself: hosts reach each other, a cut separates exactly two of them
+until it is restored, and nothing of a run is left behind, even after a failure."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from netns import (
+    SUBNET_PREFIX,
+    Host,
+    leftover_namespaces,
+    namespaces_or_skip,
+    open_network,
+    start_postgres_in,
+    wait_until,
+)
+
+PORT = 8000
+
+
+@pytest.fixture(autouse=True)
+def _namespaces() -> None:
+    namespaces_or_skip()
+
+
+def connects(address: str, *, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((address, PORT), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def listener(host: Host) -> subprocess.Popen[bytes]:
+    server = host.popen(
+        [sys.executable, "-m", "http.server", "-b", host.address, str(PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: host.call(connects, host.address), timeout=30, what="the listener")
+    return server
+
+
+def test_a_cut_separates_exactly_two_hosts_until_restored() -> None:
+    with open_network() as network:
+        tag = network.tag
+        a, b, c = (network.add_host(role) for role in ("a", "b", "c"))
+        listener(b)
+        assert a.call(connects, b.address)
+        assert c.call(connects, b.address)
+        # Nothing of the subnet is in this machine's own namespace.
+        own = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True, check=True)
+        assert SUBNET_PREFIX not in own.stdout
+
+        network.cut(a, b)
+        assert not a.call(connects, b.address)
+        assert c.call(connects, b.address)
+        network.restore(a, b)
+        assert a.call(connects, b.address)
+
+        network.cut(a, b, how="reject")
+        assert not a.call(connects, b.address)
+        network.restore(a, b)
+        assert a.call(connects, b.address)
+
+        b.unplug()
+        assert not c.call(connects, b.address)
+        b.plug()
+        wait_until(lambda: c.call(connects, b.address), timeout=10, what="the link back up")
+    assert leftover_namespaces(tag) == []
+
+
+def test_teardown_kills_processes_and_deletes_namespaces_after_a_failure() -> None:
+    started: dict[str, object] = {}
+
+    def failing_test() -> None:
+        with open_network() as network:
+            started["tag"] = network.tag
+            started["server"] = listener(network.add_host("b"))
+            raise RuntimeError("the test failed")
+
+    with pytest.raises(RuntimeError, match="the test failed"):
+        failing_test()
+    server = started["server"]
+    assert isinstance(server, subprocess.Popen)
+    assert server.poll() is not None
+    assert leftover_namespaces(str(started["tag"])) == []
+
+
+@pytest.mark.slow
+def test_postgres_in_a_namespace_is_reached_across_the_bridge_and_cut() -> None:
+    with open_network() as network:
+        tag = network.tag
+        database = network.add_host("db")
+        relay = network.add_host("relay")
+        server = start_postgres_in(database)
+
+        def ready() -> bool:
+            answer = relay.run(["pg_isready", "-h", database.address, "-t", "2"], check=False)
+            return answer.returncode == 0
+
+        assert server.url.startswith(f"postgresql://postgres@{database.address}:")
+        assert ready()
+        network.cut(relay, database)
+        assert not ready()
+        network.restore(relay, database)
+        assert ready()
+        directory = server.directory
+    assert server.process.poll() is not None
+    assert not directory.exists()
+    assert leftover_namespaces(tag) == []
