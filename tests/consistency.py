@@ -357,11 +357,7 @@ def _check_single_creation(
 
 def _fits_between(first: Operation, delete: _Write, second: Operation) -> bool:
     """Whether points ``t1 < td < t2`` exist inside the three operations' intervals."""
-    return (
-        first.start < delete.end
-        and first.start < second.end
-        and delete.start < second.end
-    )
+    return first.start < delete.end and first.start < second.end and delete.start < second.end
 
 
 def _check_convergence(report: Report, history: Sequence[Operation]) -> None:
@@ -593,7 +589,7 @@ def run_workload(
         raise failures[0]
 
 
-def final_reads(plan: Plan, history: History, *, hosts: Sequence[str] | None = None) -> None:
+def final_reads(plan: Plan, history: History, hosts: Sequence[str] | None = None) -> None:
     """One GET of every key and one LIST on each host (all of ``plan``'s by default),
     recorded as final. Runs on the calling thread (which must be in the clients'
     namespace)."""
