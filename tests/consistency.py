@@ -53,6 +53,8 @@ ABSENT = "<absent>"
 WRITE_KINDS = ("put", "put_if_absent", "put_if_match", "delete")
 READ_KINDS = ("get", "list")
 INFINITY = float("inf")
+# The status recorded when the client could not connect: the request never left it.
+NOT_SENT = 0
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ class Operation:
     ``value``: for a PUT the body it wrote, for a GET the body it read (``ABSENT`` on
     404), for a DELETE ``ABSENT``. ``etag``: for a PUT the MD5 of its body (computed by
     the client, so even an unanswered PUT is attributable), for ``put_if_match`` the ETag
-    it required in ``expected_etag``. ``listed``: for a LIST, key -> ETag shown."""
+    it required in ``expected_etag``. ``listed``: for a LIST, key -> ETag shown.
+    ``status``: the HTTP status, None when no answer came, ``NOT_SENT`` when the client
+    could not even connect."""
 
     kind: str
     key: str | None
@@ -129,6 +133,7 @@ class Report:
     refused: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
     unanswered: int = 0
+    not_sent: int = 0
     other_errors: int = 0
     commits: int = 0
     violations: list[Violation] = field(default_factory=list)
@@ -142,7 +147,8 @@ class Report:
             "operations: " + ", ".join(f"{kind} {self.operations[kind]}" for kind in kinds),
             "acknowledged: " + ", ".join(f"{kind} {self.acknowledged[kind]}" for kind in kinds),
             f"refused (412): {sum(self.refused.values())}, conflicts (409): {self.conflicts},"
-            f" unanswered or 5xx: {self.unanswered}, other errors: {self.other_errors}",
+            f" unanswered or 5xx: {self.unanswered}, not sent (no connection): {self.not_sent},"
+            f" other errors: {self.other_errors}",
             f"commits in the log: {self.commits}",
             f"violations: {len(self.violations)}",
         ]
@@ -242,6 +248,8 @@ def check(history: Sequence[Operation], commit_log: Sequence[CommitEntry] | None
             report.conflicts += 1
         elif op.unanswered:
             report.unanswered += 1
+        elif op.status == NOT_SENT:
+            report.not_sent += 1
         elif not (op.kind == "get" and op.status == 404):
             report.other_errors += 1
     writes = _writes_by_key(history)
@@ -411,6 +419,11 @@ OPERATION_WEIGHTS = {
 }
 
 
+# A client whose host did not answer waits this long before its next request (as SDKs
+# back off), so a dead host's clients do not spin.
+RETRY_PAUSE_SECONDS = 0.2
+
+
 @dataclass(frozen=True)
 class Plan:
     """``endpoints``: host name -> S3 endpoint. Each host gets ``clients_per_host``
@@ -451,11 +464,19 @@ def s3_client(endpoint: str, *, timeout_seconds: float = 15.0) -> Any:
 
 
 def _request(call: Callable[[], Any]) -> tuple[int | None, Any]:
-    """The status and response of one request; None when no answer came."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """The status and response of one request: None when no answer came,
+    ``NOT_SENT`` when no connection could be made (so nothing was sent)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+    )
 
     try:
         response = call()
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        return NOT_SENT, exc
     except ClientError as exc:
         return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)), exc
     except (BotoCoreError, OSError) as exc:
@@ -479,7 +500,8 @@ class _Client:
     def body(self) -> str:
         return f"{self.name}:{next(self.sequence)}:{secrets.token_hex(4)}"
 
-    def one(self, kind: str, key: str, *, final: bool = False) -> None:
+    def one(self, kind: str, key: str, *, final: bool = False) -> bool:
+        """Do and record one operation; False when the host did not answer it."""
         bucket = self.plan.bucket
         start = time.monotonic()
         value: str | None = None
@@ -533,6 +555,7 @@ class _Client:
                 final,
             )
         )
+        return status is not None and status not in (NOT_SENT, 503)
 
     def run(self, stop: threading.Event | None) -> None:
         kinds = list(OPERATION_WEIGHTS)
@@ -541,7 +564,8 @@ class _Client:
             if stop is not None and stop.is_set():
                 return
             kind = self.random.choices(kinds, weights)[0]
-            self.one(kind, self.random.choice(list(self.plan.keys)))
+            if not self.one(kind, self.random.choice(list(self.plan.keys))):
+                time.sleep(RETRY_PAUSE_SECONDS)
 
 
 class History:

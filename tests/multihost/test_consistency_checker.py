@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from consistency import ABSENT, CommitEntry, Operation, check
+from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, check
 
 
 def md5(value: str) -> str:
@@ -152,3 +152,9 @@ def test_the_commit_log_must_be_one_line() -> None:
     assert failed([], [line[0], line[2]]) == {"commit log has a gap"}
     assert failed([], [*line, CommitEntry(2, "r2x", "r1")]) == {"commit log forked"}
     assert failed([], [line[0], line[1], CommitEntry(2, "r2", "r0")]) == {"commit log forked"}
+
+
+def test_a_write_that_never_reached_the_server_took_no_effect() -> None:
+    history = [put("a", 0, 1, NOT_SENT), get("a", 2, 3)]
+    assert failed(history) == {"refused write seen"}
+    assert check(history).not_sent == 1
