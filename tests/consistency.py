@@ -38,6 +38,7 @@ operations by kind and outcome.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import random
@@ -185,21 +186,43 @@ def _writes_by_key(history: Sequence[Operation]) -> dict[str, list[_Write]]:
 _INITIAL = _Write(ABSENT, -INFINITY, -INFINITY, True, None)
 
 
-def _superseded(write: _Write, start: float, writes: Iterable[_Write]) -> _Write | None:
-    """An acknowledged write that started after ``write`` was acknowledged and was itself
-    acknowledged before ``start``, if there is one."""
-    for later in writes:
-        if later.acknowledged and later.start > write.end and later.end < start:
-            return later
-    return None
+class _Candidates:
+    """A key's writes that may have taken effect (its initial absence first), indexed so
+    that whether one is superseded at a moment is a binary search, not a scan: the
+    acknowledged writes by start, and for each position the earliest-acknowledged write
+    among those starting there or later."""
+
+    def __init__(self, writes: Iterable[_Write]) -> None:
+        self.writes = [_INITIAL, *writes]
+        acknowledged = sorted(
+            (w for w in self.writes if w.acknowledged and w.operation is not None),
+            key=lambda w: w.start,
+        )
+        self._starts = [w.start for w in acknowledged]
+        self._earliest: list[_Write] = []
+        for write in reversed(acknowledged):
+            if self._earliest and self._earliest[-1].end <= write.end:
+                self._earliest.append(self._earliest[-1])
+            else:
+                self._earliest.append(write)
+        self._earliest.reverse()
+
+    def superseded(self, write: _Write, start: float) -> _Write | None:
+        """An acknowledged write that started after ``write`` was acknowledged and was
+        itself acknowledged before ``start``, if there is one."""
+        position = bisect.bisect_right(self._starts, write.end)
+        if position == len(self._starts):
+            return None
+        earliest = self._earliest[position]
+        return earliest if earliest.end < start else None
 
 
 def _admissible(
-    accepts: Callable[[str], bool], start: float, end: float, candidates: list[_Write]
+    accepts: Callable[[str], bool], start: float, end: float, candidates: _Candidates
 ) -> tuple[bool, str]:
     """Whether an observation over ``[start, end]`` may have seen a value ``accepts``
     takes; if not, why not."""
-    matching = [write for write in candidates if accepts(write.value)]
+    matching = [write for write in candidates.writes if accepts(write.value)]
     if not matching:
         return False, "no write of this value took effect"
     reasons = []
@@ -207,7 +230,7 @@ def _admissible(
         if write.start >= end:
             reasons.append("written only after the observation ended")
             continue
-        later = _superseded(write, start, candidates)
+        later = candidates.superseded(write, start)
         if later is None:
             return True, ""
         assert later.operation is not None
@@ -222,7 +245,7 @@ def _observe(
     op: Operation,
     accepts: Callable[[str], bool],
     seen: str,
-    candidates: list[_Write],
+    candidates: _Candidates,
 ) -> None:
     ok, why = _admissible(accepts, op.start, op.end, candidates)
     if not ok:
@@ -254,7 +277,7 @@ def check(history: Sequence[Operation], commit_log: Sequence[CommitEntry] | None
             report.other_errors += 1
     writes = _writes_by_key(history)
     keys = sorted({op.key for op in history if op.key is not None})
-    candidates = {key: [_INITIAL, *writes.get(key, [])] for key in keys}
+    candidates = {key: _Candidates(writes.get(key, [])) for key in keys}
     refused_values = {
         op.value
         for op in history

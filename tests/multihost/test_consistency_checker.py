@@ -4,8 +4,10 @@ fails one that breaks it (so a run reporting 0 violations means something)."""
 from __future__ import annotations
 
 import hashlib
+import random
 from typing import Any
 
+import pytest
 from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, check
 
 
@@ -158,3 +160,58 @@ def test_a_write_that_never_reached_the_server_took_no_effect() -> None:
     history = [put("a", 0, 1, NOT_SENT), get("a", 2, 3)]
     assert failed(history) == {"refused write seen"}
     assert check(history).not_sent == 1
+
+
+def simulated_history(seed: int, operations: int, *, stale: bool = False) -> list[Operation]:
+    """A correct server: each operation takes effect at one random moment inside its
+    interval, in that order, on one copy of the keys. ``stale``: its GETs answer from the
+    state as it was 50 operations earlier (a cache nobody checks)."""
+    chooser = random.Random(seed)
+    planned = []
+    for number in range(operations):
+        start = chooser.uniform(0, operations / 10)
+        end = start + chooser.uniform(0.01, 2)
+        moment = chooser.uniform(start, end)
+        kind = chooser.choice(["put", "put_if_absent", "put_if_match", "delete", "get", "list"])
+        planned.append((moment, number, kind, chooser.choice("abc"), start, end))
+    state: dict[str, str] = {}
+    earlier: list[dict[str, str]] = []
+    history = []
+    for _moment, number, kind, key, start, end in sorted(planned):
+        earlier.append(dict(state))
+        value, status, expected = f"v{number}", 200, None
+        if kind == "get":
+            value = (earlier[max(0, len(earlier) - 50)] if stale else state).get(key, ABSENT)
+            history.append(get(value, start, end, key=key))
+            continue
+        if kind == "list":
+            shown = {k: md5(v) for k, v in state.items()}
+            history.append(listing(shown, start, end))
+            continue
+        if kind == "delete":
+            state.pop(key, None)
+            history.append(delete(start, end, key=key))
+            continue
+        if kind == "put_if_absent" and key in state:
+            status = 412
+        if kind == "put_if_match":
+            expected = md5(chooser.choice([state.get(key, "none"), "other"]))
+            if key not in state:
+                status = 404
+            elif md5(state[key]) != expected:
+                status = 412
+        if status == 200:
+            state[key] = value
+        history.append(put(value, start, end, status, kind=kind, key=key, expected_etag=expected))
+    return history
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_correct_server_never_shows_a_violation(seed: int) -> None:
+    report = check(simulated_history(seed, 2000))
+    assert report.violations == [], report.lines()
+    assert report.acknowledged["put_if_absent"] > 0
+
+
+def test_a_server_answering_from_a_stale_cache_is_caught() -> None:
+    assert "read-after-write" in check(simulated_history(0, 2000, stale=True)).checks_failed()
