@@ -50,3 +50,4 @@ npm_modules_in() {
 
 # What the suite drives (each helper that needs a program adds its line here).
 apt_packages_for /usr/lib/postgresql/15/bin/initdb postgresql
+apt_packages_for ip iproute2
