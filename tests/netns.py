@@ -30,16 +30,20 @@ Faults, chosen because this machine has neither nftables nor iptables:
 Everything is torn down when the ``with`` block ends, also after a failure: every process
 started through the network is killed (a namespace outlives ``ip netns del`` while a
 process is in it), then every namespace is deleted, which deletes its veth ends and the
-bridge. ``leftover_namespaces()`` lets a test assert that nothing of its run remains.
+bridge. ``leftover_namespaces()`` lets a test assert that nothing of its run remains. A run
+killed before its teardown leaves its namespaces; the next ``open_network`` deletes those
+whose owning process (the pid in their name) is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -252,7 +256,8 @@ class Network:
 @contextmanager
 def open_network() -> Iterator[Network]:
     """A hub namespace with a bridge at ``10.77.0.1/24``; hosts come from ``add_host``."""
-    tag = f"{os.getpid()}{secrets.token_hex(2)}"
+    reap_orphaned_namespaces()
+    tag = f"{os.getpid()}x{secrets.token_hex(2)}"
     network = Network(tag=tag, hub=f"{NAME_STEM}-{tag}-hub")
     try:
         _ip("netns", "add", network.hub)
@@ -263,6 +268,29 @@ def open_network() -> Iterator[Network]:
         yield network
     finally:
         network.close()
+
+
+def reap_orphaned_namespaces() -> list[str]:
+    """Delete the namespaces of test runs whose process is gone (killed before its
+    teardown ran), and kill what still runs in them; the names deleted."""
+    reaped = []
+    for namespace in leftover_namespaces(f"{NAME_STEM}-"):
+        owner = namespace.removeprefix(f"{NAME_STEM}-").split("x", 1)[0]
+        if (
+            not namespace.startswith(f"{NAME_STEM}-")
+            or not owner.isdigit()
+            or Path(f"/proc/{owner}").exists()
+        ):
+            continue
+        pids = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+        reaped.append(namespace)
+    return reaped
 
 
 def stop_process(process: subprocess.Popen[bytes], *, graceful: bool = True) -> int:

@@ -3,17 +3,20 @@ until it is restored, and nothing of a run is left behind, even after a failure.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 from netns import (
+    NAME_STEM,
     SUBNET_PREFIX,
     Host,
     leftover_namespaces,
     namespaces_or_skip,
     open_network,
+    reap_orphaned_namespaces,
     start_postgres_in,
     wait_until,
 )
@@ -88,6 +91,32 @@ def test_teardown_kills_processes_and_deletes_namespaces_after_a_failure() -> No
     assert isinstance(server, subprocess.Popen)
     assert server.poll() is not None
     assert leftover_namespaces(str(started["tag"])) == []
+
+
+def test_namespaces_of_a_run_killed_before_teardown_are_reaped() -> None:
+    gone = subprocess.Popen(["true"])  # a pid that no longer runs
+    gone.wait()
+    orphan = f"{NAME_STEM}-{gone.pid}x0000-hub"
+    subprocess.run(["ip", "netns", "add", orphan], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", orphan, "sleep", "600"])
+    try:
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    ["ip", "netns", "pids", orphan], capture_output=True, text=True, check=True
+                ).stdout.strip()
+                != ""
+            ),
+            timeout=10,
+            what="the sleeper in the orphaned namespace",
+        )
+        assert orphan in reap_orphaned_namespaces()
+        assert sleeper.wait(10) == -signal.SIGKILL
+        assert leftover_namespaces(orphan) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        subprocess.run(["ip", "netns", "del", orphan], capture_output=True, check=False)
 
 
 @pytest.mark.slow
