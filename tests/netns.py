@@ -193,6 +193,7 @@ class Network:
     hosts: dict[str, Host] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     directories: list[Path] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # servers not Popen'd here
     _cuts: set[tuple[str, str]] = field(default_factory=set)
 
     def add_host(self, role: str) -> Host:
@@ -239,6 +240,11 @@ class Network:
         for process in reversed(self.processes):
             try:
                 stop_process(process)
+            except BaseException as exc:
+                failures.append(exc)
+        for close in reversed(self.closers):
+            try:
+                close()
             except BaseException as exc:
                 failures.append(exc)
         for namespace in [host.namespace for host in self.hosts.values()] + [self.hub]:
@@ -469,18 +475,35 @@ def start_moto_in(host: Host, workdir: Path) -> MotoServer:
 @dataclass(frozen=True)
 class PostgresHost:
     host: Host
-    process: subprocess.Popen[bytes]
     url: str
     directory: Path
+    running: Callable[[], bool]
 
 
 def start_postgres_in(host: Host) -> PostgresHost:
-    """A throwaway PostgreSQL in ``host``, listening on its address, trusting the subnet.
+    """A throwaway PostgreSQL in ``host``, listening on its address, admitting the subnet;
+    the network stops it at teardown.
 
-    Hook: when ``tests/pg.py`` (the suite's PostgreSQL helper) is merged, this should start
-    the server through it with ``listen_addresses`` set to ``host.address``. Until then it
-    is a minimal start of Debian's binaries: initdb and ``postgres`` run as the
-    ``postgres`` user (initdb refuses root), from a directory outside pytest's tmp tree."""
+    Through ``tests/pg.py`` (the suite's PostgreSQL helper: password authentication,
+    ``pg_ctl``) where that module is present; otherwise a minimal start of Debian's
+    binaries here."""
+    try:
+        from pg import start_postgres  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _start_debian_postgres_in(host)
+    server = start_postgres(
+        host=host.address,
+        port=POSTGRES_PORT,
+        clients=[f"{SUBNET_PREFIX}0/{SUBNET_BITS}"],
+        prefix=host.command([]),
+    )
+    host.network.closers.append(server.close)
+    return PostgresHost(host, server.url(), server.base, server.running)
+
+
+def _start_debian_postgres_in(host: Host) -> PostgresHost:
+    """initdb and ``postgres`` run as the ``postgres`` user (initdb refuses root), from a
+    directory outside pytest's tmp tree, trusting the subnet."""
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not binaries:
         pytest.skip("NO POSTGRESQL: /usr/lib/postgresql/*/bin/initdb missing (apt postgresql)")
@@ -518,4 +541,4 @@ def start_postgres_in(host: Host) -> PostgresHost:
 
     wait_until(ready, timeout=STARTUP_TIMEOUT_SECONDS, what="postgres", interval=0.2)
     url = f"postgresql://postgres@{host.address}:{POSTGRES_PORT}/postgres"
-    return PostgresHost(host, process, url, directory)
+    return PostgresHost(host, url, directory, lambda: process.poll() is None)

@@ -138,6 +138,6 @@ def test_postgres_in_a_namespace_is_reached_across_the_bridge_and_cut() -> None:
         network.restore(relay, database)
         assert ready()
         directory = server.directory
-    assert server.process.poll() is not None
+    assert not server.running()
     assert not directory.exists()
     assert leftover_namespaces(tag) == []
