@@ -225,17 +225,19 @@ def _admissible(
     matching = [write for write in candidates.writes if accepts(write.value)]
     if not matching:
         return False, "no write of this value took effect"
-    reasons = []
+    reasons: Counter[str] = Counter()
     for write in matching:
         if write.start >= end:
-            reasons.append("written only after the observation ended")
+            reasons["written only after the observation ended"] += 1
             continue
         later = candidates.superseded(write, start)
         if later is None:
             return True, ""
         assert later.operation is not None
-        reasons.append(f"superseded by {later.operation.describe()}")
-    return False, "; ".join(reasons)
+        reasons[f"superseded by {later.operation.describe()}"] += 1
+    shown = [why if count == 1 else f"{why} (x{count})" for why, count in reasons.items()]
+    more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
+    return False, "; ".join(shown[:3]) + more
 
 
 def _observe(
