@@ -378,8 +378,11 @@ def s3_store_table(moto: MotoServer, bucket: str) -> str:
     )
 
 
-def start_relay_in(host: Host, base: Path, config_text: str) -> RelayHost:
-    """``relay serve`` in ``host`` on its own address, port 9000, data under ``base``."""
+def start_relay_in(
+    host: Host, base: Path, config_text: str, *, args: Sequence[str] = ()
+) -> RelayHost:
+    """``relay serve`` in ``host`` on its own address, port 9000, data under ``base``;
+    ``args`` go to ``relay serve`` (``--workers 2``...)."""
     base.mkdir(parents=True, exist_ok=True)
     config_path = base / "relay.toml"
     config_path.write_text(config_text)
@@ -389,7 +392,7 @@ def start_relay_in(host: Host, base: Path, config_text: str) -> RelayHost:
     env.update(PYTHONUNBUFFERED="1")
     argv = [
         sys.executable, "-m", "relay", "serve", "--config", str(config_path),
-        "--data", str(data_dir), "--listen", f"{host.address}:{RELAY_PORT}",
+        "--data", str(data_dir), "--listen", f"{host.address}:{RELAY_PORT}", *args,
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = host.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=base)

@@ -19,7 +19,7 @@ def test_one_relay_host_keeps_every_promise_to_remote_clients(
     relay_host = network.add_host("relay")
     clients = network.add_host("clients")
     relay = start_relay_in(relay_host, tmp_path / "relay", relay_config())
-    run = make_run(clients, {"relay": relay}, clients_per_host=4, operations_per_client=40)
+    run = make_run(clients, {"relay": relay}, clients_per_host=4, operations_per_client=60)
     run.create_bucket()
     run.workload()
     report = run.check(log_from="relay")

@@ -33,6 +33,9 @@ FAULT_TIMEOUT_SECONDS = 45.0
 # A link cut drops packets silently (see tests/netns.py); "reject" would fail new
 # connections at once instead.
 CUT_HOW = "drop"
+# What each relay host is started with: ("--workers", "2") makes each host several
+# processes, once relay serve has that option.
+RELAY_ARGS: tuple[str, ...] = ()
 
 
 @dataclass
@@ -54,7 +57,7 @@ def two_hosts(request: pytest.FixtureRequest, tmp_path: Path) -> TwoHosts:
     bucket = store.call(moto.new_bucket)
     config = relay_config(store=s3_store_table(moto, bucket), registry_url=database.url)
     relays = {
-        name: start_relay_in(network.add_host(name), tmp_path / name, config)
+        name: start_relay_in(network.add_host(name), tmp_path / name, config, args=RELAY_ARGS)
         for name in ("relay1", "relay2")
     }
     return TwoHosts(network, database, store, relays, network.add_host("clients"))
