@@ -48,7 +48,7 @@ npm_modules_in() {
   fi
 }
 
-# What the suite drives (each helper that needs a program adds its line here).
+# What the suite drives.
 apt_packages_for /usr/lib/postgresql/15/bin/initdb postgresql
 # The browser test (tests/e2e/test_e2e_browser.py): Debian's Chromium, driven by
 # playwright-core (which never downloads a browser of its own).
