@@ -478,11 +478,12 @@ class BucketWriter:
         """Commit ``batch``, rebased as needed; None when it changes nothing and the
         registry confirms the root it was decided on is still the bucket's root.
 
-        Optimistic first: put, sync, compare-and-swap. A writer that loses takes the
-        bucket's commit lock (``Registry.hold_bucket``) and rebases, puts and commits under
-        it, so it cannot lose twice: without the lock, the winner (whose next batch is
-        already applied on the root it just committed) would win every race against a
-        writer that must first catch up and rebase, and the loser would starve."""
+        Optimistic first: put, sync, compare-and-swap. A writer that loses catches up,
+        rebases and stores its CAR, then swaps under the bucket's commit lock
+        (``Registry.hold_bucket``), rebasing there only if another commit slipped in, so
+        it cannot lose twice: without the lock, the winner (whose next batch is already
+        applied on the root it just committed) would win every race against a writer
+        that must first catch up and rebase, and the loser would starve."""
         if trio.current_time() >= self._contended_until:
             if batch.base != self.committed_root:
                 batch = await self._rebase(batch)
@@ -501,24 +502,39 @@ class BucketWriter:
             # Another process writes this bucket now: for a while, commit under the lock
             # straight away rather than pay for a swap that is likely to lose.
             self._contended_until = trio.current_time() + CONTENDED_SECONDS
+        # Catch up, rebase and store the CAR before taking the lock, so the lock is held
+        # only for the swap itself unless yet another commit slipped in meanwhile: a host
+        # that dies or is cut off holding it stalls the bucket's other writers until the
+        # registry drops it (PostgreSQL: the network timeout).
+        head = await self._registry.bucket_head(self.name)
+        if head is None:
+            raise NoSuchBucket(self.name)
+        if head.version != self.committed_version:
+            self._adopt(head.root, head.version)
+        if batch.base != self.committed_root:
+            batch = await self._rebase(batch)
+        car_mh = None if batch.car is None else await self._put_car(batch.car)
         try:
             async with self._registry.hold_bucket(self.name) as current:
-                self._adopt(current.root, current.version)
-                if batch.base != self.committed_root:
+                if current.version != self.committed_version:  # lost the race to the lock
+                    self._adopt(current.root, current.version)
                     batch = await self._rebase(batch)
+                    car_mh = None if batch.car is None else await self._put_car(batch.car)
                 if batch.car is None:
                     return batch, None
-                return batch, await self._put_and_swap(batch)
+                assert car_mh is not None
+                return batch, await self._swap(batch, car_mh)
         except BucketMissing:
             raise NoSuchBucket(self.name) from None
 
-    async def _put_and_swap(self, batch: _Batch) -> CommitRecord:
-        assert batch.car is not None
-        started = time.perf_counter()
-        car_mh = multihash.sha2_256(batch.car)
-        await self._store.put(car_mh, batch.car)
+    async def _put_car(self, car: bytes) -> bytes:
+        car_mh = multihash.sha2_256(car)
+        await self._store.put(car_mh, car)
         await self._store.sync()
-        record = await self._registry.commit(
+        return car_mh
+
+    async def _swap(self, batch: _Batch, car_mh: bytes) -> CommitRecord:
+        return await self._registry.commit(
             self.name,
             expected_version=self.committed_version,
             root=batch.root,
@@ -528,6 +544,11 @@ class BucketWriter:
             deletes=batch.deletes,
             reach=batch.reach,
         )
+
+    async def _put_and_swap(self, batch: _Batch) -> CommitRecord:
+        assert batch.car is not None
+        started = time.perf_counter()
+        record = await self._swap(batch, await self._put_car(batch.car))
         self._totals.seconds += time.perf_counter() - started
         return record
 

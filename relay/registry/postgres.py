@@ -227,15 +227,28 @@ def _connection_settings(config: RegistryConfig) -> dict[str, Any]:
     """libpq settings that bound every wait (see ``RegistryConfig``)."""
     network_ms = math.ceil(config.network_timeout_seconds * 1000)
     keepalive_idle = max(1, math.floor(config.network_timeout_seconds / 2))
+    keepalive_interval = max(1, math.floor(config.network_timeout_seconds / 6))
     return {
         "autocommit": True,  # a read is one statement; a write opens its own transaction
         "application_name": "relay",
         # libpq counts whole seconds and treats less than 2 as 2.
         "connect_timeout": max(2, math.ceil(config.connect_timeout_seconds)),
-        "options": f"-c statement_timeout={math.ceil(config.statement_timeout_seconds * 1000)}",
+        # The server's side of the same bounds: a relay host cut off in the middle of a
+        # transaction (its row lock on a bucket held) is dropped by the server after the
+        # network timeout, so the other hosts' commits of that bucket wait no longer.
+        "options": " ".join(
+            [
+                f"-c statement_timeout={math.ceil(config.statement_timeout_seconds * 1000)}",
+                f"-c idle_in_transaction_session_timeout={network_ms}",
+                f"-c tcp_keepalives_idle={keepalive_idle}",
+                f"-c tcp_keepalives_interval={keepalive_interval}",
+                "-c tcp_keepalives_count=3",
+                f"-c tcp_user_timeout={network_ms}",
+            ]
+        ),
         "keepalives": 1,
         "keepalives_idle": keepalive_idle,
-        "keepalives_interval": max(1, math.floor(config.network_timeout_seconds / 6)),
+        "keepalives_interval": keepalive_interval,
         "keepalives_count": 3,
         "tcp_user_timeout": network_ms,
     }
