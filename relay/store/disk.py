@@ -495,7 +495,9 @@ class DiskBlobStore:
         return location is not None
 
     async def delete(self, mh: bytes) -> None:
-        """Forget ``mh`` durably; its bytes stay in the pack until a compaction.
+        """Forget ``mh`` durably; its bytes stay in the pack until ``reclaim_space``
+        compacts it. On a full disk a delete may spend the reserve (deletes are how space
+        comes back); ``StoreFull`` only if even that leaves no room.
 
         A put of the same blob that races with its delete may win or lose; a caller that
         deletes (garbage collection) must not delete what it is still writing.
@@ -508,7 +510,20 @@ class DiskBlobStore:
         # Under the commit lock: a sync that already took this blob into its batch commits
         # first, and this delete then removes the row it wrote.
         async with self._commit_lock:
-            await self._in_thread(self._index.remove, [mh])
+            # A delete is how space comes back: on a full disk it may spend the reserve
+            # (the index needs room in its WAL to forget a row).
+            if self._full:
+                await self._spend_reserve()
+            try:
+                await self._in_thread(self._index.remove, [mh])
+            except Exception as exc:
+                if not is_out_of_space(exc):
+                    raise
+                self._full = True
+                if not self._reserve_held:
+                    raise StoreFull(FULL_MESSAGE) from exc
+                await self._spend_reserve()
+                await self._in_thread(self._index.remove, [mh])
             self._index_commits += 1
 
     async def sync(self) -> None:

@@ -656,8 +656,10 @@ class PackIndex:
 
     def _migrate(self) -> None:
         """Create the schema, or bring an older one up to ``INDEX_SCHEMA_VERSION``."""
-        self._writer.execute("BEGIN IMMEDIATE")
-        try:
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+        if version == INDEX_SCHEMA_VERSION:
+            return  # nothing to write: a store must open on a full disk
+        with self._transaction():
             version = self._writer.execute("PRAGMA user_version").fetchone()[0]
             tables = {
                 row[0]
@@ -676,10 +678,20 @@ class PackIndex:
                 if statement.strip():
                     self._writer.execute(statement)
             self._writer.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction on the writer connection (held under ``_write_lock``, or
+        at open). Any failure, a COMMIT that found the disk full included (SQLite then
+        leaves the transaction open), rolls it back, so the next one starts clean."""
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._writer.execute("COMMIT")
         except BaseException:
-            self._writer.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("ROLLBACK")
             raise
-        self._writer.execute("COMMIT")
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit. Connections are handed between
@@ -730,8 +742,7 @@ class PackIndex:
         """Record ``entries`` (and the packs they live in) in one durable transaction."""
         packs = sorted({location.pack for _, location in entries})
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 stored_at = now_ms()
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO blobs (mh, pack, offset, length, stored_at_ms)"
@@ -741,35 +752,21 @@ class PackIndex:
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
 
     def remove(self, mhs: Iterable[bytes]) -> None:
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._writer.executemany("DELETE FROM blobs WHERE mh = ?", [(mh,) for mh in mhs])
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
 
     def remove_at(self, entries: Iterable[tuple[bytes, Location]]) -> None:
         """Forget each blob, durably, only if its row still points at that location: a
         row another put wrote since (the blob stored again elsewhere) is kept."""
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._writer.executemany(
                     "DELETE FROM blobs WHERE mh = ? AND pack = ? AND offset = ?",
                     [(mh, location.pack, location.offset) for mh, location in entries],
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
 
     def page(self, after: bytes, limit: int) -> list[IndexedBlob]:
         """Up to ``limit`` indexed blobs whose multihash sorts after ``after``, in order."""
@@ -803,8 +800,7 @@ class PackIndex:
         again elsewhere since) is left alone. Returns how many rows moved."""
         packs = sorted({new.pack for _, _, new in moves})
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 moved = 0
                 for mh, old, new in moves:
                     moved += self._writer.execute(
@@ -815,10 +811,6 @@ class PackIndex:
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
         return moved
 
     def close(self) -> None:
