@@ -27,11 +27,15 @@ happen, has nothing live and is deleted by the next compaction. Nothing is ever 
 while the index points into it.
 
 Online: reads and writes go on meanwhile. Writers append to their own packs, never to a
-candidate. A read that looked a blob up before 3 and opens the pack after 4 finds it
-missing: the store re-looks the blob up and reads it where it moved, before it concludes
-anything is damaged (``relay.store.disk``). A read through a descriptor opened before 4
-still reads the old, unlinked file; the store's reader drops its descriptor of a deleted
-pack so the file's blocks are freed once that read ends.
+candidate: a writer ``flock``s every pack it holds open (``relay.store.packs``), and the
+compactor takes each candidate's lock (without waiting) before it touches it, so a pack
+another process is still writing, or has records of on their way to the index, is
+skipped; the lock is held until the pack is gone. A read that looked a blob up before 3
+and opens the pack after 4 finds it missing: the store re-looks the blob up and reads it
+where it moved, before it concludes anything is damaged (``relay.store.disk``). A read
+through a descriptor opened before 4 still reads the old, unlinked file; the store's
+reader drops its descriptor of a deleted pack so the file's blocks are freed once that
+read ends (a reader in another process frees them when its descriptor cache evicts it).
 
 Space: one output pack is filled to the pack size limit across candidates, and each
 candidate is deleted as soon as its live records are switched, so the extra space needed
@@ -108,6 +112,26 @@ def compactor_lock(directory: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _pack_lock(path: Path) -> Iterator[bool]:
+    """Hold ``path``'s lock if no writer does (see ``relay.store.packs``); False if the
+    pack is gone or locked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def compact(
     packs_directory: Path,
     index: PackIndex,
@@ -147,31 +171,34 @@ def compact(
     try:
         for _live, number in candidates:
             path = packs_directory / pack_name(number)
-            size = file_bytes(path)
-            try:
-                moves, damaged = _copy_live(index, reader, output, number)
+            with _pack_lock(path) as locked:
+                if not locked:
+                    continue  # gone, or a writer (here or elsewhere) still holds it open
+                size = file_bytes(path)
+                try:
+                    moves, damaged = _copy_live(index, reader, output, number)
+                    if moves or damaged:
+                        output.sync()
+                        index.move(moves)
+                        if damaged:
+                            index.remove_at(damaged)
+                except Exception as exc:
+                    if not is_out_of_space(exc):
+                        raise
+                    stopped_for_space = True
+                    break
                 if moves or damaged:
-                    output.sync()
-                    index.move(moves)
-                    if damaged:
-                        index.remove_at(damaged)
-            except Exception as exc:
-                if not is_out_of_space(exc):
-                    raise
-                stopped_for_space = True
-                break
-            if moves or damaged:
-                forgotten += len(damaged)
-                rewritten += 1
-                copied_blobs += len(moves)
-                copied_bytes += sum(new.length for _, _, new in moves)
-            # Only now, with nothing indexed in it, may the pack go.
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            fsync_directory(packs_directory)
-            reader.forget_pack(number)
-            freed += size
-            deleted += 1
+                    forgotten += len(damaged)
+                    rewritten += 1
+                    copied_blobs += len(moves)
+                    copied_bytes += sum(new.length for _, _, new in moves)
+                # Only now, with nothing indexed in it, may the pack go.
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                fsync_directory(packs_directory)
+                reader.forget_pack(number)
+                freed += size
+                deleted += 1
     finally:
         output.close()
     # Output packs of this run that ended up with nothing live (every copied row deleted

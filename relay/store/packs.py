@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import queue
@@ -239,13 +240,38 @@ def _write_fully(fd: int, parts: list[bytes], offset: int) -> None:
             views[0] = views[0][written:]
 
 
+def _create_locked(directory: Path, path: Path) -> int | None:
+    """Create the pack ``path`` already flock'ed by the returned descriptor, or None if
+    it exists. The file is made under a private name, locked, then linked into place, so
+    no compactor ever sees the pack unlocked while its writer holds it open."""
+    aside = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.new"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            os.close(fd)
+            return None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    finally:
+        aside.unlink(missing_ok=True)
+    return fd
+
+
 class PackWriter:
     """Appends records to the active pack, rotates packs, and fsyncs what was written.
 
     Thread-safe. ``append`` reserves its byte range under a lock (so concurrent appends
     never overlap) and writes outside it, so many appends proceed in parallel. A pack is
     created lazily on the first append, and always as a NEW file: a writer never appends
-    after bytes that an earlier process may have left torn.
+    after bytes that an earlier process may have left torn. Every pack a writer holds
+    open is ``flock``'ed (exclusively) through its descriptor, from before its name
+    exists until the descriptor is closed: a compactor in any process skips a locked pack
+    (its records may not be indexed yet), and a writer that dies releases the lock.
     """
 
     def __init__(
@@ -372,11 +398,11 @@ class PackWriter:
             number = self._next_number
             self._next_number += 1
             path = self._directory / pack_name(number)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            except FileExistsError:
+            if path.exists():
                 continue
-            break
+            fd = _create_locked(self._directory, path)
+            if fd is not None:
+                break
         self._fds[number] = fd
         if self._direct:
             try:

@@ -12,6 +12,7 @@ import trio
 
 from relay.store.base import BlobNotFound, ReclaimReport, StoredBlob
 from relay.store.disk import DiskBlobStore, open_disk_store
+from relay.store.packs import PackReader, PackWriter, pack_name
 
 PACK_LIMIT = 2 << 20  # small packs: a few dozen of them in a test
 
@@ -209,3 +210,54 @@ async def test_a_damaged_record_is_forgotten_not_copied(tmp_path: Path) -> None:
         await store.put(victim_mh, victim_data)  # the next put repairs it
         await store.sync()
         assert await store.get(victim_mh) == victim_data
+
+
+async def test_a_pack_another_writer_holds_open_is_never_compacted(tmp_path: Path) -> None:
+    async with open_disk_store(
+        tmp_path, pack_size_limit_bytes=PACK_LIMIT, reserve_bytes=0
+    ) as store:
+        blobs = await fill(store, 20)
+        # Another writer (another process's, in a store many processes share) appends a
+        # record it has not indexed yet: its pack has nothing live as far as the index knows.
+        other = PackWriter(tmp_path / "packs", 1000, PACK_LIMIT)
+        unindexed_mh, unindexed_data = make_blob(555, 5000)
+        location = other.append(unindexed_mh, unindexed_data)
+        other.sync()
+        try:
+            await store.reclaim_space()
+            assert (tmp_path / "packs" / pack_name(location.pack)).exists()
+            reader = PackReader(tmp_path / "packs", 4)
+            with reader.batch() as read_record:
+                assert read_record(unindexed_mh, location, 0, location.length) == unindexed_data
+            reader.close()
+        finally:
+            other.close()
+        # Once its writer let go (or died), the pack is garbage like any other.
+        report = await store.reclaim_space()
+        assert report.packs_deleted >= 1
+        assert not (tmp_path / "packs" / pack_name(location.pack)).exists()
+        for mh, data in blobs:
+            assert await store.get(mh) == data
+
+
+async def test_a_read_that_looked_a_blob_up_before_its_pack_was_compacted_finds_it_moved(
+    tmp_path: Path,
+) -> None:
+    async with open_disk_store(
+        tmp_path, pack_size_limit_bytes=PACK_LIMIT, reserve_bytes=0
+    ) as store:
+        blobs = await fill(store, 40)
+        mh, data = blobs[0]
+        for other_mh, _ in blobs[1:]:
+            await store.delete(other_mh)
+        index = store._index  # the lookup a concurrent read made, before the compaction
+        stale = index.lookup_many([mh])
+        await store.reclaim_space()
+        assert index.lookup(mh) != stale[mh]
+        looked_up = index.lookup_many
+        index.lookup_many = lambda mhs: stale  # type: ignore[method-assign]
+        try:
+            assert await store.get(mh) == data
+        finally:
+            index.lookup_many = looked_up  # type: ignore[method-assign]
+        assert store.statistics().blobs_forgotten == 0
