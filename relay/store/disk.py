@@ -223,6 +223,7 @@ class DiskBlobStore:
         self._reserve_bytes = reserve_bytes
         self._compact_live_fraction = compact_live_fraction
         self._compaction_lock = trio.Lock()
+        self._recovery_lock = trio.Lock()
         self._reserve_held = False
         self._full = False
         self._compacted = CompactionReport(0, 0, 0, 0, 0, 0)
@@ -260,7 +261,7 @@ class DiskBlobStore:
         if self._full:
             if committing():
                 await self._spend_reserve()
-            elif not await self._in_thread(self._recover_space):
+            elif not await self._room_again():
                 raise StoreFull(FULL_MESSAGE)
         size = len(data)
         if (
@@ -642,6 +643,14 @@ class DiskBlobStore:
         else:
             await trio.lowlevel.checkpoint()
 
+    async def _room_again(self) -> bool:
+        """Whether the store takes new data (see ``_recover_space``); one check at a time."""
+        async with self._recovery_lock:
+            if not self._full:
+                await trio.lowlevel.checkpoint()
+                return True
+            return await self._in_thread(self._recover_space)
+
     def _recover_space(self) -> bool:
         """Leave the full state if the reserve, and as much again, fits (making the
         reserve anew): True if the store takes new data again."""
@@ -686,7 +695,10 @@ class DiskBlobStore:
         async with self._compaction_lock:
             if await self._in_thread(self._active_pack_is_garbage):
                 self._writer.seal_active()
-            await self.sync()  # the sealed pack's last records are indexed ...
+            # The sealed pack's last records are indexed ... (on a full disk that may fail:
+            # compacting the packs already sealed is how room comes back, so go on).
+            with contextlib.suppress(StoreFull):
+                await self.sync()
             self._writer.close_idle()  # ... so it closes, and becomes a candidate
             report = await self._in_thread(self._compact_blocking)
             if report is None:  # another process is compacting this store
@@ -701,7 +713,7 @@ class DiskBlobStore:
             if stopped_for_space:
                 self._full = True
             self._compacted = sum_reports(self._compacted, compacted)
-            await self._in_thread(self._recover_space)
+            await self._room_again()
         return ReclaimReport(
             compacted.bytes_freed, compacted.packs_rewritten, compacted.packs_deleted
         )
