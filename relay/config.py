@@ -23,6 +23,11 @@ options (``--data``) override both. Units are in the names.
     [store]
     kind = "disk"                  # RELAY_STORE: "disk" (default), "memory", "s3" or "piri"
     pack_size_limit_bytes = 1073741824   # RELAY_PACK_SIZE_LIMIT_BYTES
+    reserve_bytes = 16777216       # RELAY_STORE_RESERVE_BYTES (kept for deletes on a full disk)
+    compact_live_fraction = 0.8    # RELAY_STORE_COMPACT_LIVE_FRACTION (compact packs less live)
+
+    [gc]
+    scrub_bytes_per_second = 16777216  # RELAY_GC_SCRUB_BYTES_PER_SECOND (0: no background scrub)
 
     [store.s3]                     # kind = "s3": each blob one object in an upstream bucket
     endpoint = "https://<account>.r2.cloudflarestorage.com"  # RELAY_S3_ENDPOINT (required)
@@ -120,8 +125,17 @@ class IncompatibleSettings(ConfigError):
 class StoreConfig:
     kind: str = "disk"
     pack_size_limit_bytes: int = 1 << 30
+    reserve_bytes: int = 16 << 20  # disk: RESERVE, spent by commits on a full disk
+    compact_live_fraction: float = 0.8  # disk: packs less live than this are compacted
     s3: S3StoreConfig | None = None  # set exactly when kind == "s3"
     piri: PiriStoreConfig | None = None  # set exactly when kind == "piri"
+
+
+@dataclass(frozen=True, slots=True)
+class GcConfig:
+    # Blocks re-verified per second by the background scrub of ``relay serve`` (0: off).
+    # 16 MiB/s reads a 1 TiB store in under a day and takes a few percent of one disk.
+    scrub_bytes_per_second: int = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,7 @@ class Config:
         if self.workers is not None:
             return self.workers
         return 1 if self.store.kind == "memory" else available_cpus()
+    gc: GcConfig = field(default_factory=GcConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -201,6 +216,9 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "multipart_cid_budget_bytes": ("RELAY_MULTIPART_CID_BUDGET_BYTES", "engine", int),
     "kind": ("RELAY_STORE", "store", str),
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
+    "reserve_bytes": ("RELAY_STORE_RESERVE_BYTES", "store", int),
+    "compact_live_fraction": ("RELAY_STORE_COMPACT_LIVE_FRACTION", "store", float),
+    "scrub_bytes_per_second": ("RELAY_GC_SCRUB_BYTES_PER_SECOND", "gc", int),
     "listen": ("RELAY_LISTEN", "", str),
     "workers": ("RELAY_WORKERS", "", int),
     "region": ("RELAY_REGION", "", str),
@@ -554,6 +572,8 @@ def load_config(
     store = StoreConfig(
         kind=kind,
         pack_size_limit_bytes=setting("pack_size_limit_bytes", DEFAULT_STORE.pack_size_limit_bytes),
+        reserve_bytes=setting("reserve_bytes", DEFAULT_STORE.reserve_bytes),
+        compact_live_fraction=setting("compact_live_fraction", DEFAULT_STORE.compact_live_fraction),
         s3=_s3_config(document, environ) if kind == "s3" else None,
         piri=_piri_config(document, environ) if kind == "piri" else None,
     )
@@ -561,6 +581,15 @@ def load_config(
         raise ConfigError(f"store kind must be one of {', '.join(STORE_KINDS)}")
     if store.pack_size_limit_bytes <= 0:
         raise ConfigError("pack_size_limit_bytes must be positive")
+    if store.reserve_bytes < 0:
+        raise ConfigError("reserve_bytes must not be negative")
+    if not 0 < store.compact_live_fraction <= 1:
+        raise ConfigError("compact_live_fraction must be above 0 and at most 1")
+    gc = GcConfig(
+        scrub_bytes_per_second=setting("scrub_bytes_per_second", GcConfig().scrub_bytes_per_second)
+    )
+    if gc.scrub_bytes_per_second < 0:
+        raise ConfigError("scrub_bytes_per_second must not be negative (0 turns scrub off)")
     try:
         http = HttpConfig(**{name: values[name] for name in _HTTP_SETTINGS if name in values})
     except ValueError as exc:
@@ -597,6 +626,7 @@ def load_config(
         domains=_domains(setting("domains", ())),
         registry=registry,
         workers=setting("workers", None),
+        gc=gc,
     )
     if config.workers is not None and config.workers < 1:
         raise ConfigError("workers must be at least 1")

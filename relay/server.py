@@ -28,7 +28,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 
@@ -42,6 +42,7 @@ from relay.roundabout.app import RoundaboutApp
 from relay.s3.app import S3App
 from relay.storage import open_storage
 from relay.store.base import BlobStore
+from relay.store.scrub import ScrubbableStore, serve_scrub
 
 # A blob no one stores: asking the store whether it has it reaches the store (an upstream
 # HEAD for s3) without depending on any content.
@@ -92,6 +93,17 @@ def _readings(engine: Engine, activity: HttpActivity) -> Readings:
             for name, (hits, misses, memory) in engine.blocks.cache_figures().items()
         },
     )
+
+
+async def _scrub_until(
+    shutdown: trio.Event | None, store: ScrubbableStore, bytes_per_second: int
+) -> None:
+    """The background scrub (``relay.store.scrub``), stopped with the server."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_scrub, store, bytes_per_second)
+        if shutdown is not None:
+            await shutdown.wait()
+            nursery.cancel_scope.cancel()
 
 
 async def serve(
@@ -189,6 +201,11 @@ async def serve(
                 )
                 if roundabout_started is not None:
                     roundabout_started(roundabout_bound)
+            if config.gc.scrub_bytes_per_second > 0 and hasattr(engine.store, "list_blobs"):
+                scrubbed = cast("ScrubbableStore", engine.store)  # a store that lists blobs
+                nursery.start_soon(
+                    _scrub_until, shutdown, scrubbed, config.gc.scrub_bytes_per_second
+                )
             if sockets is not None:
                 await nursery.start(
                     partial(

@@ -126,7 +126,10 @@ async def open_blob_store(
             yield await _open_piri(config, registry, stack)
         return
     async with open_disk_store(
-        config.data_dir / "blobs", pack_size_limit_bytes=config.store.pack_size_limit_bytes
+        config.data_dir / "blobs",
+        pack_size_limit_bytes=config.store.pack_size_limit_bytes,
+        reserve_bytes=config.store.reserve_bytes,
+        compact_live_fraction=config.store.compact_live_fraction,
     ) as disk:
         yield disk
 

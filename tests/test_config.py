@@ -273,3 +273,35 @@ def test_the_memory_store_runs_one_process() -> None:
     assert load_config(environ=memory).worker_count == 1  # the default follows the store
     with pytest.raises(ConfigError, match="store kind memory keeps blobs in one process"):
         load_config(environ=memory, workers=2)
+
+
+def test_space_and_scrub_settings_have_defaults_and_are_set_from_file_or_environment(
+    tmp_path: Path,
+) -> None:
+    defaults = load_config(environ={})
+    assert defaults.store.reserve_bytes == 16 << 20
+    assert defaults.store.compact_live_fraction == 0.8
+    assert defaults.gc.scrub_bytes_per_second == 16 << 20
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        "[store]\nreserve_bytes = 0\ncompact_live_fraction = 0.5\n"
+        "[gc]\nscrub_bytes_per_second = 0\n"
+    )
+    config = load_config(path, environ={"RELAY_GC_SCRUB_BYTES_PER_SECOND": "1000"})
+    assert config.store.reserve_bytes == 0
+    assert config.store.compact_live_fraction == 0.5
+    assert config.gc.scrub_bytes_per_second == 1000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RELAY_STORE_RESERVE_BYTES", "-1"),
+        ("RELAY_STORE_COMPACT_LIVE_FRACTION", "0"),
+        ("RELAY_STORE_COMPACT_LIVE_FRACTION", "1.5"),
+        ("RELAY_GC_SCRUB_BYTES_PER_SECOND", "-5"),
+    ],
+)
+def test_space_and_scrub_settings_out_of_range_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(environ={variable: value})

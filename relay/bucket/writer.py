@@ -72,7 +72,7 @@ from relay.registry.base import (
     Reach,
     Registry,
 )
-from relay.store.base import BlobStore
+from relay.store.base import BlobStore, mark_commit_writer
 
 # A batch of a thousand small objects makes a commit CAR of a few hundred KiB and keeps
 # the apply step well under 100 ms, so a full batch never stalls the pipeline for long.
@@ -234,6 +234,7 @@ class BucketWriter:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send_batch, receive_batch = trio.open_memory_channel[_Batch | DropBucket](1)
+        mark_commit_writer()  # its commits may spend the store's reserve (a full disk)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_commits, receive_batch)

@@ -124,6 +124,17 @@ RequestTimeout = _error(
     "Your socket connection to the server was not read from or written to within the"
     " timeout period. Idle connections will be closed.",
 )
+# A full disk. AWS never runs out of room; MinIO answers 507 (its XMinioStorageFull) and
+# relay keeps that status with the WebDAV name RFC 4918 gives it. Not 503 SlowDown: that
+# tells a client to back off and retry soon, and SDKs do so automatically, but retrying a
+# write cannot succeed until an operator (or garbage collection) frees space; 507 says
+# exactly that, and deletes, which still work, are what frees it.
+InsufficientStorage = _error(
+    "InsufficientStorage",
+    507,
+    "There is not enough space left on the server's disk to store this write. Deleting"
+    " objects (and garbage collection) frees space; retry after that.",
+)
 InvalidObjectState = _error(
     "InvalidObjectState", 403, "The operation is not valid for the object's state"
 )
@@ -148,7 +159,7 @@ def from_exception(exc: BaseException) -> S3Error:
     from relay.chunker.buffers import SlowUpload
     from relay.registry.base import RegistryUnavailable
     from relay.sigv4 import SigV4Error
-    from relay.store.base import StoreError, StoreRefused, StoreUnavailable
+    from relay.store.base import StoreError, StoreFull, StoreRefused, StoreUnavailable
 
     if isinstance(exc, S3Error):
         return exc
@@ -173,6 +184,8 @@ def from_exception(exc: BaseException) -> S3Error:
         (StoreRefused, lambda e: ServiceUnavailable(e.summary)),  # type: ignore[attr-defined]
         # An unreachable or failing upstream is transient: 503 tells clients to retry.
         (StoreUnavailable, lambda e: ServiceUnavailable(STORE_UNAVAILABLE_MESSAGE)),
+        # Nothing of the write was kept; it can succeed once space is freed.
+        (StoreFull, lambda e: InsufficientStorage()),
         (StoreError, lambda e: S3Error()),
         # The registry's database is down, restarting or unreachable: retryable.
         (RegistryUnavailable, lambda e: ServiceUnavailable(REGISTRY_UNAVAILABLE_MESSAGE)),

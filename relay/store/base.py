@@ -56,7 +56,9 @@ next read sees, and forgets; the put after that read stores the bytes again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -85,6 +87,12 @@ class StoreUnavailable(StoreError):
     answers 503, so clients retry."""
 
 
+class StoreFull(StoreError):
+    """The store's filesystem has no room (ENOSPC, or the quota's EDQUOT) for a write.
+    Nothing of the write is visible, and the store stays usable: the write can be retried
+    once space is freed (the S3 front door answers 507 InsufficientStorage)."""
+
+
 class StoreRefused(StoreError):
     """The storage node refused the request for a reason the operator must fix (piri: a
     missing or wrong delegation). ``summary`` names the cause and no secret; the S3 front
@@ -108,6 +116,48 @@ class StoreStatistics:
     reads: int
     # Blobs a read found missing or damaged and forgot (see "Self-healing" above).
     blobs_forgotten: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    multihash: bytes
+    size: int
+    stored_at_ms: int  # when the store first held it (ms since the epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimReport:
+    bytes_freed: int
+    packs_rewritten: int
+    packs_deleted: int
+
+
+# True in the task that commits roots (the bucket writer): its puts and syncs may spend
+# the space a store keeps in reserve, so that deletes still commit on a full disk while
+# new data is refused (see ``relay.store.disk``, "A full disk").
+_COMMITTING: ContextVar[bool] = ContextVar("relay_store_committing", default=False)
+
+
+def committing() -> bool:
+    """Whether the current task writes commits (may spend the store's reserve)."""
+    return _COMMITTING.get()
+
+
+def mark_commit_writer() -> None:
+    """Mark the current task (and the tasks it starts from now on) as the one that writes
+    commits. trio gives each task its own copy of the context, so this marks no other."""
+    _COMMITTING.set(True)
+
+
+@contextmanager
+def writing_commits() -> Iterator[None]:
+    """Mark the current task (and the tasks it starts from now on) as the one that
+    writes commits: a delete's commit must get space when data may not."""
+    token = _COMMITTING.set(True)
+    try:
+        yield
+    finally:
+        _COMMITTING.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,11 @@ Theory of operation
 Layout under the store root::
 
     LOCK                   flock'ed shared by every process that has the store open
-    index.sqlite (+ -wal)  multihash → (pack, record offset, data length); WAL, synchronous=FULL
+    index.sqlite (+ -wal)  multihash → (pack, record offset, data length, first stored);
+                           WAL, synchronous=FULL
     packs/00000001.pack    append-only records: header (magic, lengths, multihash) + data
+    RESERVE                space held back for commits on a full disk (see "A full disk")
+    COMPACT.lock           flock'ed by the one compactor at work (``relay.store.compact``)
 
 (the record format is in ``relay.store.packs``).
 
@@ -84,9 +87,29 @@ does not index it. The damaged record itself stays as garbage (below).
 
 Garbage. Unsynced records, deleted blobs, damaged records and duplicate records (rare: a
 blob deleted or found damaged and put again) stay in their packs as unreferenced bytes.
-Reclaiming them (compaction: copy live records to a new pack, re-point the index, delete
-the old pack) is not done yet. ``delete`` only removes the index entry, durably, before
-it returns.
+``delete`` only removes the index entry, durably, before it returns; ``reclaim_space``
+gives the space back: it compacts every sealed pack whose live bytes fell below
+``compact_live_fraction`` of its size (``relay.store.compact``: copy the live records to a
+new pack, re-point the index, delete the old pack; crash-safe and online). A read that
+finds its record's pack gone looks the blob up again and reads it where compaction moved
+it before it concludes anything. ``list_blobs`` walks the index (with each blob's age)
+for garbage collection.
+
+A full disk. A write that finds no room (ENOSPC, EDQUOT, or SQLite unable to grow the
+index) raises ``StoreFull`` and leaves nothing visible: a record cut short is never
+indexed, an index transaction that fails rolls back, and the sync that met it puts its
+batch back, so the same sync can be retried once there is room. (Only a failed fdatasync
+still makes the store refuse every later sync: after one the kernel may have dropped the
+dirty pages, so a retry could report durable bytes that are not; tmpfs, ext4 and XFS
+report a full disk when the bytes are written, not at fdatasync.) The store then stays
+*full*: it refuses new data at once, without writing, and keeps ``RESERVE`` (a file of
+``reserve_bytes``, made at open) for commits: the task that writes commits (the bucket
+writer, marked with ``relay.store.base.writing_commits``) may spend it, so deletes still
+commit on a full disk (the first such commit deletes the file: its space serves the commit
+CARs and the registry's and the index's WAL). The store leaves the full state, and makes a
+new ``RESERVE``, as soon as a refused put finds the reserve plus as much again free
+(``statvfs``), for instance after garbage collection deleted blobs and ``reclaim_space``
+compacted their packs: writes succeed again without a restart.
 
 Threads. All file and SQLite I/O, and the hashing of what is read from packs, runs in
 worker threads behind one ``CapacityLimiter(max_io_threads)``; the trio thread only touches
@@ -98,6 +121,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import sqlite3
 from collections import Counter
@@ -110,7 +134,25 @@ from typing import TypeVar, TypeVarTuple
 import trio
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import (
+    BlobNotFound,
+    BlobRead,
+    CorruptBlob,
+    ReclaimReport,
+    StoredBlob,
+    StoreError,
+    StoreFull,
+    StoreStatistics,
+    committing,
+)
+from relay.store.compact import (
+    DEFAULT_LIVE_FRACTION,
+    CompactionReport,
+    compact,
+    compactor_lock,
+    file_bytes,
+    sum_reports,
+)
 from relay.store.memory import check_read
 from relay.store.packs import (
     Location,
@@ -119,6 +161,8 @@ from relay.store.packs import (
     PackWriter,
     existing_pack_numbers,
     fsync_directory,
+    is_out_of_space,
+    pack_name,
 )
 from relay.store.shared import SingleFlight, StoreCounters, check_range_arguments
 
@@ -139,6 +183,13 @@ DEFAULT_PACK_SIZE_LIMIT_BYTES = 1 << 30
 DEFAULT_MAX_IO_THREADS = 16
 # Read descriptors kept open (one per pack): 64 x 1 GiB packs covers 64 GiB hot data.
 DEFAULT_MAX_OPEN_PACKS = 64
+# Space held back for commits on a full disk. A delete's commit CAR is a few hundred bytes
+# per key and the registry's transaction a few pages: 16 MiB commits tens of thousands of
+# deletes, and is little next to the disk a store lives on.
+DEFAULT_RESERVE_BYTES = 16 << 20
+# Blobs per index page that ``list_blobs`` reads at a time.
+LIST_PAGE_BLOBS = 1000
+FULL_MESSAGE = "the disk holding the blob store is full"
 
 Args = TypeVarTuple("Args")
 Result = TypeVar("Result")
@@ -146,6 +197,7 @@ Result = TypeVar("Result")
 INDEX_NAME = "index.sqlite"
 PACKS_DIRECTORY = "packs"
 LOCK_NAME = "LOCK"
+RESERVE_NAME = "RESERVE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +209,11 @@ class DiskStoreStatistics:
     index_commits: int
     packs_created: int
     active_pack: int | None
+    full: bool  # new data is refused until space is freed (see "A full disk")
+    reserve_held: bool
+    packs_rewritten: int  # by compaction, since the store opened
+    packs_deleted: int
+    bytes_reclaimed: int
 
 
 class DiskBlobStore:
@@ -170,8 +227,20 @@ class DiskBlobStore:
         reader: PackReader,
         lock_fd: int,
         max_io_threads: int,
+        *,
+        pack_size_limit_bytes: int = DEFAULT_PACK_SIZE_LIMIT_BYTES,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+        compact_live_fraction: float = DEFAULT_LIVE_FRACTION,
     ) -> None:
         self.root = root
+        self._pack_size_limit = pack_size_limit_bytes
+        self._reserve_bytes = reserve_bytes
+        self._compact_live_fraction = compact_live_fraction
+        self._compaction_lock = trio.Lock()
+        self._recovery_lock = trio.Lock()
+        self._reserve_held = False
+        self._full = False
+        self._compacted = CompactionReport(0, 0, 0, 0, 0, 0)
         self._index = index
         self._writer = writer
         self._reader = reader
@@ -203,6 +272,11 @@ class DiskBlobStore:
             await trio.lowlevel.checkpoint()
             self._counters.deduplicated += 1
             return
+        if self._full:
+            if committing():
+                await self._spend_reserve()
+            elif not await self._room_again():
+                raise StoreFull(FULL_MESSAGE)
         size = len(data)
         if (
             size <= STAGED_BLOB_MAX_BYTES
@@ -215,7 +289,21 @@ class DiskBlobStore:
             return
 
         async def write() -> bool:
-            location = await self._in_thread(self._write_if_absent, mh, data)
+            try:
+                location = await self._in_thread(self._write_if_absent, mh, data)
+            except Exception as exc:
+                if not is_out_of_space(exc):
+                    raise
+                self._full = True
+                if not (committing() and self._reserve_held):
+                    raise StoreFull(FULL_MESSAGE) from exc
+                await self._spend_reserve()
+                try:
+                    location = await self._in_thread(self._write_if_absent, mh, data)
+                except Exception as again:
+                    if is_out_of_space(again):
+                        raise StoreFull(FULL_MESSAGE) from again
+                    raise
             if location is None:
                 return False
             # From here on nothing awaits: the blob is pending and queued for the next
@@ -375,23 +463,40 @@ class DiskBlobStore:
         whole: dict[bytes, bytes] = {}
         results = []
         with self._reader.batch() as read_record:
-            for read, location in located:
+            for read, pending in located:
                 mh = read.blob
-                location = location or found.get(mh)
+                location = pending or found.get(mh)
                 if location is None:
                     raise BlobNotFound(mh)
-                if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
-                    blob = whole.get(mh)
-                    if blob is None:
-                        # A CAR: its other blocks are read again soon (the next page).
-                        blob = whole[mh] = read_record(
-                            mh, location, 0, location.length, cached=True
+                try:
+                    if partial_reads[mh] > 1 and location.length <= WHOLE_READ_LIMIT_BYTES:
+                        blob = whole.get(mh)
+                        if blob is None:
+                            # A CAR: its other blocks are read again soon (the next page).
+                            blob = whole[mh] = read_record(
+                                mh, location, 0, location.length, cached=True
+                            )
+                        results.append(check_read(mh, blob, read.offset, read.length, read.expect))
+                    else:
+                        results.append(
+                            self._read_verified(
+                                mh, location, read.offset, read.length, read.expect, read_record
+                            )
                         )
-                    results.append(check_read(mh, blob, read.offset, read.length, read.expect))
-                else:
+                except CorruptBlob:
+                    if pending is not None:
+                        raise
+                    # Compaction may have moved the record (and deleted its pack) since
+                    # the lookup: read it where the index says it is now, once.
+                    moved = self._index.lookup(mh)
+                    if moved is None:
+                        raise BlobNotFound(mh) from None
+                    if moved == location:
+                        raise
+                    found[mh] = moved
                     results.append(
                         self._read_verified(
-                            mh, location, read.offset, read.length, read.expect, read_record
+                            mh, moved, read.offset, read.length, read.expect, read_record
                         )
                     )
         return results
@@ -405,7 +510,9 @@ class DiskBlobStore:
         return location is not None
 
     async def delete(self, mh: bytes) -> None:
-        """Forget ``mh`` durably; its bytes stay in the pack until a compaction.
+        """Forget ``mh`` durably; its bytes stay in the pack until ``reclaim_space``
+        compacts it. On a full disk a delete may spend the reserve (deletes are how space
+        comes back); ``StoreFull`` only if even that leaves no room.
 
         A put of the same blob that races with its delete may win or lose; a caller that
         deletes (garbage collection) must not delete what it is still writing.
@@ -418,7 +525,20 @@ class DiskBlobStore:
         # Under the commit lock: a sync that already took this blob into its batch commits
         # first, and this delete then removes the row it wrote.
         async with self._commit_lock:
-            await self._in_thread(self._index.remove, [mh])
+            # A delete is how space comes back: on a full disk it may spend the reserve
+            # (the index needs room in its WAL to forget a row).
+            if self._full:
+                await self._spend_reserve()
+            try:
+                await self._in_thread(self._index.remove, [mh])
+            except Exception as exc:
+                if not is_out_of_space(exc):
+                    raise
+                self._full = True
+                if not self._reserve_held:
+                    raise StoreFull(FULL_MESSAGE) from exc
+                await self._spend_reserve()
+                await self._in_thread(self._index.remove, [mh])
             self._index_commits += 1
 
     async def sync(self) -> None:
@@ -430,18 +550,27 @@ class DiskBlobStore:
                 raise StoreError("an earlier sync failed; reopen the store") from (
                     self._sync_failure
                 )
+            if self._full and committing():
+                await self._spend_reserve()
             batch = [(mh, loc) for mh, loc in self._unsynced if self._pending.get(mh) is loc]
+            # Entries deleted or forgotten since their put are dropped for good.
+            self._writer.settle(
+                loc for mh, loc in self._unsynced if self._pending.get(mh) is not loc
+            )
             self._unsynced = []
             staged, self._staged, self._staged_bytes = self._staged, {}, 0
             if batch or staged:
                 self._flushing = staged
                 try:
-                    written, file_syncs = await self._in_thread(self._make_durable, batch, staged)
-                except trio.Cancelled:
-                    # Only possible before the thread started: nothing was done.
+                    written, file_syncs = await self._make_durable_with_room(batch, staged)
+                except (trio.Cancelled, _OutOfSpace) as exc:
+                    # Cancelled only before the thread started; out of space before anything
+                    # became durable or visible. Either way the sync can simply be retried.
                     self._unsynced[:0] = batch
                     self._staged = staged | self._staged
                     self._staged_bytes = sum(map(len, self._staged.values()))
+                    if isinstance(exc, _OutOfSpace):
+                        raise StoreFull(FULL_MESSAGE) from exc.__cause__
                     raise
                 except BaseException as exc:
                     self._sync_failure = exc
@@ -460,20 +589,170 @@ class DiskBlobStore:
                 await trio.lowlevel.checkpoint()
             self._counters.syncs += 1
 
+    async def _make_durable_with_room(
+        self, batch: list[tuple[bytes, Location]], staged: dict[bytes, bytes]
+    ) -> tuple[list[tuple[bytes, Location]], int]:
+        try:
+            return await self._in_thread(self._make_durable, batch, staged)
+        except _OutOfSpace:
+            self._full = True
+            if not (committing() and self._reserve_held):
+                raise
+        await self._spend_reserve()  # the commit may have it: that is what it is for
+        return await self._in_thread(self._make_durable, batch, staged)
+
     def _make_durable(
         self, batch: list[tuple[bytes, Location]], staged: dict[bytes, bytes]
     ) -> tuple[list[tuple[bytes, Location]], int]:
-        written = []
-        if staged:
-            indexed = self._held_many(staged)
-            written = [
-                (mh, self._writer.append(mh, data))
-                for mh, data in staged.items()
-                if mh not in indexed
-            ]
+        """Write the staged blobs, fdatasync, index. Out of space while writing or
+        indexing raises ``_OutOfSpace`` with nothing visible (the staged blobs' records
+        written so far are abandoned as garbage; the caller stages them again)."""
+        written: list[tuple[bytes, Location]] = []
+        try:
+            if staged:
+                indexed = self._held_many(staged)
+                for mh, data in staged.items():
+                    if mh not in indexed:
+                        written.append((mh, self._writer.append(mh, data)))
+        except Exception as exc:
+            self._writer.settle(location for _, location in written)
+            if is_out_of_space(exc):
+                raise _OutOfSpace from exc
+            raise
+        # A failed fdatasync is not retried (see "A full disk"): it propagates as itself.
         file_syncs = self._writer.sync()  # the bytes first ...
-        self._index.add(batch + written)  # ... then the rows that point at them
+        try:
+            self._index.add(batch + written)  # ... then the rows that point at them
+        except Exception as exc:
+            if is_out_of_space(exc):  # rolled back; the batch's records are durable
+                self._writer.settle(location for _, location in written)
+                raise _OutOfSpace from exc
+            raise
+        self._writer.settle(location for _, location in batch + written)
         return written, file_syncs
+
+    # -- a full disk -----------------------------------------------------------------
+
+    async def take_reserve(self) -> None:
+        """At open: find ``RESERVE`` or make it; where it does not fit, start full."""
+        self._reserve_held, self._full = await self._in_thread(self._take_reserve_blocking)
+
+    def _take_reserve_blocking(self) -> tuple[bool, bool]:
+        if self._reserve_bytes == 0:
+            return False, False
+        if _reserve_present(self.root, self._reserve_bytes):
+            return True, False
+        try:
+            _make_reserve(self.root, self._reserve_bytes)
+        except OSError as exc:
+            if is_out_of_space(exc):
+                return False, True
+            raise
+        return True, False
+
+    async def _spend_reserve(self) -> None:
+        if self._reserve_held:
+            self._reserve_held = False
+            await self._in_thread(_release_reserve, self.root)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _room_again(self) -> bool:
+        """Whether the store takes new data (see ``_recover_space``); one check at a time."""
+        async with self._recovery_lock:
+            if not self._full:
+                await trio.lowlevel.checkpoint()
+                return True
+            return await self._in_thread(self._recover_space)
+
+    def _recover_space(self) -> bool:
+        """Leave the full state if the reserve, and as much again, fits (making the
+        reserve anew): True if the store takes new data again."""
+        if not self._full:
+            return True
+        stats = os.statvfs(self.root)
+        free = stats.f_bavail * stats.f_frsize
+        wanted = self._reserve_bytes * (1 if self._reserve_held else 2) + (1 << 20)
+        if free < wanted:
+            return False
+        if not self._reserve_held and self._reserve_bytes:
+            try:
+                _make_reserve(self.root, self._reserve_bytes)
+            except OSError as exc:
+                if is_out_of_space(exc):
+                    return False
+                raise
+        self._reserve_held = bool(self._reserve_bytes)
+        self._full = False
+        return True
+
+    # -- garbage: ages, compaction -----------------------------------------------------
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """Every blob the index holds (durably), in multihash order, with its size and
+        when the store first held it. Blobs put meanwhile may or may not appear."""
+        after = b""
+        while True:
+            page = await self._in_thread(self._index.page, after, LIST_PAGE_BLOBS)
+            for entry in page:
+                yield StoredBlob(entry.mh, entry.location.length, entry.stored_at_ms)
+            if len(page) < LIST_PAGE_BLOBS:
+                return
+            after = page[-1].mh
+
+    async def reclaim_space(self) -> ReclaimReport:
+        """Compact the packs that deleted blobs left mostly garbage (``relay.store.compact``)
+        and give their space back. On a full disk the compaction may spend the reserve;
+        if it still runs out of room it stops, reports what it freed, and the store stays
+        full."""
+        self._check_open()
+        async with self._compaction_lock:
+            if await self._in_thread(self._active_pack_is_garbage):
+                self._writer.seal_active()
+            # The sealed pack's last records are indexed ... (on a full disk that may fail:
+            # compacting the packs already sealed is how room comes back, so go on).
+            with contextlib.suppress(StoreFull):
+                await self.sync()
+            self._writer.close_idle()  # ... so it closes, and becomes a candidate
+            report = await self._in_thread(self._compact_blocking)
+            if report is None:  # another process is compacting this store
+                return ReclaimReport(0, 0, 0)
+            if report[1] and self._reserve_held:  # out of space: spend the reserve, go on
+                self._full = True
+                await self._spend_reserve()
+                again = await self._in_thread(self._compact_blocking)
+                if again is not None:
+                    report = (sum_reports(report[0], again[0]), again[1])
+            compacted, stopped_for_space = report
+            if stopped_for_space:
+                self._full = True
+            self._compacted = sum_reports(self._compacted, compacted)
+            await self._room_again()
+        return ReclaimReport(
+            compacted.bytes_freed, compacted.packs_rewritten, compacted.packs_deleted
+        )
+
+    def _active_pack_is_garbage(self) -> bool:
+        active = self._writer.active_pack
+        if active is None:
+            return False
+        usage = self._index.pack_usage().get(active)
+        live = 0 if usage is None else usage.live_bytes
+        size = file_bytes(self.root / PACKS_DIRECTORY / pack_name(active))
+        return size > 0 and live < self._compact_live_fraction * size
+
+    def _compact_blocking(self) -> tuple[CompactionReport, bool] | None:
+        with compactor_lock(self.root) as acquired:
+            if not acquired:
+                return None
+            return compact(
+                self.root / PACKS_DIRECTORY,
+                self._index,
+                self._reader,
+                open_packs=self._writer.open_packs,
+                pack_size_limit_bytes=self._pack_size_limit,
+                live_fraction=self._compact_live_fraction,
+            )
 
     def statistics(self) -> StoreStatistics:
         return self._counters.snapshot()
@@ -485,6 +764,11 @@ class DiskBlobStore:
             index_commits=self._index_commits,
             packs_created=self._writer.packs_created,
             active_pack=self._writer.active_pack,
+            full=self._full,
+            reserve_held=self._reserve_held,
+            packs_rewritten=self._compacted.packs_rewritten,
+            packs_deleted=self._compacted.packs_deleted,
+            bytes_reclaimed=self._compacted.bytes_freed,
         )
 
     async def aclose(self) -> None:
@@ -527,6 +811,44 @@ class DiskBlobStore:
             raise StoreError(f"the disk store at {self.root} is closed")
 
 
+class _OutOfSpace(Exception):
+    """Inside the store: a sync ran out of room before anything became visible."""
+
+
+def _make_reserve(root: Path, size: int) -> None:
+    """Hold ``size`` bytes of the filesystem in ``RESERVE``, durably: made aside, then
+    renamed into place, so a crash never leaves a short reserve under the real name."""
+    aside = root / f".{RESERVE_NAME}.new"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.pwrite(fd, bytes(size), 0)  # a filesystem without fallocate: real zeros
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        aside.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.rename(aside, root / RESERVE_NAME)
+    fsync_directory(root)
+
+
+def _release_reserve(root: Path) -> None:
+    (root / RESERVE_NAME).unlink(missing_ok=True)
+    fsync_directory(root)
+
+
+def _reserve_present(root: Path, size: int) -> bool:
+    try:
+        return os.stat(root / RESERVE_NAME).st_size >= size
+    except FileNotFoundError:
+        return False
+
+
 @asynccontextmanager
 async def open_disk_store(
     directory: Path,
@@ -534,13 +856,35 @@ async def open_disk_store(
     pack_size_limit_bytes: int = DEFAULT_PACK_SIZE_LIMIT_BYTES,
     max_io_threads: int = DEFAULT_MAX_IO_THREADS,
     max_open_packs: int = DEFAULT_MAX_OPEN_PACKS,
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+    compact_live_fraction: float = DEFAULT_LIVE_FRACTION,
 ) -> AsyncIterator[DiskBlobStore]:
-    """Open (creating if needed) the disk store at ``directory``; close it on exit."""
+    """Open (creating if needed) the disk store at ``directory``; close it on exit.
+
+    ``reserve_bytes`` is held back for commits on a full disk (0: none); packs whose live
+    bytes fall below ``compact_live_fraction`` of their size are compacted by
+    ``reclaim_space``.
+    """
     if pack_size_limit_bytes <= 0 or max_io_threads < 1 or max_open_packs < 1:
         raise ValueError("limits must be positive")
+    if reserve_bytes < 0 or not 0 < compact_live_fraction <= 1:
+        raise ValueError("reserve_bytes must be >= 0 and compact_live_fraction in (0, 1]")
     store = await trio.to_thread.run_sync(
-        _open_blocking, Path(directory), pack_size_limit_bytes, max_io_threads, max_open_packs
+        functools.partial(
+            _open_blocking,
+            Path(directory),
+            pack_size_limit_bytes,
+            max_io_threads,
+            max_open_packs,
+            reserve_bytes=reserve_bytes,
+            compact_live_fraction=compact_live_fraction,
+        )
     )
+    try:
+        await store.take_reserve()
+    except BaseException:
+        await store.aclose()
+        raise
     try:
         yield store
     finally:
@@ -548,7 +892,13 @@ async def open_disk_store(
 
 
 def _open_blocking(
-    root: Path, pack_size_limit_bytes: int, max_io_threads: int, max_open_packs: int
+    root: Path,
+    pack_size_limit_bytes: int,
+    max_io_threads: int,
+    max_open_packs: int,
+    *,
+    reserve_bytes: int,
+    compact_live_fraction: float,
 ) -> DiskBlobStore:
     packs = root / PACKS_DIRECTORY
     created = not packs.is_dir()
@@ -579,4 +929,14 @@ def _open_blocking(
         with contextlib.suppress(OSError):
             os.close(lock_fd)
         raise
-    return DiskBlobStore(root, index, writer, reader, lock_fd, max_io_threads)
+    return DiskBlobStore(
+        root,
+        index,
+        writer,
+        reader,
+        lock_fd,
+        max_io_threads,
+        pack_size_limit_bytes=pack_size_limit_bytes,
+        reserve_bytes=reserve_bytes,
+        compact_live_fraction=compact_live_fraction,
+    )

@@ -35,23 +35,34 @@ says ``cached=True`` (the disk store does for commit and index CARs, whose block
 listing reads page after page), and small records and the index stay in the page cache.
 
 The *index* (``index.sqlite``, WAL, ``synchronous=FULL``) maps multihash → (pack, record
-offset, data length). Rows are only ever written after the pack bytes they point at were
-fsynced, in one transaction per ``sync`` (see ``relay.store.disk`` for the ordering).
-Several processes share it: a write transaction waits up to ``INDEX_BUSY_TIMEOUT_SECONDS``
-for another process's to finish instead of failing with "database is locked".
+offset, data length, when the store first held it). Rows are only ever written after the
+pack bytes they point at were fsynced, in one transaction per ``sync`` (see
+``relay.store.disk`` for the ordering). Its schema is versioned (``PRAGMA user_version``):
+version 2 added ``stored_at_ms``; an older index is upgraded at open, its rows dated to the
+upgrade (the age garbage collection's grace period reads: a blob of unknown age counts as
+new, never as old). Several processes share it: a write transaction waits up to
+``INDEX_BUSY_TIMEOUT_SECONDS`` for another process's to finish instead of failing with
+"database is locked".
+
+A pack stays *open* in its writer (``PackWriter.open_packs``) until it is rotated away
+from, synced, and every record appended to it has been indexed or dropped
+(``PackWriter.settle``). Only a pack no writer holds open may be compacted
+(``relay.store.compact``): records not yet indexed live only in open packs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
 import queue
 import sqlite3
 import struct
 import threading
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +91,19 @@ DIRECT_READ_BUFFERS = 4
 # How long an index transaction waits for another process's (each is one small commit,
 # milliseconds; a stalled disk can hold one for seconds). The registry waits as long.
 INDEX_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the filesystem (or the user's quota) has no room left."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):  # SQLite could not grow its file or its WAL
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return False
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _align_up(value: int) -> int:
@@ -221,13 +245,38 @@ def _write_fully(fd: int, parts: list[bytes], offset: int) -> None:
             views[0] = views[0][written:]
 
 
+def _create_locked(directory: Path, path: Path) -> int | None:
+    """Create the pack ``path`` already flock'ed by the returned descriptor, or None if
+    it exists. The file is made under a private name, locked, then linked into place, so
+    no compactor ever sees the pack unlocked while its writer holds it open."""
+    aside = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.new"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            os.close(fd)
+            return None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    finally:
+        aside.unlink(missing_ok=True)
+    return fd
+
+
 class PackWriter:
     """Appends records to the active pack, rotates packs, and fsyncs what was written.
 
     Thread-safe. ``append`` reserves its byte range under a lock (so concurrent appends
     never overlap) and writes outside it, so many appends proceed in parallel. A pack is
     created lazily on the first append, and always as a NEW file: a writer never appends
-    after bytes that an earlier process may have left torn.
+    after bytes that an earlier process may have left torn. Every pack a writer holds
+    open is ``flock``'ed (exclusively) through its descriptor, from before its name
+    exists until the descriptor is closed: a compactor in any process skips a locked pack
+    (its records may not be indexed yet), and a writer that dies releases the lock.
     """
 
     def __init__(
@@ -247,6 +296,8 @@ class PackWriter:
         self._direct = direct and hasattr(os, "O_DIRECT")
         self._staging = _AlignedBuffers(DIRECT_STAGING_BUFFERS)
         self._writes_in_flight: dict[int, int] = {}
+        # Records appended to each pack and not yet indexed or dropped (see ``settle``).
+        self._unindexed: Counter[int] = Counter()
         self._unsynced: set[int] = set()
         self._created_since_sync = False
         self._closed = False
@@ -256,6 +307,26 @@ class PackWriter:
     @property
     def active_pack(self) -> int | None:
         return self._active
+
+    def open_packs(self) -> set[int]:
+        """The packs this writer may still append to or hold unindexed records in."""
+        with self._lock:
+            return set(self._fds)
+
+    def seal_active(self) -> None:
+        """Append the next record to a new pack, so that the active one is closed by the
+        next ``close_idle`` that finds it idle and settled (and can then be compacted)."""
+        with self._lock:
+            self._active = None
+
+    def settle(self, locations: Iterable[Location]) -> None:
+        """The caller indexed, or dropped for good, the records appended at ``locations``:
+        once a pack has none left unsettled, a sync may close it."""
+        with self._lock:
+            for location in locations:
+                self._unindexed[location.pack] -= 1
+                if self._unindexed[location.pack] <= 0:
+                    del self._unindexed[location.pack]
 
     def append(self, mh: bytes, data: bytes) -> Location:
         header = encode_header(mh, len(data))
@@ -288,6 +359,7 @@ class PackWriter:
                 self._writes_in_flight[pack] -= 1
                 if completed:
                     self._unsynced.add(pack)
+                    self._unindexed[pack] += 1
         return Location(pack, offset, len(data))
 
     def _write_direct(self, fd: int, header: bytes, data: bytes, offset: int) -> bool:
@@ -331,11 +403,11 @@ class PackWriter:
             number = self._next_number
             self._next_number += 1
             path = self._directory / pack_name(number)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            except FileExistsError:  # another process (or an old run) has it: never share
+            if path.exists():
                 continue
-            break
+            fd = _create_locked(self._directory, path)
+            if fd is not None:
+                break
         self._fds[number] = fd
         if self._direct:
             try:
@@ -352,7 +424,8 @@ class PackWriter:
         """Flush every pack written since the last sync; return how many fsyncs it took.
 
         Covers every ``append`` that returned before ``sync`` was called. Descriptors of
-        rotated-away packs that are flushed and idle are closed here, and only here.
+        rotated-away packs that are flushed, idle and settled are closed here (and by
+        ``close_idle``).
         """
         with self._sync_lock:
             with self._lock:
@@ -365,21 +438,27 @@ class PackWriter:
                 _datasync(fd)
             if created:
                 fsync_directory(self._directory)
-            with self._lock:
-                idle = [
-                    number
-                    for number in self._fds
-                    if number != self._active
-                    and self._writes_in_flight[number] == 0
-                    and number not in self._unsynced
-                ]
-                for number in idle:
-                    os.close(self._fds.pop(number))
-                    direct_fd = self._direct_fds.pop(number, None)
-                    if direct_fd is not None:
-                        os.close(direct_fd)
-                    del self._writes_in_flight[number]
+            self.close_idle()
             return len(fds) + created
+
+    def close_idle(self) -> None:
+        """Close the descriptors of rotated-away packs that are flushed, idle and settled:
+        from then on the pack is sealed (no longer in ``open_packs``)."""
+        with self._lock:
+            idle = [
+                number
+                for number in self._fds
+                if number != self._active
+                and self._writes_in_flight[number] == 0
+                and number not in self._unsynced
+                and number not in self._unindexed
+            ]
+            for number in idle:
+                os.close(self._fds.pop(number))
+                direct_fd = self._direct_fds.pop(number, None)
+                if direct_fd is not None:
+                    os.close(direct_fd)
+                del self._writes_in_flight[number]
 
     def close(self) -> None:
         """Close every descriptor; bytes not yet synced are left to the page cache."""
@@ -536,6 +615,16 @@ class PackReader:
             entry.borrowers += 1
             return entry
 
+    def forget_pack(self, pack: int) -> None:
+        """``pack`` was deleted: close its descriptor (once no read holds it), or its
+        blocks stay allocated as long as the descriptor lives."""
+        with self._lock:
+            entry = self._open.pop(pack, None)
+            if entry is not None:
+                entry.evicted = True
+                if entry.borrowers == 0:
+                    entry.close()
+
     def close(self) -> None:
         with self._lock:
             for entry in self._open.values():
@@ -546,15 +635,35 @@ class PackReader:
             self._buffers.close()
 
 
+# Version 1: blobs(mh, pack, offset, length), packs(number). Version 2: + stored_at_ms.
+INDEX_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
     mh BLOB PRIMARY KEY,
     pack INTEGER NOT NULL,
     offset INTEGER NOT NULL,
-    length INTEGER NOT NULL
+    length INTEGER NOT NULL,
+    stored_at_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs (number INTEGER PRIMARY KEY);
+CREATE INDEX IF NOT EXISTS blobs_by_pack ON blobs (pack, offset);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedBlob:
+    mh: bytes
+    location: Location
+    stored_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PackUsage:
+    """What the index says lives in one pack: its records and their bytes (headers too)."""
+
+    pack: int
+    live_records: int
+    live_bytes: int
 
 
 class PackIndex:
@@ -571,10 +680,49 @@ class PackIndex:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=FULL")
-        self._writer.executescript(_SCHEMA)
+        self._migrate()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older one up to ``INDEX_SCHEMA_VERSION``."""
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+        if version == INDEX_SCHEMA_VERSION:
+            return  # nothing to write: a store must open on a full disk
+        with self._transaction():
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                row[0]
+                for row in self._writer.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if "blobs" in tables and version < 2:
+                columns = {row[1] for row in self._writer.execute("PRAGMA table_info(blobs)")}
+                if "stored_at_ms" not in columns:
+                    self._writer.execute(
+                        "ALTER TABLE blobs ADD COLUMN stored_at_ms INTEGER NOT NULL DEFAULT 0"
+                    )
+                    # Unknown age counts as new: garbage collection's grace period runs
+                    # from the upgrade, so nothing is swept for being old by mistake.
+                    self._writer.execute("UPDATE blobs SET stored_at_ms = ?", (now_ms(),))
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._writer.execute(statement)
+            self._writer.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction on the writer connection (held under ``_write_lock``, or
+        at open). Any failure, a COMMIT that found the disk full included (SQLite then
+        leaves the transaction open), rolls it back, so the next one starts clean."""
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._writer.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit. Connections are handed between
@@ -630,44 +778,76 @@ class PackIndex:
         """Record ``entries`` (and the packs they live in) in one durable transaction."""
         packs = sorted({location.pack for _, location in entries})
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
+                stored_at = now_ms()
                 self._writer.executemany(
-                    "INSERT OR IGNORE INTO blobs (mh, pack, offset, length) VALUES (?, ?, ?, ?)",
-                    [(mh, loc.pack, loc.offset, loc.length) for mh, loc in entries],
+                    "INSERT OR IGNORE INTO blobs (mh, pack, offset, length, stored_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(mh, loc.pack, loc.offset, loc.length, stored_at) for mh, loc in entries],
                 )
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
 
     def remove(self, mhs: Iterable[bytes]) -> None:
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._writer.executemany("DELETE FROM blobs WHERE mh = ?", [(mh,) for mh in mhs])
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
 
     def remove_at(self, entries: Iterable[tuple[bytes, Location]]) -> None:
         """Forget each blob, durably, only if its row still points at that location: a
         row another put wrote since (the blob stored again elsewhere) is kept."""
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._writer.executemany(
                     "DELETE FROM blobs WHERE mh = ? AND pack = ? AND offset = ?",
                     [(mh, location.pack, location.offset) for mh, location in entries],
                 )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
+
+    def page(self, after: bytes, limit: int) -> list[IndexedBlob]:
+        """Up to ``limit`` indexed blobs whose multihash sorts after ``after``, in order."""
+        with self._reader() as connection:
+            rows = connection.execute(
+                "SELECT mh, pack, offset, length, stored_at_ms FROM blobs WHERE mh > ?"
+                " ORDER BY mh LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [IndexedBlob(row[0], Location(row[1], row[2], row[3]), row[4]) for row in rows]
+
+    def pack_usage(self) -> dict[int, PackUsage]:
+        """Every pack the index points into, with its live records and bytes."""
+        with self._reader() as connection:
+            rows = connection.execute(
+                "SELECT pack, COUNT(*), SUM(length + 14 + LENGTH(mh)) FROM blobs GROUP BY pack"
+            ).fetchall()
+        return {row[0]: PackUsage(row[0], row[1], row[2]) for row in rows}
+
+    def in_pack(self, pack: int) -> list[tuple[bytes, Location]]:
+        """The blobs indexed in ``pack``, in the order of their records."""
+        with self._reader() as connection:
+            rows = connection.execute(
+                "SELECT mh, offset, length FROM blobs WHERE pack = ? ORDER BY offset", (pack,)
+            ).fetchall()
+        return [(row[0], Location(pack, row[1], row[2])) for row in rows]
+
+    def move(self, moves: list[tuple[bytes, Location, Location]]) -> int:
+        """Re-point each blob from its old location to its new one, in one durable
+        transaction; a row that no longer points at the old location (deleted, or stored
+        again elsewhere since) is left alone. Returns how many rows moved."""
+        packs = sorted({new.pack for _, _, new in moves})
+        with self._write_lock:
+            with self._transaction():
+                moved = 0
+                for mh, old, new in moves:
+                    moved += self._writer.execute(
+                        "UPDATE blobs SET pack = ?, offset = ?"
+                        " WHERE mh = ? AND pack = ? AND offset = ?",
+                        (new.pack, new.offset, mh, old.pack, old.offset),
+                    ).rowcount
+                self._writer.executemany(
+                    "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
+                )
+        return moved
 
     def close(self) -> None:
         with self._readers_lock:
