@@ -130,7 +130,9 @@ class BucketHeads:
             head.writer = None
 
     async def _writer(self, bucket: str) -> BucketWriter:
-        head = await self.current(bucket)
+        # The head as last seen is enough here: a writer learns of newer commits from the
+        # registry's compare-and-swap (and submitters checked freshness already).
+        head = self._heads.get(bucket) or await self.current(bucket)
         while head.writer is None:
             if head.writer_ready is not None:
                 await head.writer_ready.wait()

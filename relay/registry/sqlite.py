@@ -35,6 +35,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -227,6 +228,15 @@ def _upload(row: tuple[str, str, bytes, str, int, bytes]) -> UploadRecord:
     return UploadRecord(upload_id, bucket, key.decode("utf-8"), owner, created_ms, request)
 
 
+@dataclass(eq=False)
+class _HeadRead:
+    """A bucket_head read in flight, which later askers of the same data version join."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    record: BucketRecord | None = None
+    error: BaseException | None = None
+
+
 # How long bucket_head's probe waits on a lock (a checkpoint, a recovery) before it stops
 # trusting its remembered heads and reads the database in a worker thread.
 _PROBE_TIMEOUT_SECONDS: Final = 0.05
@@ -252,6 +262,7 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
         )
         self._heads: dict[str, BucketRecord | None] = {}
         self._heads_as_of = -1
+        self._head_reads: dict[tuple[str, int], _HeadRead] = {}
         # The task inside hold_bucket, whose writes join the transaction it holds open.
         self._holder: trio.lowlevel.Task | None = None
 
@@ -329,18 +340,32 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
             # fetchall: step the statement to its end, so no read transaction stays open
             as_of = int(self._probe.execute("PRAGMA data_version").fetchall()[0][0])
         except sqlite3.Error:
-            as_of = -1
-        if as_of == -1 or as_of != self._heads_as_of:
+            return await self.get_bucket(name)
+        if as_of != self._heads_as_of:
             self._heads.clear()
             self._heads_as_of = as_of
         elif name in self._heads:
             return self._heads[name]
-        record = await self.get_bucket(name)
-        # Read after the probe, so at least as new as ``as_of``; a later commit moves the
-        # probe, which drops this answer before it is used again.
-        if as_of != -1 and self._heads_as_of == as_of:
-            self._heads[name] = record
-        return record
+        # One read per bucket and data version, however many requests ask at once: a read
+        # begun after a probe saw ``as_of`` sees every commit that probe could know of.
+        reading = self._head_reads.get((name, as_of))
+        if reading is None:
+            reading = self._head_reads[name, as_of] = _HeadRead()
+            try:
+                reading.record = await self.get_bucket(name)
+            except BaseException as exc:
+                reading.error = exc
+                raise
+            finally:
+                del self._head_reads[name, as_of]
+                reading.done.set()
+            if self._heads_as_of == as_of:  # a later commit moved the probe: not cached
+                self._heads[name] = reading.record
+            return reading.record
+        await reading.done.wait()
+        if reading.error is not None:
+            return await self.get_bucket(name)
+        return reading.record
 
     async def get_bucket_settings(self, bucket: str) -> dict[str, bytes]:
         def work(db: sqlite3.Connection) -> dict[str, bytes]:
