@@ -96,7 +96,16 @@ from typing import TypeVar, TypeVarTuple
 import trio
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreError, StoreStatistics
+from relay.store.base import (
+    NOTHING_RECLAIMED,
+    BlobNotFound,
+    BlobRead,
+    CorruptBlob,
+    ReclaimReport,
+    StoredBlob,
+    StoreError,
+    StoreStatistics,
+)
 from relay.store.memory import check_read
 from relay.store.packs import (
     Location,
@@ -105,6 +114,7 @@ from relay.store.packs import (
     PackWriter,
     existing_pack_numbers,
     fsync_directory,
+    pack_name,
 )
 from relay.store.shared import SingleFlight, StoreCounters, check_range_arguments
 
@@ -406,6 +416,33 @@ class DiskBlobStore:
         async with self._commit_lock:
             await self._in_thread(self._index.remove, [mh])
             self._index_commits += 1
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """Every indexed blob, dated by its pack file's last change: a blob was written
+        at or before that, so the date never makes a blob look older than it is. (A
+        minimal listing: compaction brings the store's own.)"""
+        self._check_open()
+
+        def listing() -> list[StoredBlob]:
+            changed: dict[int, int] = {}
+            found = []
+            for mh, location in self._index.entries():
+                if location.pack not in changed:
+                    path = self.root / PACKS_DIRECTORY / pack_name(location.pack)
+                    try:
+                        changed[location.pack] = path.stat().st_mtime_ns // 1_000_000
+                    except FileNotFoundError:
+                        changed[location.pack] = 0
+                found.append(StoredBlob(mh, location.length, changed[location.pack]))
+            return found
+
+        for blob in await self._in_thread(listing):
+            yield blob
+
+    async def reclaim_space(self) -> ReclaimReport:
+        """Nothing yet: deleted blobs' bytes stay in their packs until compaction."""
+        await trio.lowlevel.checkpoint()
+        return NOTHING_RECLAIMED
 
     async def sync(self) -> None:
         self._check_open()

@@ -611,6 +611,12 @@ class PackIndex:
                     found[mh] = Location(pack, offset, length)
         return found
 
+    def entries(self) -> list[tuple[bytes, Location]]:
+        """Every indexed blob and where it is."""
+        with self._reader() as connection:
+            rows = connection.execute("SELECT mh, pack, offset, length FROM blobs").fetchall()
+        return [(mh, Location(pack, offset, length)) for mh, pack, offset, length in rows]
+
     def highest_pack(self) -> int:
         with self._write_lock:
             row = self._writer.execute("SELECT MAX(number) FROM packs").fetchone()
