@@ -57,6 +57,12 @@ options (``--data``) override both. Units are in the names.
                                    #   warning (no request lines), error
     format = "text"                # RELAY_LOG_FORMAT (--log-format): text or json
 
+    [gc]                           # history retention, garbage collection (relay.bucket.gc)
+    history_retention_seconds = 86400  # RELAY_GC_HISTORY_RETENTION_SECONDS (past versions kept)
+    grace_seconds = 3600           # RELAY_GC_GRACE_SECONDS (a younger blob is never swept)
+    interval_seconds = 3600        # RELAY_GC_INTERVAL_SECONDS (relay serve collects; 0: never)
+    operations_per_second = 1000   # RELAY_GC_OPERATIONS_PER_SECOND (background rate; 0: no cap)
+    scrub_bytes_per_second = 16777216  # RELAY_GC_SCRUB_BYTES_PER_SECOND (disk scrub; 0: off)
     [admin]                        # /metrics, /health/live, /health/ready; off unless set
     listen = "127.0.0.1:9090"      # RELAY_ADMIN_LISTEN (relay serve --admin HOST:PORT)
 
@@ -77,11 +83,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from relay.bucket import EngineConfig
+from relay.bucket import EngineConfig, GcConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.observe.requests import LOG_FORMATS, LOG_LEVELS
@@ -125,6 +131,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     # HOST:PORT of the admin listener (metrics and health), or None for none.
     admin_listen: str | None = None
+    gc: GcConfig = field(default_factory=GcConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -171,6 +178,11 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_header_bytes": ("RELAY_HTTP_MAX_HEADER_BYTES", "http", int),
     "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
     "shutdown_grace_seconds": ("RELAY_HTTP_SHUTDOWN_GRACE_SECONDS", "http", float),
+    "history_retention_seconds": ("RELAY_GC_HISTORY_RETENTION_SECONDS", "gc", float),
+    "grace_seconds": ("RELAY_GC_GRACE_SECONDS", "gc", float),
+    "interval_seconds": ("RELAY_GC_INTERVAL_SECONDS", "gc", float),
+    "operations_per_second": ("RELAY_GC_OPERATIONS_PER_SECOND", "gc", float),
+    "scrub_bytes_per_second": ("RELAY_GC_SCRUB_BYTES_PER_SECOND", "gc", int),
 }
 # [store.s3] setting -> environment variable (all strings); required ones have no default.
 _S3_SETTINGS: Final[dict[str, str]] = {
@@ -449,6 +461,25 @@ def load_config(
             raise ConfigError(f"{name} must be positive")
     if engine.multipart_cid_budget_bytes < 0:
         raise ConfigError("multipart_cid_budget_bytes must not be negative")
+    gc_defaults = GcConfig()
+    gc = GcConfig(
+        **{
+            name: setting(name, getattr(gc_defaults, name))
+            for name in (
+                "history_retention_seconds",
+                "grace_seconds",
+                "interval_seconds",
+                "operations_per_second",
+                "scrub_bytes_per_second",
+            )
+        }
+    )
+    for name in ("history_retention_seconds", "grace_seconds", "interval_seconds",
+                 "operations_per_second", "scrub_bytes_per_second"):  # fmt: skip
+        value = getattr(gc, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"gc.{name} must be a number, 0 or more")
+    engine = replace(engine, history_retention_seconds=gc.history_retention_seconds)
     kind = setting("kind", DEFAULT_STORE.kind)
     store = StoreConfig(
         kind=kind,
@@ -485,6 +516,7 @@ def load_config(
         roundabout=roundabout_config,
         log=_log_config(document, environ, log_level, log_format),
         admin_listen=admin_listen or None,
+        gc=gc,
     )
     parse_listen(config.listen)
     if config.admin_listen is not None:

@@ -14,6 +14,10 @@ line on the ``relay.access`` logger (written only when its level allows, so
 ``log.level = "warning"`` costs nothing per request). With ``admin.listen`` set, a third
 listener serves ``/metrics`` and ``/health/*``; request and blob store figures are
 counted only then, since nothing could read them otherwise.
+
+Garbage collection (``relay.bucket.gc``) runs in the same nursery every
+``gc.interval_seconds`` (unless 0), at ``gc.operations_per_second``; it sees this
+process's writes in flight, and the grace protects everyone else's.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from relay.bucket import Engine, Multipart
+from relay.bucket import Engine, Multipart, serve_gc
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
 from relay.http import Exchange, HttpActivity, serve_http
@@ -112,6 +116,7 @@ async def serve(
             engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
         )
         async with trio.open_nursery() as nursery:
+            await nursery.start(serve_gc, engine, config.gc)
             if metrics is not None and config.admin_listen is not None:
                 from relay.observe.admin import AdminApp, ReadinessCheck
 

@@ -203,6 +203,7 @@ ALLOWED: dict[str, set[str]] = {
         "credentials",
         "errorgroups",
         "observe",
+        "registry",
         "server",
         "storage",
         "store",

@@ -4,8 +4,10 @@ This is the engine's face: the S3 front door, the server and the CLI import what
 use from here, not from its modules. ``Engine`` (``engine.py``) writes and reads objects;
 each bucket's ``BucketWriter`` (``writer.py``) commits them by pipelined group commit;
 ``Multipart`` (``multipart.py``) stitches uploads of parts; ``export_bucket`` writes a
-bucket as a CAR. Errors are ``EngineError``s (``errors.py``, and multipart's own), which
-each caller converts to its own (the S3 layer in ``relay.s3.errors``).
+bucket as a CAR; ``collect_garbage`` (``gc.py``) deletes what the root set (``roots.py``)
+does not reach, and ``check_store`` (``fsck.py``) reads back everything it does. Errors
+are ``EngineError``s (``errors.py``, and multipart's own), which each caller converts to
+its own (the S3 layer in ``relay.s3.errors``).
 """
 
 from relay.bucket import errors
@@ -30,8 +32,11 @@ from relay.bucket.errors import (
     NoSuchBucket,
     NoSuchKey,
     PreconditionFailed,
+    VersionNotRetained,
 )
 from relay.bucket.export import ExportSummary, export_bucket
+from relay.bucket.fsck import FsckReport, check_store
+from relay.bucket.gc import GcConfig, GcProgress, GcReport, collect_garbage, serve_gc
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
 from relay.bucket.multipart import (
     MAX_PART_BYTES,
@@ -46,6 +51,8 @@ from relay.bucket.multipart import (
     Upload,
     UploadRequest,
 )
+from relay.bucket.retention import is_retained, retention_cutoff_ms
+from relay.bucket.walk import Problem
 from relay.bucket.writer import Precondition, Update
 
 __all__ = [
@@ -62,6 +69,10 @@ __all__ = [
     "EngineStatistics",
     "EntityTooSmall",
     "ExportSummary",
+    "FsckReport",
+    "GcConfig",
+    "GcProgress",
+    "GcReport",
     "InvalidKey",
     "InvalidPart",
     "InvalidPartOrder",
@@ -77,13 +88,20 @@ __all__ = [
     "Part",
     "Precondition",
     "PreconditionFailed",
+    "Problem",
     "ReadPlan",
     "Update",
     "Upload",
     "UploadRequest",
+    "VersionNotRetained",
+    "check_store",
+    "collect_garbage",
     "errors",
     "export_bucket",
+    "is_retained",
     "key_bytes",
     "open_engine",
     "resolve_range",
+    "retention_cutoff_ms",
+    "serve_gc",
 ]

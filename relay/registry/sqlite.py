@@ -31,9 +31,8 @@ manifest, kept for a while so that a retried CompleteMultipartUpload gets the sa
 Version 5 added ``pins`` (roots garbage collection keeps whatever their age) and an index
 of the commit log by time (what history retention keeps).
 
-Garbage collection (``relay.bucket.gc``) reads the retained roots here and, for each blob it
-deletes, ``forget_blobs`` drops every row that names it, before the store deletes it: a
-crash between the two leaves an unnamed blob, which the next collection deletes.
+Garbage collection (``relay.bucket.gc``) reads the retained roots here and, after the store
+deleted a batch of unreachable blobs, ``forget_blobs`` drops every row that names them.
 """
 
 from __future__ import annotations

@@ -67,9 +67,10 @@ class MemoryBlobStore:
         return mh in self.blobs
 
     async def delete(self, mh: bytes) -> None:
-        await trio.lowlevel.checkpoint()
+        # Gone before the checkpoint: a put that begins after this call stores it again.
         self.blobs.pop(mh, None)
         self.stored_at_ms.pop(mh, None)
+        await trio.lowlevel.checkpoint()
 
     async def list_blobs(self) -> AsyncIterator[StoredBlob]:
         for mh in list(self.blobs):
