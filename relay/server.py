@@ -116,7 +116,7 @@ async def serve(
             engine, credentials.keys, region=config.region, multipart_uploads=Multipart(engine)
         )
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_gc, engine, config.gc)
+            await nursery.start(partial(serve_gc, engine, config.gc, shutdown=shutdown))
             if metrics is not None and config.admin_listen is not None:
                 from relay.observe.admin import AdminApp, ReadinessCheck
 

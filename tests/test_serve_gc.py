@@ -35,3 +35,18 @@ async def test_serve_collects_garbage_every_interval(
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert "garbage collection:" in caplog.text
+
+
+async def test_a_graceful_shutdown_ends_the_background_collection(tmp_path: Path) -> None:
+    # The default interval (an hour): the collector is asleep when shutdown comes.
+    config = load_config(
+        data_dir=tmp_path / "data", listen="127.0.0.1:0", environ={"RELAY_STORE": "memory"}
+    )
+    shutdown = trio.Event()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(serve, config, credentials=Credentials(keys={"t": "t"}), shutdown=shutdown)
+            )
+            shutdown.set()
+        # serve returned by itself: the nursery closed without a cancel.

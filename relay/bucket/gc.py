@@ -190,13 +190,28 @@ async def serve_gc(
     engine: Engine,
     config: GcConfig,
     *,
+    shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Collect every ``interval_seconds``, at the configured rate, until cancelled. A
-    failed collection is logged and the next one tried at the next interval."""
+    """Collect every ``interval_seconds``, at the configured rate, until cancelled or
+    ``shutdown`` is set (a collection under way is then abandoned: each delete is whole,
+    and the next collection finishes the work). A failed collection is logged and the
+    next one tried at the next interval."""
     task_status.started()
     if config.interval_seconds <= 0:
         return
+    async with trio.open_nursery() as nursery:
+        if shutdown is not None:
+
+            async def stop_on_shutdown() -> None:
+                await shutdown.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_shutdown)
+        await _collect_every_interval(engine, config)
+
+
+async def _collect_every_interval(engine: Engine, config: GcConfig) -> None:
     while True:
         await trio.sleep(config.interval_seconds)
         try:
