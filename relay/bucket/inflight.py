@@ -9,9 +9,10 @@ before the commit and sweeps after the put would delete a blob the commit then n
 Two records close that gap within this process (another process's writes are protected
 by the grace alone; see the README):
 
-- Each write runs inside ``InFlightWrites.write()`` (put, multipart part, Complete): the
-  blobs its task (and the tasks it starts, which inherit the context) puts are collected
-  while it runs.
+- Each write runs inside ``InFlightWrites.write()`` (put, multipart part, Complete, and
+  the bucket writer's commit of each batch, whose commit CAR is put before the registry
+  names it): the blobs its task (and the tasks it starts, which inherit the context)
+  puts are collected while it runs.
 - A collection opens a ``fence()`` before it reads its roots. Until the fence closes it
   collects every blob put by anyone, and every blob of each write that finishes meanwhile.
 
@@ -26,7 +27,7 @@ before the collection decided to delete a blob is seen by that decision.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -124,15 +125,23 @@ def in_flight_write(
     return run
 
 
+def writing(store: BlobStore) -> AbstractContextManager[None]:
+    """A write's context for a task that only has the store (the bucket writer, whose
+    commit CAR is put before the commit names it): the guard's, or nothing."""
+    if isinstance(store, GuardedStore):
+        return store.writes.write()
+    return nullcontext()
+
+
 class GuardedStore:
     """A ``BlobStore`` that tells ``InFlightWrites`` of each put as it begins."""
 
     def __init__(self, store: BlobStore, writes: InFlightWrites) -> None:
         self.wrapped = store
-        self._writes = writes
+        self.writes = writes
 
     async def put(self, mh: bytes, data: bytes) -> None:
-        self._writes.saw_put(mh)
+        self.writes.saw_put(mh)
         await self.wrapped.put(mh, data)
 
     async def get(

@@ -315,3 +315,39 @@ async def test_a_collection_with_an_unreadable_block_sweeps_nothing(
     with pytest.raises(Exception, match=r"missing|not found"):
         await collect_garbage(engine, GcConfig(grace_seconds=0))
     assert multihash.sha2_256(orphan) in store.blobs
+
+
+class HeldSyncStore(MemoryBlobStore):
+    """A store whose next sync waits: the moment between the bucket writer's put of its
+    commit CAR and the registry commit that names it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: trio.Event | None = None
+        self.syncing = trio.Event()
+
+    async def sync(self) -> None:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.syncing.set()
+            await hold.wait()
+        await super().sync()
+
+
+async def test_a_commit_car_put_but_not_yet_committed_survives_a_collection(
+    registry: SqliteRegistry,
+) -> None:
+    store = HeldSyncStore()
+    config = GcConfig(history_retention_seconds=0, grace_seconds=0)
+    async with open_engine(store, registry, SMALL_CHUNKS) as engine:
+        await engine.create_bucket("b")
+        await engine.put_object("b", "first", body(b"starts the bucket's writer"))
+        store.hold = release = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: engine.put_object("b", "second", body(b"in flight")))
+            await store.syncing.wait()  # its commit CAR is put; the commit waits
+            await collect_garbage(engine, config)
+            release.set()
+        engine.blocks.nodes = type(engine.blocks.nodes)(1 << 20)  # read from the store
+        assert await engine.read_object("b", "second") == b"in flight"
+        assert await engine.read_object("b", "first") == b"starts the bucket's writer"
