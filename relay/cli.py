@@ -1,5 +1,5 @@
 """The ``relay`` command: ``relay serve``, ``relay cid``, ``relay export``, ``relay log``,
-``relay claims import|export``, ``relay did``.
+``relay gc``, ``relay fsck``, ``relay claims import|export``, ``relay did``.
 
 Every command that touches stored data takes ``--config FILE`` and ``--data DIR`` and
 otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
@@ -7,13 +7,14 @@ otherwise reads the ``RELAY_*`` environment (see ``relay.config``).
 Failures a user can cause or meet (a missing bucket, a store another process holds, bad
 arguments, an unreachable upstream) are one line on stderr and an exit code (``EXIT_*``
 below, listed in the README); a traceback is printed only with ``--debug``. Long work
-(export, claims import) shows a progress bar when stderr is a terminal.
+(export, claims import, gc, fsck) shows a progress bar when stderr is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -22,7 +23,16 @@ from typing import Any, Final
 
 import trio
 
-from relay.bucket import EngineError, NoSuchBucket, export_bucket
+from relay.bucket import (
+    EngineError,
+    GcProgress,
+    NoSuchBucket,
+    check_store,
+    collect_garbage,
+    export_bucket,
+    is_retained,
+    retention_cutoff_ms,
+)
 from relay.chunker import MAX_CHUNK_SIZE
 from relay.claims import ClaimSyntaxError, format_claims, parse_claims
 from relay.config import Config, ConfigError, IncompatibleSettings, load_config
@@ -30,6 +40,7 @@ from relay.credentials import CREDENTIALS_FILE, Credentials, CredentialsError, l
 from relay.errorgroups import single_error
 from relay.observe import LOG_FORMATS, LOG_LEVELS, configure_logging
 from relay.registry import RegistryError
+from relay.registry.base import now_ms
 from relay.server import serve
 from relay.storage import key_path, open_registry, open_storage, relay_signer
 from relay.store.base import StoreError
@@ -59,6 +70,10 @@ _EXPECTED_FAILURES: Final = (
 
 class UsageError(Exception):
     """Arguments argparse accepted but the command cannot use (exit code 2)."""
+
+
+class StoreDamaged(Exception):
+    """fsck found damage and has printed it (exit code 1, nothing more to say)."""
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +164,26 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("bucket")
     log.add_argument("-n", "--limit", type=int, default=20)
     _storage_options(log)
+
+    gc = commands.add_parser(
+        "gc",
+        help="delete the blobs no retained root reaches (garbage collection)",
+        description="Mark what every bucket's current root, the history within"
+        " gc.history_retention_seconds, the pins and the open multipart uploads reach;"
+        " delete every other blob older than gc.grace_seconds.",
+    )
+    gc.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
+    )
+    _storage_options(gc)
+
+    fsck = commands.add_parser(
+        "fsck",
+        help="read back every block retained roots reach; exit 1 if any is missing or corrupt",
+    )
+    fsck.add_argument("buckets", nargs="*", metavar="BUCKET", help="only these (default: all)")
+    fsck.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    _storage_options(fsck)
 
     claims = commands.add_parser("claims", help="import or export location claims (JSON lines)")
     claim_commands = claims.add_subparsers(dest="claims_command", required=True)
@@ -354,14 +389,126 @@ async def _log(config: Config, args: argparse.Namespace) -> None:
     # The log is the registry's alone: no blob store is opened, so this also works beside
     # a running server (SQLite WAL readers never wait for the writer).
     async with open_registry(config) as registry:
-        if await registry.get_bucket(args.bucket) is None:
+        bucket = await registry.get_bucket(args.bucket)
+        if bucket is None:
             raise NoSuchBucket(args.bucket)
+        cutoff = retention_cutoff_ms(now_ms(), config.gc.history_retention_seconds)
+        pinned = {pin.root for pin in await registry.list_pins()}
         for record in await registry.commit_log(args.bucket, limit=args.limit):
             when = datetime.datetime.fromtimestamp(record.time_ms / 1000, datetime.UTC)
+            kept = is_retained(
+                record, current_version=bucket.version, cutoff_ms=cutoff, pinned=pinned
+            )
             print(
                 f"{record.version:>8}  {when:%Y-%m-%d %H:%M:%S.%f}"[:-3]
                 + f"  {record.root}  +{record.puts} -{record.deletes}"
+                + ("" if kept else "  (expired: no longer readable)")
             )
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+async def _gc(config: Config, args: argparse.Namespace) -> None:
+    async with open_storage(config) as engine:
+        with _progress("gc", "blob") as bar:
+            phase = ""
+
+            def progress(step: GcProgress) -> None:
+                nonlocal phase
+                if step.phase != phase:
+                    phase = step.phase
+                    bar.set_description(f"gc: {phase}")
+                    bar.reset()
+                bar.n = step.done
+                bar.refresh()
+
+            report = await collect_garbage(
+                engine, config.gc, dry_run=args.dry_run, progress=progress
+            )
+    verb = "would delete" if report.dry_run else "deleted"
+    print(
+        f"relay gc: {verb} {report.blobs_swept} blobs ({_size(report.bytes_swept)}) of"
+        f" {report.blobs_listed}; {report.blobs_marked} reachable from {report.roots} roots;"
+        f" kept {report.blobs_kept_young} younger than the grace"
+        f" ({config.gc.grace_seconds:g} s)"
+        + (
+            ""
+            if report.dry_run
+            else f"; reclaimed {_size(report.reclaimed.bytes_freed)},"
+            f" {report.reclaimed.packs_rewritten} packs rewritten,"
+            f" {report.reclaimed.packs_deleted} deleted"
+        )
+        + f" ({report.seconds:.1f} s)"
+    )
+
+
+async def _fsck(config: Config, args: argparse.Namespace) -> bool:
+    async with open_storage(config) as engine:
+        for name in args.buckets:
+            if await engine.registry.get_bucket(name) is None:
+                raise NoSuchBucket(name)
+        with _progress("fsck", "block") as bar:
+
+            def progress(done: int) -> None:
+                bar.n = done
+                bar.refresh()
+
+            report = await check_store(
+                engine,
+                history_retention_seconds=config.gc.history_retention_seconds,
+                buckets=args.buckets or None,
+                progress=progress,
+            )
+    if args.json:
+        document = {
+            "clean": report.clean,
+            "roots": report.roots,
+            "blocks_checked": report.blocks_checked,
+            "chunks_checked": report.chunks_checked,
+            "problems": [
+                {
+                    "bucket": problem.bucket,
+                    "version": problem.version,
+                    "key": problem.key,
+                    "cid": str(problem.block),
+                    "block": problem.what,
+                    "problem": problem.kind,
+                    "detail": problem.detail,
+                }
+                for problem in report.problems
+            ],
+            "orphans": None
+            if report.orphan_blobs is None
+            else {"blobs": report.orphan_blobs, "bytes": report.orphan_bytes},
+        }
+        print(json.dumps(document, indent=2))
+        return report.clean
+    for problem in report.problems:
+        where = "pinned root" if problem.version is None else f"version {problem.version}"
+        print(
+            f"{problem.kind}: {problem.bucket}"
+            + ("" if problem.key is None else f"/{problem.key}")
+            + f" ({where}): {problem.what} {problem.block}"
+        )
+    orphans = (
+        ""
+        if report.orphan_blobs is None
+        else f"; {report.orphan_blobs} orphan blobs ({_size(report.orphan_bytes or 0)})"
+        " that garbage collection will delete"
+    )
+    print(
+        f"relay fsck: {'clean' if report.clean else f'{len(report.problems)} problems'}:"
+        f" {report.roots} roots, {report.blocks_checked} blocks and"
+        f" {report.chunks_checked} chunks checked{orphans}"
+    )
+    return report.clean
 
 
 # Claims exported per registry read: bounds memory however many claims there are.
@@ -445,6 +592,11 @@ def _run(args: argparse.Namespace) -> int:
         trio.run(_ls, _existing_data(_config(args)), args)
     elif args.command == "log":
         trio.run(_log, _existing_data(_config(args)), args)
+    elif args.command == "gc":
+        trio.run(_gc, _existing_data(_config(args)), args)
+    elif args.command == "fsck":
+        if not trio.run(_fsck, _existing_data(_config(args)), args):
+            raise StoreDamaged()
     elif args.command == "claims" and args.claims_command == "import":
         trio.run(_claims_import, _config(args), args)
     elif args.command == "claims":
@@ -467,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"relay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreDamaged:
+        return EXIT_FAILED
     except _EXPECTED_FAILURES as exc:
         if args.debug:
             raise

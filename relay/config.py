@@ -26,9 +26,6 @@ options (``--data``) override both. Units are in the names.
     reserve_bytes = 16777216       # RELAY_STORE_RESERVE_BYTES (kept for deletes on a full disk)
     compact_live_fraction = 0.8    # RELAY_STORE_COMPACT_LIVE_FRACTION (compact packs less live)
 
-    [gc]
-    scrub_bytes_per_second = 16777216  # RELAY_GC_SCRUB_BYTES_PER_SECOND (0: no background scrub)
-
     [store.s3]                     # kind = "s3": each blob one object in an upstream bucket
     endpoint = "https://<account>.r2.cloudflarestorage.com"  # RELAY_S3_ENDPOINT (required)
     region = "auto"                # RELAY_S3_REGION (default us-east-1)
@@ -75,6 +72,12 @@ options (``--data``) override both. Units are in the names.
     network_timeout_seconds = 10   # RELAY_REGISTRY_NETWORK_TIMEOUT_SECONDS
     pool_size = 8                  # RELAY_REGISTRY_POOL_SIZE (connections per process)
 
+    [gc]                           # history retention, garbage collection (relay.bucket.gc)
+    history_retention_seconds = 86400  # RELAY_GC_HISTORY_RETENTION_SECONDS (past versions kept)
+    grace_seconds = 3600           # RELAY_GC_GRACE_SECONDS (a younger blob is never swept)
+    interval_seconds = 3600        # RELAY_GC_INTERVAL_SECONDS (relay serve collects; 0: never)
+    operations_per_second = 1000   # RELAY_GC_OPERATIONS_PER_SECOND (background rate; 0: no cap)
+    scrub_bytes_per_second = 16777216  # RELAY_GC_SCRUB_BYTES_PER_SECOND (disk scrub; 0: off)
     [admin]                        # /metrics, /health/live, /health/ready; off unless set
     listen = "127.0.0.1:9090"      # RELAY_ADMIN_LISTEN (relay serve --admin HOST:PORT)
 
@@ -95,11 +98,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from relay.bucket import EngineConfig
+from relay.bucket import EngineConfig, GcConfig
 from relay.chunker import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkerConfig
 from relay.http import HttpConfig
 from relay.observe.requests import LOG_FORMATS, LOG_LEVELS
@@ -129,13 +132,6 @@ class StoreConfig:
     compact_live_fraction: float = 0.8  # disk: packs less live than this are compacted
     s3: S3StoreConfig | None = None  # set exactly when kind == "s3"
     piri: PiriStoreConfig | None = None  # set exactly when kind == "piri"
-
-
-@dataclass(frozen=True, slots=True)
-class GcConfig:
-    # Blocks re-verified per second by the background scrub of ``relay serve`` (0: off).
-    # 16 MiB/s reads a 1 TiB store in under a day and takes a few percent of one disk.
-    scrub_bytes_per_second: int = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +214,6 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "pack_size_limit_bytes": ("RELAY_PACK_SIZE_LIMIT_BYTES", "store", int),
     "reserve_bytes": ("RELAY_STORE_RESERVE_BYTES", "store", int),
     "compact_live_fraction": ("RELAY_STORE_COMPACT_LIVE_FRACTION", "store", float),
-    "scrub_bytes_per_second": ("RELAY_GC_SCRUB_BYTES_PER_SECOND", "gc", int),
     "listen": ("RELAY_LISTEN", "", str),
     "workers": ("RELAY_WORKERS", "", int),
     "region": ("RELAY_REGION", "", str),
@@ -230,6 +225,11 @@ _SETTINGS: Final[dict[str, tuple[str, str, type]]] = {
     "max_connections": ("RELAY_HTTP_MAX_CONNECTIONS", "http", int),
     "shutdown_grace_seconds": ("RELAY_HTTP_SHUTDOWN_GRACE_SECONDS", "http", float),
     "domains": ("RELAY_DOMAINS", "http", tuple),
+    "history_retention_seconds": ("RELAY_GC_HISTORY_RETENTION_SECONDS", "gc", float),
+    "grace_seconds": ("RELAY_GC_GRACE_SECONDS", "gc", float),
+    "interval_seconds": ("RELAY_GC_INTERVAL_SECONDS", "gc", float),
+    "operations_per_second": ("RELAY_GC_OPERATIONS_PER_SECOND", "gc", float),
+    "scrub_bytes_per_second": ("RELAY_GC_SCRUB_BYTES_PER_SECOND", "gc", int),
 }
 # [store.s3] setting -> environment variable (all strings); required ones have no default.
 _S3_SETTINGS: Final[dict[str, str]] = {
@@ -568,6 +568,25 @@ def load_config(
             raise ConfigError(f"{name} must be positive")
     if engine.multipart_cid_budget_bytes < 0:
         raise ConfigError("multipart_cid_budget_bytes must not be negative")
+    gc_defaults = GcConfig()
+    gc = GcConfig(
+        **{
+            name: setting(name, getattr(gc_defaults, name))
+            for name in (
+                "history_retention_seconds",
+                "grace_seconds",
+                "interval_seconds",
+                "operations_per_second",
+                "scrub_bytes_per_second",
+            )
+        }
+    )
+    for name in ("history_retention_seconds", "grace_seconds", "interval_seconds",
+                 "operations_per_second", "scrub_bytes_per_second"):  # fmt: skip
+        value = getattr(gc, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"gc.{name} must be a number, 0 or more")
+    engine = replace(engine, history_retention_seconds=gc.history_retention_seconds)
     kind = setting("kind", DEFAULT_STORE.kind)
     store = StoreConfig(
         kind=kind,
@@ -585,11 +604,6 @@ def load_config(
         raise ConfigError("reserve_bytes must not be negative")
     if not 0 < store.compact_live_fraction <= 1:
         raise ConfigError("compact_live_fraction must be above 0 and at most 1")
-    gc = GcConfig(
-        scrub_bytes_per_second=setting("scrub_bytes_per_second", GcConfig().scrub_bytes_per_second)
-    )
-    if gc.scrub_bytes_per_second < 0:
-        raise ConfigError("scrub_bytes_per_second must not be negative (0 turns scrub off)")
     try:
         http = HttpConfig(**{name: values[name] for name in _HTTP_SETTINGS if name in values})
     except ValueError as exc:

@@ -19,6 +19,10 @@ counted only then, since nothing could read them otherwise.
 ``relay serve --workers N`` inherits them from its supervisor, ``relay.workers``) instead
 of binding ``listen`` and ``roundabout.listen`` itself; ``worker`` then names this process
 in each request line.
+Garbage collection (``relay.bucket.gc``) runs in the same nursery every
+``gc.interval_seconds`` (unless 0), at ``gc.operations_per_second``, and so does the disk
+store's scrub; with workers, only worker 1 runs them. Collection sees this process's
+writes in flight, and the grace protects everyone else's (other workers' included).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
-from relay.bucket import Engine, Multipart
+from relay.bucket import Engine, Multipart, serve_gc
 from relay.config import Config, parse_listen
 from relay.credentials import Credentials, load_credentials
 from relay.http import Exchange, HttpActivity, serve_http, serve_http_listeners
@@ -155,7 +159,12 @@ async def serve(
             multipart_uploads=Multipart(engine),
             domains=config.domains,
         )
+        # One process per host keeps the store: with workers, only the first collects
+        # garbage and scrubs (N collectors would each walk every root and list every blob).
+        keeps_the_store = worker in ("", "1")
         async with trio.open_nursery() as nursery:
+            if keeps_the_store:
+                await nursery.start(partial(serve_gc, engine, config.gc, shutdown=shutdown))
             if metrics is not None and config.admin_listen is not None:
                 from relay.observe.admin import AdminApp, ReadinessCheck
 
@@ -201,7 +210,11 @@ async def serve(
                 )
                 if roundabout_started is not None:
                     roundabout_started(roundabout_bound)
-            if config.gc.scrub_bytes_per_second > 0 and hasattr(engine.store, "list_blobs"):
+            if (
+                keeps_the_store
+                and config.gc.scrub_bytes_per_second > 0
+                and hasattr(engine.store, "list_blobs")
+            ):
                 scrubbed = cast("ScrubbableStore", engine.store)  # a store that lists blobs
                 nursery.start_soon(
                     _scrub_until, shutdown, scrubbed, config.gc.scrub_bytes_per_second

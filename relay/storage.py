@@ -29,6 +29,7 @@ from relay.config import Config, ConfigError
 from relay.registry import open_sqlite_registry
 from relay.registry.base import Claim, Registry
 from relay.store import BlobStore, MemoryBlobStore
+from relay.store.base import StoredBlob
 from relay.store.disk import open_disk_store
 from relay.store.s3 import open_s3_store
 
@@ -117,8 +118,13 @@ async def open_blob_store(
             assert registry is not None
             await registry.add_claims([Claim(mh, url)])
 
+        async def forget_claims(mh: bytes) -> None:
+            assert registry is not None
+            await registry.forget_blobs([mh])
+
         on_stored = record_claim if registry is not None else None
-        async with open_s3_store(config.store.s3, on_stored=on_stored) as s3:
+        on_deleted = forget_claims if registry is not None else None
+        async with open_s3_store(config.store.s3, on_stored=on_stored, on_deleted=on_deleted) as s3:
             yield s3
         return
     if config.store.kind == "piri":
@@ -158,9 +164,25 @@ async def _open_piri(config: Config, registry: Registry | None, stack: AsyncExit
         offset, length = (span.offset, span.length) if span is not None else (None, None)
         await registry.add_claims([Claim(mh, url, offset, length) for url in urls])
 
+    async def list_recorded() -> AsyncIterator[StoredBlob]:
+        # What relay recorded storing on piri: the blobs its claims name (piri cannot
+        # list them). Their age is unknown (0: old); see relay.store.piri.
+        assert registry is not None
+        after = (b"", "")
+        previous = b""
+        while page := await registry.all_claims(after=after, limit=10_000):
+            for claim in page:
+                if claim.content != previous:
+                    previous = claim.content
+                    yield StoredBlob(claim.content, 0, 0)
+            after = (page[-1].content, page[-1].url)
+
     on_stored = record_claim if registry is not None else None
     opened = open_piri_store(
-        replace(piri, delegation=delegation), signer=signer, on_stored=on_stored
+        replace(piri, delegation=delegation),
+        signer=signer,
+        on_stored=on_stored,
+        list_recorded=list_recorded if registry is not None else None,
     )
     try:
         return await stack.enter_async_context(opened)

@@ -8,8 +8,10 @@ by pipelined group commit (rebasing when another process committed first); ``Lis
 (``listing.py``) pages through a bucket and reads the next page ahead; ``ObjectReads``
 (``reader.py``) plans a byte range and streams verified chunks;
 ``Multipart`` (``multipart.py``) stitches uploads of parts; ``export_bucket`` writes a
-bucket as a CAR. Errors are ``EngineError``s (``errors.py``, and multipart's own), which
-each caller converts to its own (the S3 layer in ``relay.s3.errors``).
+bucket as a CAR; ``collect_garbage`` (``gc.py``) deletes what the root set (``roots.py``)
+does not reach, and ``check_store`` (``fsck.py``) reads back everything it does. Errors
+are ``EngineError``s (``errors.py``, and multipart's own), which each caller converts to
+its own (the S3 layer in ``relay.s3.errors``).
 """
 
 from relay.bucket import errors
@@ -31,8 +33,11 @@ from relay.bucket.errors import (
     NoSuchBucket,
     NoSuchKey,
     PreconditionFailed,
+    VersionNotRetained,
 )
 from relay.bucket.export import ExportSummary, export_bucket
+from relay.bucket.fsck import FsckReport, check_store
+from relay.bucket.gc import GcConfig, GcProgress, GcReport, collect_garbage, serve_gc
 from relay.bucket.listing import Page, resume_after
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, ObjectSummary
 from relay.bucket.multipart import (
@@ -49,6 +54,8 @@ from relay.bucket.multipart import (
     UploadRequest,
 )
 from relay.bucket.reader import ObjectStream, ReadPlan, resolve_range
+from relay.bucket.retention import is_retained, retention_cutoff_ms
+from relay.bucket.walk import Problem
 from relay.bucket.writer import Precondition, Update
 
 __all__ = [
@@ -65,6 +72,10 @@ __all__ = [
     "EngineStatistics",
     "EntityTooSmall",
     "ExportSummary",
+    "FsckReport",
+    "GcConfig",
+    "GcProgress",
+    "GcReport",
     "InvalidKey",
     "InvalidPart",
     "InvalidPartOrder",
@@ -81,14 +92,21 @@ __all__ = [
     "Part",
     "Precondition",
     "PreconditionFailed",
+    "Problem",
     "ReadPlan",
     "Update",
     "Upload",
     "UploadRequest",
+    "VersionNotRetained",
+    "check_store",
+    "collect_garbage",
     "errors",
     "export_bucket",
+    "is_retained",
     "key_bytes",
     "open_engine",
     "resolve_range",
     "resume_after",
+    "retention_cutoff_ms",
+    "serve_gc",
 ]

@@ -29,8 +29,10 @@ from relay.bucket.errors import (
     InvalidKey,
     NoSuchBucket,
     NoSuchKey,
+    VersionNotRetained,
 )
 from relay.bucket.heads import BucketHeads
+from relay.bucket.inflight import InFlightWrites, in_flight_write
 from relay.bucket.listing import Listing, ListingStatistics, Page
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest
 from relay.bucket.reach import backfill_reach, body_parts
@@ -40,6 +42,11 @@ from relay.bucket.reader import (
     ObjectStream,
     ReadAheadBudget,
     ReadPlan,
+)
+from relay.bucket.retention import (
+    DEFAULT_HISTORY_RETENTION_SECONDS,
+    is_retained,
+    retention_cutoff_ms,
 )
 from relay.bucket.writer import (
     DEFAULT_IDLE_SECONDS,
@@ -100,6 +107,8 @@ class EngineConfig:
     # A completed multipart object's BLAKE3 (x-cid) means reading it back once: ~1 s per
     # GiB here. Above this size the digest is left out rather than made slow.
     multipart_cid_budget_bytes: int = 1 << 30
+    # Past versions older than this (and not pinned) are not read (relay.bucket.retention).
+    history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,9 @@ class Engine:
         nursery: trio.Nursery,
         config: EngineConfig = EngineConfig(),
     ) -> None:
+        # Writes in flight, which garbage collection must see (relay.bucket.inflight).
+        self.in_flight = InFlightWrites()
+        store = self.in_flight.guard(store)
         self.store = store
         self.registry = registry
         self.config = config
@@ -216,10 +228,18 @@ class Engine:
         state = await self._heads.current(name)
         if version is None:
             return state.root
-        root = await self.registry.root_at(name, version)
-        if root is None:
+        commit = await self.registry.commit_at(name, version)
+        if commit is None:
             raise NoSuchBucket(f"{name}@{version}")
-        return root
+        retention = self.config.history_retention_seconds
+        if not is_retained(
+            commit,
+            current_version=state.version,
+            cutoff_ms=retention_cutoff_ms(now_ms(), retention),
+            pinned={pin.root for pin in await self.registry.list_pins()},
+        ):
+            raise VersionNotRetained(name, version, retention)
+        return commit.root
 
     # -- objects: writing ----------------------------------------------------------------
 
@@ -274,6 +294,7 @@ class Engine:
         )
         return file_root.cid, locations
 
+    @in_flight_write
     async def put_object(
         self,
         bucket: str,

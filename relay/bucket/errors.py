@@ -52,3 +52,16 @@ class InvalidRange(EngineError):
 class CommitAborted(EngineError):
     """A write was not committed because an earlier batch it was built on failed to
     commit; nothing of it is visible and the client may retry."""
+
+
+class VersionNotRetained(EngineError):
+    """A past version of a bucket older than the history retention (and not pinned):
+    garbage collection may have deleted its blocks, so it is not read at all."""
+
+    def __init__(self, bucket: str, version: int, retention_seconds: float) -> None:
+        super().__init__(
+            f"version {version} of bucket {bucket!r} is older than the history retention"
+            f" ({retention_seconds:g} s, gc.history_retention_seconds) and is no longer kept"
+        )
+        self.bucket = bucket
+        self.version = version

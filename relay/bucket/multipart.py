@@ -35,6 +35,7 @@ import blake3
 
 from relay.bucket.engine import Engine, key_bytes
 from relay.bucket.errors import EngineError
+from relay.bucket.inflight import InFlightWrites, in_flight_write
 from relay.bucket.manifest import DEFAULT_CONTENT_TYPE, Manifest, decode_manifest
 from relay.bucket.reach import body_parts
 from relay.bucket.writer import Precondition
@@ -164,6 +165,11 @@ def _encode_part(chunked: ChunkedBody, keep: frozenset[Checksum] | None = None) 
     )
 
 
+def part_leaves(record: PartRecord) -> tuple[Leaf, ...]:
+    """The chunks an uploaded part stored (what garbage collection keeps for it)."""
+    return _part(record).leaves
+
+
 def _part(record: PartRecord) -> Part:
     value = dagcbor.decode(record.data)
     leaves = tuple(Leaf(cid, size) for cid, size in value["leaves"])
@@ -194,6 +200,10 @@ class Multipart:
             else cid_budget_bytes
         )
 
+    @property
+    def in_flight(self) -> InFlightWrites:
+        return self.engine.in_flight
+
     async def create(
         self, bucket: str, key: str, request: UploadRequest, *, owner: str = ""
     ) -> Upload:
@@ -211,6 +221,7 @@ class Multipart:
             raise NoSuchUpload(upload_id)
         return _upload(record)
 
+    @in_flight_write
     async def upload_part(
         self,
         upload: Upload,
@@ -245,6 +256,7 @@ class Multipart:
         )
         return await self._record_part(record)
 
+    @in_flight_write
     async def upload_part_copy(
         self, upload: Upload, part_number: int, source: Manifest, start: int, end: int
     ) -> Part:
@@ -311,6 +323,7 @@ class Multipart:
         )
         return [_upload(record) for record in records]
 
+    @in_flight_write
     async def complete(
         self,
         upload: Upload,

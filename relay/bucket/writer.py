@@ -56,6 +56,7 @@ import trio
 
 from relay.bucket.blocks import BlockReader
 from relay.bucket.errors import BucketNotEmpty, CommitAborted, EngineError, NoSuchBucket
+from relay.bucket.inflight import writing
 from relay.bucket.manifest import Manifest
 from relay.ipld import multihash
 from relay.ipld.block import Block
@@ -413,7 +414,9 @@ class BucketWriter:
                     if isinstance(item, DropBucket):
                         await self._drop_bucket(item)
                     else:
-                        await self._commit(item)
+                        # Garbage collection sees the commit CAR until the commit names it.
+                        with writing(self._store):
+                            await self._commit(item)
                 finally:
                     self._pipeline_slots.release()
 

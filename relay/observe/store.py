@@ -11,11 +11,11 @@ two labelled increments per call, a few microseconds against a blob put's tens.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from relay.observe.metrics import Metrics
-from relay.store.base import BlobRead, BlobStore, StoreStatistics
+from relay.store.base import BlobRead, BlobStore, ReclaimReport, StoredBlob, StoreStatistics
 
 T = TypeVar("T")
 
@@ -54,6 +54,12 @@ class InstrumentedStore:
 
     async def delete(self, mh: bytes) -> None:
         await self._timed("delete", lambda: self.wrapped.delete(mh))
+
+    def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        return self.wrapped.list_blobs()
+
+    async def reclaim_space(self) -> ReclaimReport:
+        return await self._timed("reclaim_space", self.wrapped.reclaim_space)
 
     async def sync(self) -> None:
         await self._timed("sync", self.wrapped.sync)

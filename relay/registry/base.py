@@ -100,6 +100,17 @@ class BlockLocation:
     length: int
 
 
+@dataclass(frozen=True, slots=True)
+class PinRecord:
+    """A root kept whatever its age (a snapshot, a version someone asked to keep):
+    garbage collection keeps everything ``root`` reaches until the pin is removed."""
+
+    name: str
+    bucket: str
+    root: CID
+    created_ms: int
+
+
 class UploadMissing(RegistryError):
     def __init__(self, upload_id: str) -> None:
         super().__init__(f"no multipart upload {upload_id!r}")
@@ -204,6 +215,19 @@ class Registry(Protocol):
         self, bucket: str, *, newest_first: bool = True, limit: int | None = None
     ) -> list[CommitRecord]: ...
     async def root_at(self, bucket: str, version: int) -> CID | None: ...
+    async def commit_at(self, bucket: str, version: int) -> CommitRecord | None: ...
+    # Every bucket's commits made at or after since_ms (the history retention keeps), in
+    # no particular order.
+    async def commits_since(self, since_ms: int) -> list[CommitRecord]: ...
+
+    # pins (garbage collection's roots beyond history retention); root None removes one
+    async def set_pin(self, name: str, bucket: str, root: CID | None) -> None: ...
+    async def list_pins(self) -> list[PinRecord]: ...
+
+    # Garbage collection deleted these blobs: forget every row that names them (the
+    # block locations inside them, their claims, what reaches them and the bodies whose
+    # root block was inside them), in one transaction.
+    async def forget_blobs(self, blobs: Collection[bytes]) -> None: ...
     async def find_block(self, block: bytes) -> BlockLocation | None: ...
     async def find_blocks(self, blocks: Iterable[bytes]) -> dict[bytes, BlockLocation]: ...
 

@@ -64,6 +64,7 @@ from relay.registry.base import (
     CommitRecord,
     CompletedUploadRecord,
     PartRecord,
+    PinRecord,
     Reach,
     RegistryError,
     RegistryUnavailable,
@@ -160,8 +161,23 @@ CREATE TABLE body_parts (
 );
 """
 
+# Version 2: what garbage collection reads and keeps: pins (roots kept beyond history
+# retention), and the indexes it reads by (commits by time, block locations by blob, body
+# parts by body).
+_SCHEMA_V2: Final = """
+CREATE TABLE pins (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    bucket TEXT COLLATE "C" NOT NULL,
+    root BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX commits_by_time ON commits (time_ms);
+CREATE INDEX block_locations_by_blob ON block_locations (blob);
+CREATE INDEX body_parts_by_body ON body_parts (body);
+"""
+
 # _MIGRATIONS[v] takes a database at schema version v to v + 1 (0: empty). Append only.
-_MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
+_MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1, _SCHEMA_V2)
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 # The advisory lock migrations hold (any fixed 64-bit number; this one spells "relayreg").
@@ -214,6 +230,10 @@ def _record_reach(db: psycopg.Connection[Any], bucket: str, reach: Reach) -> Non
 def _bucket(row: tuple[Any, ...]) -> BucketRecord:
     name, owner, created_ms, root, version = row
     return BucketRecord(name, owner, created_ms, CID(bytes(root)), version)
+
+
+def _optional_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _upload(row: tuple[Any, ...]) -> UploadRecord:
@@ -786,6 +806,84 @@ class PostgresRegistry:  # implements relay.registry.base.Registry
 
         if rows:
             await self._write(work)
+
+    # -- garbage collection's reads and writes (see relay.bucket.gc) ----------------------
+
+    async def commit_at(self, bucket: str, version: int) -> CommitRecord | None:
+        def work(db: psycopg.Connection[Any]) -> CommitRecord | None:
+            row = db.execute(
+                "SELECT root, time_ms, car, puts, deletes FROM commits"
+                " WHERE bucket = %s AND version = %s",
+                (bucket, version),
+            ).fetchone()
+            if row is None:
+                return None
+            root, time_ms, car, puts, deletes = row
+            return CommitRecord(
+                bucket, version, CID(bytes(root)), time_ms, _optional_bytes(car), puts, deletes
+            )
+
+        return await self._read(work)
+
+    async def commits_since(self, since_ms: int) -> list[CommitRecord]:
+        """Every bucket's commits made at or after ``since_ms``."""
+
+        def work(db: psycopg.Connection[Any]) -> list[CommitRecord]:
+            rows = db.execute(
+                "SELECT bucket, version, root, time_ms, car, puts, deletes FROM commits"
+                " WHERE time_ms >= %s",
+                (since_ms,),
+            ).fetchall()
+            return [
+                CommitRecord(b, v, CID(bytes(r)), t, _optional_bytes(c), p, d)
+                for b, v, r, t, c, p, d in rows
+            ]
+
+        return await self._read(work)
+
+    async def set_pin(self, name: str, bucket: str, root: CID | None) -> None:
+        """Pin ``root`` under ``name`` (replacing what that name pinned); None unpins."""
+        created = now_ms()
+
+        def work(db: psycopg.Connection[Any]) -> None:
+            if root is None:
+                db.execute("DELETE FROM pins WHERE name = %s", (name,))
+            else:
+                db.execute(
+                    "INSERT INTO pins (name, bucket, root, created_ms) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (name) DO UPDATE SET bucket = EXCLUDED.bucket,"
+                    " root = EXCLUDED.root, created_ms = EXCLUDED.created_ms",
+                    (name, bucket, root.bytes, created),
+                )
+
+        await self._write(work)
+
+    async def list_pins(self) -> list[PinRecord]:
+        def work(db: psycopg.Connection[Any]) -> list[PinRecord]:
+            rows = db.execute(
+                "SELECT name, bucket, root, created_ms FROM pins ORDER BY name"
+            ).fetchall()
+            return [PinRecord(n, b, CID(bytes(r)), c) for n, b, r, c in rows]
+
+        return await self._read(work)
+
+    async def forget_blobs(self, blobs: Collection[bytes]) -> None:
+        """Forget every row naming these (deleted) blobs, in one transaction (as
+        ``SqliteRegistry.forget_blobs``: block locations, claims, reach)."""
+        wanted = sorted(blobs)
+
+        def work(db: psycopg.Connection[Any]) -> None:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                inside = "SELECT block FROM block_locations WHERE blob = ANY(%s)"
+                db.execute(f"DELETE FROM bucket_reach WHERE content IN ({inside})", (batch,))
+                db.execute(f"DELETE FROM body_parts WHERE body IN ({inside})", (batch,))
+                db.execute("DELETE FROM block_locations WHERE blob = ANY(%s)", (batch,))
+                db.execute("DELETE FROM bucket_reach WHERE content = ANY(%s)", (batch,))
+                db.execute("DELETE FROM body_parts WHERE blob = ANY(%s)", (batch,))
+                db.execute("DELETE FROM claims WHERE content = ANY(%s)", (batch,))
+
+        await self._write(work)
 
     async def claims_for(self, content: bytes) -> list[Claim]:
         """Every claim for a multihash, in a stable order (by URL)."""

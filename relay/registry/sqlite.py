@@ -28,6 +28,11 @@ commit log and marks ``reach_backfill`` pending, and ``relay.bucket.reach`` reco
 objects of each bucket's current root once, on the engine's first start over the file.
 Version 3 added ``completed_uploads``: a completed multipart upload's part list and object
 manifest, kept for a while so that a retried CompleteMultipartUpload gets the same answer.
+Version 5 added ``pins`` (roots garbage collection keeps whatever their age) and an index
+of the commit log by time (what history retention keeps).
+
+Garbage collection (``relay.bucket.gc``) reads the retained roots here and, after the store
+deleted a batch of unreachable blobs, ``forget_blobs`` drops every row that names them.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from relay.registry.base import (
     CommitRecord,
     CompletedUploadRecord,
     PartRecord,
+    PinRecord,
     Reach,
     RegistryError,
     UploadMissing,
@@ -62,7 +68,7 @@ from relay.registry.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -144,6 +150,15 @@ CREATE TABLE IF NOT EXISTS body_parts (
     body BLOB NOT NULL,
     PRIMARY KEY (blob, body)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS body_parts_by_body ON body_parts (body);
+CREATE INDEX IF NOT EXISTS block_locations_by_blob ON block_locations (blob);
+CREATE INDEX IF NOT EXISTS commits_by_time ON commits (time_ms);
+CREATE TABLE IF NOT EXISTS pins (
+    name TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    root BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
 """
 
 
@@ -169,11 +184,19 @@ def _upgrade_3_to_4(db: sqlite3.Connection) -> None:
     pass
 
 
+def _upgrade_4_to_5(db: sqlite3.Connection) -> None:
+    # Version 5 adds pins (empty: nothing was pinned before) and the indexes garbage
+    # collection reads by (commits by time, block locations by blob, body parts by
+    # body), all of which _SCHEMA creates.
+    pass
+
+
 # version → the step that upgrades a file of that version to the next one
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _upgrade_1_to_2,
     2: _upgrade_2_to_3,
     3: _upgrade_3_to_4,
+    4: _upgrade_4_to_5,
 }
 
 
@@ -511,6 +534,62 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
 
         return await self._read(work)
 
+    async def commit_at(self, bucket: str, version: int) -> CommitRecord | None:
+        def work(db: sqlite3.Connection) -> CommitRecord | None:
+            row = db.execute(
+                "SELECT root, time_ms, car, puts, deletes FROM commits"
+                " WHERE bucket = ? AND version = ?",
+                (bucket, version),
+            ).fetchone()
+            if row is None:
+                return None
+            root, time_ms, car, puts, deletes = row
+            return CommitRecord(bucket, version, CID(root), time_ms, car, puts, deletes)
+
+        return await self._read(work)
+
+    async def commits_since(self, since_ms: int) -> list[CommitRecord]:
+        """Every bucket's commits made at or after ``since_ms``."""
+
+        def work(db: sqlite3.Connection) -> list[CommitRecord]:
+            rows = db.execute(
+                "SELECT bucket, version, root, time_ms, car, puts, deletes FROM commits"
+                " WHERE time_ms >= ?",
+                (since_ms,),
+            ).fetchall()
+            return [CommitRecord(b, v, CID(r), t, c, p, d) for b, v, r, t, c, p, d in rows]
+
+        return await self._read(work)
+
+    # -- pins ----------------------------------------------------------------------------
+
+    async def set_pin(self, name: str, bucket: str, root: CID | None) -> None:
+        """Pin ``root`` under ``name`` (replacing what that name pinned); None unpins."""
+        created = now_ms()
+
+        def work(db: sqlite3.Connection) -> None:
+            if root is None:
+                db.execute("DELETE FROM pins WHERE name = ?", (name,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO pins (name, bucket, root, created_ms)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, bucket, root.bytes, created),
+                )
+
+        await self._write(work)
+
+    async def list_pins(self) -> list[PinRecord]:
+        def work(db: sqlite3.Connection) -> list[PinRecord]:
+            rows = db.execute(
+                "SELECT name, bucket, root, created_ms FROM pins ORDER BY name"
+            ).fetchall()
+            return [
+                PinRecord(name, bucket, CID(root), created) for name, bucket, root, created in rows
+            ]
+
+        return await self._read(work)
+
     # -- block locations -----------------------------------------------------------------
 
     async def find_block(self, block: bytes) -> BlockLocation | None:
@@ -539,6 +618,27 @@ class SqliteRegistry:  # implements relay.registry.base.Registry
             return found
 
         return await self._read(work)
+
+    async def forget_blobs(self, blobs: Collection[bytes]) -> None:
+        """Forget every row naming these (deleted) blobs, in one transaction: the
+        locations of the blocks inside them, their claims, what reaches them, and the
+        reach of each body whose root block was inside one of them (a multi-chunk body's
+        root is a block of its index CAR)."""
+        wanted = list(blobs)
+
+        def work(db: sqlite3.Connection) -> None:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                inside = f"SELECT block FROM block_locations WHERE blob IN ({marks})"
+                db.execute(f"DELETE FROM bucket_reach WHERE content IN ({inside})", batch)
+                db.execute(f"DELETE FROM body_parts WHERE body IN ({inside})", batch)
+                db.execute(f"DELETE FROM block_locations WHERE blob IN ({marks})", batch)
+                db.execute(f"DELETE FROM bucket_reach WHERE content IN ({marks})", batch)
+                db.execute(f"DELETE FROM body_parts WHERE blob IN ({marks})", batch)
+                db.execute(f"DELETE FROM claims WHERE content IN ({marks})", batch)
+
+        await self._write(work)
 
     # -- reach (see the module docstring) ------------------------------------------------
 

@@ -24,6 +24,13 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
   them where it can (the disk store reads them all in one worker-thread hop).
 - ``has(mh)``, ``delete(mh)`` (deleting an absent blob is a no-op). ``has`` answers what
   the store believes, as cheaply as it can (the disk store: its index), not a check.
+  A put that begins after a ``delete`` of the same blob began stores the bytes again.
+- ``list_blobs()``: every blob the store holds durably, each once, with its size and when
+  the store first held it (``StoredBlob``; an age of 0 means "unknown, treat as old").
+  Garbage collection sweeps from this list (``relay.bucket.gc``).
+- ``reclaim_space()``: give back the space deleted blobs still occupy (the disk store
+  compacts its packs; a store where a delete frees the space at once does nothing), once
+  after a sweep.
 - ``aclose()``: release files and connections.
 
 A torn write (a crash mid-put) must never be read back as valid: a backend either makes
@@ -56,7 +63,7 @@ next read sees, and forgets; the put after that read stores the bytes again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -118,20 +125,6 @@ class StoreStatistics:
     blobs_forgotten: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBlob:
-    multihash: bytes
-    size: int
-    stored_at_ms: int  # when the store first held it (ms since the epoch)
-
-
-@dataclass(frozen=True, slots=True)
-class ReclaimReport:
-    bytes_freed: int
-    packs_rewritten: int
-    packs_deleted: int
-
-
 # True in the task that commits roots (the bucket writer): its puts and syncs may spend
 # the space a store keeps in reserve, so that deletes still commit on a full disk while
 # new data is refused (see ``relay.store.disk``, "A full disk").
@@ -170,6 +163,27 @@ class BlobRead:
     expect: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One blob a store holds, as ``list_blobs`` reports it."""
+
+    multihash: bytes
+    size: int
+    stored_at_ms: int  # when the store first held it (ms since the epoch; 0: unknown, old)
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimReport:
+    """What ``reclaim_space`` gave back."""
+
+    bytes_freed: int
+    packs_rewritten: int
+    packs_deleted: int
+
+
+NOTHING_RECLAIMED = ReclaimReport(0, 0, 0)
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     async def put(self, mh: bytes, data: bytes) -> None: ...
@@ -183,6 +197,10 @@ class BlobStore(Protocol):
     async def has(self, mh: bytes) -> bool: ...
 
     async def delete(self, mh: bytes) -> None: ...
+
+    def list_blobs(self) -> AsyncIterator[StoredBlob]: ...
+
+    async def reclaim_space(self) -> ReclaimReport: ...
 
     async def sync(self) -> None: ...
 

@@ -3,22 +3,33 @@
 Self-healing (see ``relay.store.base``): a put is deduplicated only if the held bytes
 still hash to the multihash (tests damage ``blobs`` directly to stand for a disk that
 lies); a read that finds them damaged drops them, so the next put stores them again.
+``stored_at_ms`` says when each blob was first held (tests age blobs by editing it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 
 import trio
 
 from relay.ipld import multihash
-from relay.store.base import BlobNotFound, BlobRead, CorruptBlob, StoreStatistics
+from relay.store.base import (
+    NOTHING_RECLAIMED,
+    BlobNotFound,
+    BlobRead,
+    CorruptBlob,
+    ReclaimReport,
+    StoredBlob,
+    StoreStatistics,
+)
 from relay.store.shared import StoreCounters, check_range_arguments, get_each
 
 
 class MemoryBlobStore:
     def __init__(self) -> None:
         self.blobs: dict[bytes, bytes] = {}
+        self.stored_at_ms: dict[bytes, int] = {}
         self._counters = StoreCounters()
 
     async def put(self, mh: bytes, data: bytes) -> None:
@@ -28,6 +39,7 @@ class MemoryBlobStore:
             self._counters.deduplicated += 1
             return
         self.blobs[mh] = bytes(data)
+        self.stored_at_ms.setdefault(mh, time.time_ns() // 1_000_000)
         self._counters.stored(len(data))
 
     async def get(
@@ -55,8 +67,22 @@ class MemoryBlobStore:
         return mh in self.blobs
 
     async def delete(self, mh: bytes) -> None:
-        await trio.lowlevel.checkpoint()
+        # Gone before the checkpoint: a put that begins after this call stores it again.
         self.blobs.pop(mh, None)
+        self.stored_at_ms.pop(mh, None)
+        await trio.lowlevel.checkpoint()
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        for mh in list(self.blobs):
+            await trio.lowlevel.checkpoint()
+            blob = self.blobs.get(mh)
+            if blob is not None:
+                yield StoredBlob(mh, len(blob), self.stored_at_ms.get(mh, 0))
+
+    async def reclaim_space(self) -> ReclaimReport:
+        """Nothing to do: a deleted blob's memory is freed with it."""
+        await trio.lowlevel.checkpoint()
+        return NOTHING_RECLAIMED
 
     async def sync(self) -> None:
         await trio.lowlevel.checkpoint()

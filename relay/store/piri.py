@@ -42,7 +42,11 @@ commit CAR in a row. ``has`` is a GET too (no cheaper existence check is specifi
 
 Delete. piri has no delete: the network keeps what it accepted. ``delete`` makes this
 store forget the blob (``get``/``has`` answer absent until it is put again, which runs the
-protocol again and gets a fresh claim); the bytes stay on the node.
+protocol again and gets a fresh claim); the bytes stay on the node. piri cannot list
+what it holds for relay either, so ``list_blobs`` lists what relay recorded
+(``list_recorded``: relay passes the blobs its location claims name, of unknown age and
+size) less what was forgotten, and ``reclaim_space`` frees nothing: garbage collection on
+a piri store makes relay forget unreachable blobs (their claims), never frees space.
 
 Failures. Connection errors, timeouts and 5xx answers (to the invocation POSTs, the PUT and
 GETs) are retried up to ``max_attempts`` times in all, with the backoff of
@@ -69,9 +73,12 @@ from relay.ipld import multihash
 from relay.ipld.block import Block
 from relay.ipld.cid import blob_key
 from relay.store.base import (
+    NOTHING_RECLAIMED,
     BlobNotFound,
     BlobRead,
     CorruptBlob,
+    ReclaimReport,
+    StoredBlob,
     StoreError,
     StoreRefused,
     StoreStatistics,
@@ -117,6 +124,7 @@ log = logging.getLogger("relay.store.piri")
 T = TypeVar("T")
 
 OnClaimed = Callable[[bytes, Sequence[str], ByteRange | None], Awaitable[None]]
+ListRecorded = Callable[[], AsyncIterator[StoredBlob]]
 
 _SHA2_256_PREFIX: Final = b"\x12\x20"
 
@@ -157,7 +165,12 @@ class PiriBlobStore:
     """A ``BlobStore`` on a piri node. Open it with ``open_piri_store``."""
 
     def __init__(
-        self, config: PiriStoreConfig, *, signer: Signer, on_stored: OnClaimed | None = None
+        self,
+        config: PiriStoreConfig,
+        *,
+        signer: Signer,
+        on_stored: OnClaimed | None = None,
+        list_recorded: ListRecorded | None = None,
     ) -> None:
         if config.delegation is None:
             raise ValueError("the piri store needs a delegation from the piri node")
@@ -172,6 +185,7 @@ class PiriBlobStore:
         self.delegation: Delegation = delegation
         self.space = config.space or signer.did
         self._on_stored = on_stored
+        self._list_recorded = list_recorded
         parts = urlsplit(config.endpoint)
         self._base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self._pools: dict[tuple[str, str, int | None], HttpPool] = {}
@@ -233,6 +247,21 @@ class PiriBlobStore:
         self._puts.present.discard(mh)
         self._forget_cached(mh)
         self._forgotten.add(mh)
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """What relay recorded storing here (see the module docstring), less what this
+        store has forgotten since."""
+        await trio.lowlevel.checkpoint()
+        if self._list_recorded is None:
+            return
+        async for blob in self._list_recorded():
+            if blob.multihash not in self._forgotten:
+                yield blob
+
+    async def reclaim_space(self) -> ReclaimReport:
+        """Nothing: piri has no delete."""
+        await trio.lowlevel.checkpoint()
+        return NOTHING_RECLAIMED
 
     async def sync(self) -> None:
         """Nothing to wait for: a put returns after piri accepted the blob."""
@@ -469,7 +498,11 @@ def _describe(response: Response) -> str:
 
 @asynccontextmanager
 async def open_piri_store(
-    config: PiriStoreConfig, *, signer: Signer, on_stored: OnClaimed | None = None
+    config: PiriStoreConfig,
+    *,
+    signer: Signer,
+    on_stored: OnClaimed | None = None,
+    list_recorded: ListRecorded | None = None,
 ) -> AsyncIterator[PiriBlobStore]:
     """A ``PiriBlobStore`` signing with ``signer``; its connections are closed on exit.
 
@@ -478,7 +511,7 @@ async def open_piri_store(
     parses the delegation (``ValueError`` if it is missing, malformed or addressed to
     another DID) and does no I/O: an unreachable node shows on first use.
     """
-    store = PiriBlobStore(config, signer=signer, on_stored=on_stored)
+    store = PiriBlobStore(config, signer=signer, on_stored=on_stored, list_recorded=list_recorded)
     try:
         yield store
     finally:

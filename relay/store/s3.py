@@ -49,12 +49,20 @@ answers 503). A 4xx is not retried: it raises
 ``StoreError`` naming the status and the S3 error code (and never the secret). All
 requests are idempotent (PUT of content-addressed bytes, GET, HEAD, DELETE), so a retry
 after an ambiguous failure is safe.
+
+Garbage collection. ``list_blobs`` pages through the prefix with ListObjectsV2 (1,000 keys
+a request), each blob's age its LastModified; objects under the prefix that are not blobs
+are skipped. ``delete`` removes the object, which frees its space at once (so
+``reclaim_space`` has nothing to do), then runs ``on_deleted(mh)``, where relay forgets
+the blob's location claims.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
+import html
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -66,13 +74,17 @@ from urllib.parse import urlsplit
 import trio
 
 from relay.ipld import multihash
-from relay.ipld.cid import blob_key
+from relay.ipld.cid import CIDError, blob_key, parse_blob_key
 from relay.sigv4 import UNSIGNED_PAYLOAD, quote_path, sign_headers
+from relay.sigv4.canonical import canonical_query
 from relay.sigv4.sign import signed_host
 from relay.store.base import (
+    NOTHING_RECLAIMED,
     BlobNotFound,
     BlobRead,
     CorruptBlob,
+    ReclaimReport,
+    StoredBlob,
     StoreError,
     StoreStatistics,
     StoreUnavailable,
@@ -91,10 +103,17 @@ from relay.store.shared import (
 )
 
 OnStored = Callable[[bytes, str], Awaitable[None]]
+OnDeleted = Callable[[bytes], Awaitable[None]]
 
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _SHA2_256_PREFIX: Final = b"\x12\x20"
 _CONTENT_RANGE: Final = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
+_LISTED: Final = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
+_LISTED_FIELD: Final = {
+    name: re.compile(rf"<{name}>([^<]*)</{name}>".encode())
+    for name in ("Key", "Size", "LastModified")
+}
+_NEXT_TOKEN: Final = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _XML_FIELD: Final = {
     name: re.compile(rf"<{name}>([^<]{{0,200}})</{name}>".encode()) for name in ("Code", "Message")
 }
@@ -141,9 +160,16 @@ class S3StoreStatistics:
 class S3BlobStore:
     """A ``BlobStore`` on an S3-compatible bucket. Open it with ``open_s3_store``."""
 
-    def __init__(self, config: S3StoreConfig, *, on_stored: OnStored | None = None) -> None:
+    def __init__(
+        self,
+        config: S3StoreConfig,
+        *,
+        on_stored: OnStored | None = None,
+        on_deleted: OnDeleted | None = None,
+    ) -> None:
         self.config = config
         self._on_stored = on_stored
+        self._on_deleted = on_deleted
         parts = urlsplit(config.endpoint)
         scheme = parts.scheme
         assert parts.hostname is not None  # checked by S3StoreConfig
@@ -279,6 +305,51 @@ class S3BlobStore:
         self._puts.present.discard(mh)
         await self._request("DELETE", mh, [], b"", ok=(200, 204, 404))
         self._puts.present.discard(mh)  # a get racing the delete may have re-added it
+        if self._on_deleted is not None:
+            await self._on_deleted(mh)
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """Every blob object under the prefix, a ListObjectsV2 page at a time."""
+        bucket_path = self._base_path + quote_path(f"/{self.config.bucket}")
+        token: str | None = None
+        while True:
+            pairs = [("list-type", "2"), ("prefix", self.config.prefix)]
+            if token is not None:
+                pairs.append(("continuation-token", token))
+            response = await self._send(
+                "GET", bucket_path, canonical_query(pairs), f"list {self.config.bucket}", [], b""
+            )
+            for listed in _LISTED.findall(response.body):
+                blob = self._listed_blob(listed)
+                if blob is not None:
+                    yield blob
+            match = _NEXT_TOKEN.search(response.body)
+            if match is None or b"<IsTruncated>true</IsTruncated>" not in response.body:
+                return
+            token = html.unescape(match.group(1).decode("utf-8"))
+
+    def _listed_blob(self, listed: bytes) -> StoredBlob | None:
+        found = {}
+        for name, pattern in _LISTED_FIELD.items():
+            match = pattern.search(listed)
+            if match is None:
+                return None
+            found[name] = html.unescape(match.group(1).decode("utf-8"))
+        name = found["Key"].removeprefix(self.config.prefix).partition("/")[0]
+        try:
+            mh = parse_blob_key(name)
+            size = int(found["Size"])
+            when = datetime.datetime.fromisoformat(found["LastModified"])
+        except (CIDError, ValueError):
+            return None
+        if found["Key"] != self.object_key(mh):
+            return None  # not one of relay's blob objects
+        return StoredBlob(mh, size, int(when.timestamp() * 1000))
+
+    async def reclaim_space(self) -> ReclaimReport:
+        """Nothing to do: deleting an object freed its space."""
+        await trio.lowlevel.checkpoint()
+        return NOTHING_RECLAIMED
 
     async def sync(self) -> None:
         """Nothing to wait for: every put that returned was acknowledged durable by S3."""
@@ -350,8 +421,36 @@ class S3BlobStore:
 
         404 on a GET or HEAD that does not list it in ``ok`` is ``BlobNotFound``.
         """
+        response = await self._send(
+            method,
+            self._object_path(mh),
+            "",
+            f"{self.config.bucket}/{self.object_key(mh)}",
+            headers,
+            body,
+            payload_hash=payload_hash,
+            ok=(*ok, 404) if method in ("GET", "HEAD") else ok,
+        )
+        if response.status == 404 and 404 not in ok:
+            raise BlobNotFound(mh)
+        return response
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        what: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        payload_hash: str | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> Response:
+        """Send a signed request (``query`` exactly as sent), retrying connection errors
+        and 5xx; another status not in ``ok`` raises ``StoreError`` naming ``what``."""
         config = self.config
-        path = self._object_path(mh)
+        target = f"{path}?{query}" if query else path
         if payload_hash is None:
             payload_hash = _EMPTY_SHA256 if not body else UNSIGNED_PAYLOAD
         failure = ""
@@ -366,7 +465,7 @@ class S3BlobStore:
                 method,
                 self._host_header,
                 path,
-                "",
+                query,
                 signed,
                 payload_hash=payload_hash,
                 access_key=config.access_key_id,
@@ -377,7 +476,7 @@ class S3BlobStore:
             )
             try:
                 response = await self._pool.request(
-                    method, path, signed, body, timeout_seconds=config.attempt_timeout_seconds
+                    method, target, signed, body, timeout_seconds=config.attempt_timeout_seconds
                 )
             except ConnectionFailed as exc:
                 failure = str(exc.args[0])
@@ -387,15 +486,9 @@ class S3BlobStore:
             if response.status >= 500:
                 failure = _describe(response)
                 continue
-            if response.status == 404 and method in ("GET", "HEAD"):
-                raise BlobNotFound(mh)
-            raise StoreError(
-                f"upstream refused {method} {config.bucket}/{self.object_key(mh)}:"
-                f" {_describe(response)}"
-            )
+            raise StoreError(f"upstream refused {method} {what}: {_describe(response)}")
         raise StoreUnavailable(
-            f"upstream {method} {config.bucket}/{self.object_key(mh)} failed after"
-            f" {config.max_attempts} attempts: {failure}"
+            f"upstream {method} {what} failed after {config.max_attempts} attempts: {failure}"
         )
 
 
@@ -415,14 +508,18 @@ def _describe(response: Response) -> str:
 
 @asynccontextmanager
 async def open_s3_store(
-    config: S3StoreConfig, *, on_stored: OnStored | None = None
+    config: S3StoreConfig,
+    *,
+    on_stored: OnStored | None = None,
+    on_deleted: OnDeleted | None = None,
 ) -> AsyncIterator[S3BlobStore]:
     """An ``S3BlobStore`` for ``config``; its connections are closed on exit.
 
-    ``on_stored(mh, url)`` runs after each blob is uploaded, before ``put`` returns.
+    ``on_stored(mh, url)`` runs after each blob is uploaded, before ``put`` returns;
+    ``on_deleted(mh)`` after each blob is deleted, before ``delete`` returns.
     Opening does no I/O: an unreachable or misconfigured upstream shows on first use.
     """
-    store = S3BlobStore(config, on_stored=on_stored)
+    store = S3BlobStore(config, on_stored=on_stored, on_deleted=on_deleted)
     try:
         yield store
     finally:

@@ -40,6 +40,7 @@ def downgrade_to_version_1(path: Path) -> None:
             "DROP INDEX bucket_reach_by_content; DROP TABLE bucket_reach; DROP TABLE body_parts;"
             " DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
             " DROP TABLE bucket_settings;"
+            " DROP INDEX block_locations_by_blob; DROP INDEX commits_by_time; DROP TABLE pins;"
             " UPDATE meta SET value = '1' WHERE key = 'schema_version';"
         )
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -80,7 +81,7 @@ async def test_a_version_1_registry_is_upgraded_and_its_objects_backfilled(tmp_p
     downgrade_to_version_1(path)
 
     async with open_sqlite_registry(path) as registry:
-        assert schema_version(path) == str(SCHEMA_VERSION) == "4"
+        assert schema_version(path) == str(SCHEMA_VERSION) == "5"
         assert await registry.reach_backfill_pending()
         # commit CARs come from the commit log at once; objects need the blob store
         for car in cars:
@@ -102,7 +103,7 @@ async def test_opening_an_upgraded_registry_again_changes_nothing(tmp_path: Path
         assert not await registry.reach_backfill_pending()  # a new file has nothing to fill
     async with open_sqlite_registry(path) as registry:
         assert not await registry.reach_backfill_pending()
-    assert schema_version(path) == "4"
+    assert schema_version(path) == "5"
 
 
 def downgrade_to_version_2(path: Path) -> None:
@@ -112,6 +113,7 @@ def downgrade_to_version_2(path: Path) -> None:
         db.executescript(
             "DROP INDEX completed_uploads_by_age; DROP TABLE completed_uploads;"
             " DROP TABLE bucket_settings;"
+            " DROP INDEX block_locations_by_blob; DROP INDEX commits_by_time; DROP TABLE pins;"
             " UPDATE meta SET value = '2' WHERE key = 'schema_version';"
         )
     finally:
@@ -131,7 +133,7 @@ async def test_a_version_2_registry_is_upgraded_and_its_open_uploads_complete(
     downgrade_to_version_2(path)
 
     async with open_sqlite_registry(path) as registry, open_engine(store, registry) as engine:
-        assert schema_version(path) == "4"
+        assert schema_version(path) == "5"
         uploads = Multipart(engine)
         upload = await uploads.get("alices", "k", upload.upload_id)
         manifest = await uploads.complete(upload, [(1, part.etag)])
