@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import RelayProcess, client_env, start_relay, stop_relay
-from netns import Namespace, network_namespace
+from hostnames_netns import Namespace, network_namespace
 
 DOMAIN = "s3.relay.test"
 DUCK_BUCKET = "duck-tables"
