@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 RELAY = Path(__file__).resolve().parent.parent / "relay"
-PURE_CORES = ["relay.ipld", "relay.unixfs", "relay.mst", "relay.sigv4", "relay.ucan"]
+PURE_CORES = [
+    "relay.ipld",
+    "relay.unixfs",
+    "relay.mst",
+    "relay.sigv4",
+    "relay.ucan",
+    "relay.access",
+]
 # Pure modules inside packages that also hold a trio shell.
 PURE_MODULES = [
     "relay.roundabout.matching",
@@ -192,6 +199,7 @@ ALLOWED: dict[str, set[str]] = {
     "errorgroups": set(),
     "lru": set(),
     "ipld": set(),
+    "access": set(),
     "unixfs": {"ipld"},
     "mst": {"ipld", "lru"},
     "ucan": {"ipld"},
@@ -202,7 +210,7 @@ ALLOWED: dict[str, set[str]] = {
     "claims": {"ipld", "registry"},
     "chunker": {"ipld", "store", "errorgroups"},
     "bucket": {"chunker", "store", "registry", "mst", "unixfs", "ipld", "lru", "errorgroups"},
-    "s3": {"bucket", "chunker", "http", "sigv4", "ipld", "registry", "store"},
+    "s3": {"access", "bucket", "chunker", "http", "sigv4", "ipld", "registry", "store"},
     "roundabout": {"http", "sigv4", "registry", "ipld"},
     "observe": {"http", "store", "version"},
     "credentials": set(),

@@ -90,6 +90,13 @@ MAX_SINGLE_PUT_BYTES: Final = 5 << 30
 # Enough for one download to read DEFAULT_PREFETCH 1 MiB chunks ahead.
 DEFAULT_READ_AHEAD_BYTES: Final = 4 << 20
 
+# How long a bucket's settings (policy, ACL...) read from the registry answer requests.
+# Every request is decided from them, and a registry read per request halves the rate of
+# small requests; a write through this engine replaces its copy at once, so only a change
+# made by another process serving the same registry can take this long to be seen (S3's
+# bucket configurations are eventually consistent too).
+BUCKET_SETTINGS_TTL_SECONDS: Final = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -198,7 +205,8 @@ class Engine:
             max_batch=config.max_batch,
             idle_seconds=config.writer_idle_seconds,
         )
-        # bucket -> (the cursor of the page being read ahead, set when it is warm)
+        # bucket -> (when read, its settings); see BUCKET_SETTINGS_TTL_SECONDS
+        self._settings: dict[str, tuple[float, dict[str, bytes]]] = {}
 
     # -- buckets -------------------------------------------------------------------------
 
@@ -219,6 +227,28 @@ class Engine:
         await self._heads.submit(name, drop)
         await drop.wait()
         self._heads.forget(name)
+        self._settings.pop(name, None)
+
+    async def bucket_settings(self, name: str) -> dict[str, bytes]:
+        """The bucket's access and browser settings (policy, ACL, CORS...) by name, at
+        most BUCKET_SETTINGS_TTL_SECONDS old (never older than this engine's own writes).
+        The caller must not change the dict."""
+        cached = self._settings.get(name)
+        now = trio.current_time()
+        if cached is not None and now - cached[0] < BUCKET_SETTINGS_TTL_SECONDS:
+            return cached[1]
+        settings = await self.registry.get_bucket_settings(name)
+        self._settings[name] = (now, settings)
+        return settings
+
+    async def put_bucket_setting(self, name: str, setting: str, value: bytes | None) -> None:
+        """Store (None: delete) one of the bucket's settings."""
+        self._settings.pop(name, None)
+        try:
+            await self.registry.put_bucket_setting(name, setting, value)
+        finally:
+            # A read racing the write may have cached the old value: forget it again.
+            self._settings.pop(name, None)
 
     async def bucket_log(self, name: str, *, limit: int | None = None) -> list[CommitRecord]:
         await self._heads.current(name)
@@ -311,6 +341,7 @@ class Engine:
         precondition: Precondition | None = None,
         max_body_bytes: int | None = MAX_SINGLE_PUT_BYTES,
         size_hint: int | None = None,
+        acl: tuple[tuple[str, str], ...] | None = None,
     ) -> Manifest:
         """Store ``body`` under ``key`` and return its manifest once committed.
 
@@ -344,6 +375,7 @@ class Engine:
             },
             blake3=stored.chunked.blake3,
             tags=dict(tags or {}),
+            acl=acl,
         )
         await self.commit_manifest(
             bucket,

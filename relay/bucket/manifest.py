@@ -7,13 +7,16 @@ never null, so the encoding of a manifest is unique)::
      "etag": str (unquoted), "mtime": int (ms since the epoch), "type": str,
      "meta": {str: str}, "hdrs": {str: str}, "sums": {str: bytes},
      "b3": bytes (BLAKE3 of the whole body)?, "parts": [int]?, "psums": [{str: bytes}]?,
-     "tags": {str: str}?, "ctype": "COMPOSITE" | "FULL_OBJECT"?}
+     "tags": {str: str}?, "ctype": "COMPOSITE" | "FULL_OBJECT"?,
+     "acl": [[grantee: str, permission: str]]?}
 
 A single PUT's ``sums`` are checksums of its bytes (type FULL_OBJECT). A multipart
 object's ``psums`` hold each part's own, and its ``sums`` are of the type ``ctype`` says:
 COMPOSITE (the checksum of the parts' binary checksums, shown with a ``-N`` suffix; the
 type of a multipart object that has no ``ctype``) or FULL_OBJECT (a CRC of the whole
-object, combined from the parts' CRCs).
+object, combined from the parts' CRCs). ``acl`` is the object's ACL grants when they are
+not the default (the owner's FULL_CONTROL alone), so a private object's manifest and CID
+are what they were before relay kept ACLs.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Manifest:
     part_checksums: tuple[dict[str, bytes], ...] | None = None
     # "COMPOSITE" or "FULL_OBJECT"; None: what the object's shape implies (see checksum_type).
     stored_checksum_type: str | None = None
+    # The object's ACL grants (grantee, permission); None: private to the bucket's owner.
+    acl: tuple[tuple[str, str], ...] | None = None
 
     @property
     def checksum_type(self) -> str:
@@ -116,6 +121,8 @@ class Manifest:
             value["psums"] = [dict(sums) for sums in self.part_checksums]
         if self.stored_checksum_type is not None:
             value["ctype"] = self.stored_checksum_type
+        if self.acl is not None:
+            value["acl"] = [list(grant) for grant in self.acl]
         return value
 
     def to_block(self) -> Block:
@@ -132,6 +139,16 @@ def _checksum_type(value: object) -> str | None:
     if value is None or value == "COMPOSITE" or value == "FULL_OBJECT":
         return value
     raise ManifestError("manifest checksum type must be COMPOSITE or FULL_OBJECT")
+
+
+def _acl(value: object) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(g, list) and len(g) == 2 and all(isinstance(p, str) for p in g) for g in value
+    ):
+        raise ManifestError("manifest acl must be a list of [grantee, permission] pairs")
+    return tuple((grantee, permission) for grantee, permission in value)
 
 
 def manifest_from_ipld(value: object) -> Manifest:
@@ -160,6 +177,7 @@ def manifest_from_ipld(value: object) -> Manifest:
             if value.get("psums") is None
             else tuple(dict(sums) for sums in value["psums"]),
             stored_checksum_type=_checksum_type(value.get("ctype")),
+            acl=_acl(value.get("acl")),
         )
     except KeyError as exc:
         raise ManifestError(f"manifest lacks field {exc}") from None

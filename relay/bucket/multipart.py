@@ -95,6 +95,8 @@ class UploadRequest:
     tags: dict[str, str] = field(default_factory=dict)
     # COMPOSITE or FULL_OBJECT; None: the algorithm's default (see checksum_kind).
     checksum_type: str | None = None
+    # The object's ACL grants, applied at Complete; None: private.
+    acl: tuple[tuple[str, str], ...] | None = None
 
     @property
     def checksum_kind(self) -> tuple[Checksum, ChecksumType] | None:
@@ -117,6 +119,8 @@ class UploadRequest:
             value["sum"] = self.checksum
         if self.checksum_type is not None:
             value["stype"] = self.checksum_type
+        if self.acl is not None:
+            value["acl"] = [list(grant) for grant in self.acl]
         return dagcbor.encode(value)
 
     @classmethod
@@ -129,6 +133,7 @@ class UploadRequest:
             value.get("sum"),
             value.get("tags", {}),
             value.get("stype"),
+            None if value.get("acl") is None else tuple((g, p) for g, p in value["acl"]),
         )
 
 
@@ -403,6 +408,7 @@ class Multipart:
             checksums=checksums,
             part_checksums=part_checksums,
             stored_checksum_type=stored_type,
+            acl=request.acl,
         )
         await self.engine.commit_manifest(
             upload.bucket,

@@ -2,12 +2,15 @@
 
 ``S3App.handle`` is the ``relay.http`` handler. It splits the target (path-style, or
 virtual-hosted when the Host is a bucket under one of relay's ``domains``), routes it
-(pure), authenticates it (SigV4 or SigV2, ``relay.sigv4.authenticate``) and checks its
+(pure), authenticates it (SigV4 or SigV2, ``relay.sigv4.authenticate``), checks its
 headers against the audit table in ``relay.s3.headers`` (a header relay does not honour is
-refused by name, never dropped) before any handler runs, so a refused request is answered
-before its body is read and its client never gets ``100 Continue``. Then it dispatches to
-the operation family's module, and converts every error at this one boundary into the S3
-XML error document. Every response carries ``x-amz-request-id``.
+refused by name, never dropped), and decides access in one place
+(``relay.s3.access.authorize``: owner, bucket policy, ACLs; a request with no signature
+at all is anonymous and gets only what those allow) before any handler runs, so a
+refused request is answered before its body is read and its client never gets
+``100 Continue``. Then it dispatches to the operation family's module, and converts every
+error at this one boundary into the S3 XML error document. Every response carries
+``x-amz-request-id``.
 
 Two requests carry no signed head and are answered before authentication: a CORS
 preflight (``OPTIONS``, from the bucket's rules, ``relay.s3.cors``) and a browser form
@@ -34,7 +37,19 @@ from relay.http.exchange import (
     NOTE_REASON,
     NOTE_REQUEST_ID,
 )
-from relay.s3 import buckets, copy, cors, forms, headers, multipart, objects, routing, tagging, xml
+from relay.s3 import (
+    access,
+    buckets,
+    copy,
+    cors,
+    forms,
+    headers,
+    multipart,
+    objects,
+    routing,
+    tagging,
+    xml,
+)
 from relay.s3.context import Context
 from relay.s3.errors import NotImplemented_, S3Error, SlowDown, from_exception
 from relay.sigv4 import VerifiedRequest, authenticate, claimed_access_key
@@ -69,10 +84,10 @@ _DISPATCH: Final[dict[type[routing.Endpoint], Handler]] = {
     routing.GetObjectTagging: tagging.get_object_tagging,
     routing.PutObjectTagging: tagging.put_object_tagging,
     routing.DeleteObjectTagging: tagging.delete_object_tagging,
-    routing.GetObjectAcl: tagging.get_object_acl,
-    routing.PutObjectAcl: tagging.put_object_acl,
-    routing.GetBucketAcl: tagging.get_bucket_acl,
-    routing.PutBucketAcl: tagging.put_bucket_acl,
+    routing.GetObjectAcl: access.get_object_acl,
+    routing.PutObjectAcl: access.put_object_acl,
+    routing.GetBucketAcl: access.get_bucket_acl,
+    routing.PutBucketAcl: access.put_bucket_acl,
     routing.GetBucketVersioning: tagging.get_bucket_versioning,
     routing.PutBucketVersioning: tagging.put_bucket_versioning,
     routing.ListObjectVersions: buckets.list_object_versions,
@@ -81,7 +96,36 @@ _DISPATCH: Final[dict[type[routing.Endpoint], Handler]] = {
     routing.GetBucketCors: cors.get_bucket_cors,
     routing.PutBucketCors: cors.put_bucket_cors,
     routing.DeleteBucketCors: cors.delete_bucket_cors,
+    routing.AccessSetting: access.access_setting,
 }
+
+# A request with none of these (and no Authorization header) carries no signature at all:
+# it is anonymous, and gets only what an ACL or a bucket policy grants everyone. One that
+# carries a signature, however broken, is verified and refused as before.
+_ANONYMOUS_QUERY_MARKERS: Final = (
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "AWSAccessKeyId", "Signature",
+)  # fmt: skip
+
+
+def _is_anonymous(request: Request, query: Mapping[str, str]) -> bool:
+    if request.header("authorization") is not None:
+        return False
+    return not any(marker in query for marker in _ANONYMOUS_QUERY_MARKERS)
+
+
+def _anonymous(region: str) -> VerifiedRequest:
+    """What handlers see as ``ctx.auth`` of an anonymous request: no key, unsigned body."""
+    return VerifiedRequest(
+        access_key="",
+        payload="UNSIGNED-PAYLOAD",
+        seed_signature="",
+        signing_key=b"",
+        scope="",
+        timestamp="",
+        region=region,
+        presigned=False,
+        decoded_content_length=None,
+    )
 
 
 def _first_values(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -105,6 +149,7 @@ class S3App:
         self.engine = engine
         self.multipart = multipart_uploads or Multipart(engine)
         self._credentials = dict(credentials)
+        self._principals = frozenset(self._credentials)
         self.region = region
         self._clock = clock
         # Hosts under which a Host of BUCKET.<domain> names the bucket (virtual-hosted).
@@ -159,17 +204,21 @@ class S3App:
             return await cors.preflight(self.engine, request, endpoint)
         if isinstance(endpoint, routing.PostObject):
             return await self._post_object(request, body, target, request_id, notes)
-        auth = authenticate(
-            request.method,
-            request.path,
-            request.query,
-            request.wire_headers,
-            self._credentials.get,
-            self._clock(),
-            region=self.region,
-            host_bucket=host_bucket,
-        )
-        notes[NOTE_ACCESS_KEY] = auth.access_key
+        anonymous = _is_anonymous(request, target.query)
+        if anonymous:
+            auth = _anonymous(self.region)
+        else:
+            auth = authenticate(
+                request.method,
+                request.path,
+                request.query,
+                request.wire_headers,
+                self._credentials.get,
+                self._clock(),
+                region=self.region,
+                host_bucket=host_bucket,
+            )
+            notes[NOTE_ACCESS_KEY] = auth.access_key
         if isinstance(endpoint, routing.Unsupported):
             raise NotImplemented_(f"relay does not implement {endpoint.operation} yet")
         headers.check_request_headers(type(endpoint), first_values)
@@ -183,7 +232,10 @@ class S3App:
             self.engine,
             self.multipart,
             self.region,
+            anonymous=anonymous,
+            known_principals=self._principals,
         )
+        await access.authorize(ctx, endpoint, self._clock())
         if isinstance(endpoint, routing.ListBuckets):
             return await buckets.list_buckets(ctx)
         return await _DISPATCH[type(endpoint)](ctx, endpoint)

@@ -7,16 +7,16 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from relay.access import acl
 from relay.bucket import BucketAlreadyExists, Page, resume_after
 from relay.http import Response
 from relay.registry.base import BucketRecord
-from relay.s3 import xml
+from relay.s3 import permissions, xml
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import (
     AccessDenied,
     InvalidArgument,
     InvalidBucketName,
-    NotImplemented_,
 )
 from relay.s3.listing import (
     decode_token,
@@ -40,27 +40,8 @@ from relay.s3.xml import Owner, document, element, iso8601
 
 _BUCKET_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS: Final = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-# Every canned ACL S3 defines: another name is a malformed request (400), not a feature
-# relay lacks (501).
-CANNED_ACLS: Final = frozenset(
-    {
-        "private",
-        "public-read",
-        "public-read-write",
-        "authenticated-read",
-        "aws-exec-read",
-        "bucket-owner-read",
-        "bucket-owner-full-control",
-        "log-delivery-write",
-    }
-)
 # The one region where S3 answers a CreateBucket of a bucket the caller owns with 200.
 _LEGACY_REGION: Final = "us-east-1"
-
-
-def check_canned_acl_name(acl: str) -> None:
-    if acl not in CANNED_ACLS:
-        raise InvalidArgument(f"The canned ACL {acl[:64]!r} is not valid")
 
 
 def check_bucket_name(name: str) -> None:
@@ -80,14 +61,17 @@ def check_bucket_name(name: str) -> None:
 async def owned_bucket(
     ctx: Context, name: str, *, expected_owner_header: str = "x-amz-expected-bucket-owner"
 ) -> BucketRecord:
-    """The bucket, if it exists and belongs to the caller's credential.
+    """The bucket, if it exists and the caller may act on it: it was authorized for this
+    request (``relay.s3.access``), or belongs to the caller's credential.
 
     ``x-amz-expected-bucket-owner`` (``x-amz-source-expected-bucket-owner`` for a copy's
     source) must name the bucket's owner, the access key that created it, else 403 as S3
     answers: a client guarding against writing into someone else's bucket is obeyed."""
     record = await ctx.engine.head_bucket(name)
     owner = record.owner or ctx.owner
-    if owner != ctx.owner:
+    # relay.s3.access.authorize decided this request (policy, ACLs); without its word,
+    # only the owner passes.
+    if name not in ctx.authorized and (ctx.anonymous or owner != ctx.owner):
         raise AccessDenied()
     expected = ctx.headers.get(expected_owner_header)
     if expected is not None and expected.strip() != owner:
@@ -134,12 +118,7 @@ async def list_buckets(ctx: Context) -> Response:
 
 async def create_bucket(ctx: Context, endpoint: CreateBucket) -> Response:
     check_bucket_name(endpoint.bucket)
-    acl = ctx.headers.get("x-amz-acl", "private").strip()
-    check_canned_acl_name(acl)
-    if acl != "private" or any(name.startswith("x-amz-grant-") for name in ctx.headers):
-        raise NotImplemented_(
-            f"relay keeps buckets private to their owner; the ACL {acl!r} is not supported"
-        )
+    grants = permissions.stored_grants(permissions.requested_grants(ctx, ctx.owner), ctx.owner)
     body = await drain(Payload(ctx.body, ctx.auth, ctx.content_length()), 64 << 10)
     xml.parse_location_constraint(body)  # any region is accepted: relay has one
     try:
@@ -148,6 +127,11 @@ async def create_bucket(ctx: Context, endpoint: CreateBucket) -> Response:
         # us-east-1 keeps S3's legacy answer: re-creating your own bucket succeeds.
         if not (exc.owned_by_caller and ctx.region == _LEGACY_REGION):
             raise
+    else:
+        if grants is not None:
+            await ctx.engine.put_bucket_setting(
+                endpoint.bucket, permissions.ACL, acl.encode(grants)
+            )
     return empty_response(200, [("location", f"/{endpoint.bucket}")])
 
 
@@ -165,6 +149,12 @@ async def delete_bucket(ctx: Context, endpoint: DeleteBucket) -> Response:
 async def get_bucket_location(ctx: Context, endpoint: GetBucketLocation) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
     return xml_response(200, xml.location_constraint(ctx.region))
+
+
+def _bucket_owner(ctx: Context) -> str:
+    """Who a listing names as its objects' owner: the bucket's (every object is its
+    bucket owner's), whoever lists it."""
+    return ctx.bucket_access.owner if ctx.bucket_access is not None else ctx.owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +207,7 @@ async def list_objects_v2(ctx: Context, endpoint: ListObjectsV2) -> Response:
         encoding_type=listing.encoding_type,
         start_after=start_after,
         continuation_token=token,
-        owner=ctx.owner if fetch_owner else None,
+        owner=_bucket_owner(ctx) if fetch_owner else None,
     )
     return xml_response(200, body)
 
@@ -236,7 +226,7 @@ async def list_objects_v1(ctx: Context, endpoint: ListObjects) -> Response:
         max_keys=listing.max_keys,
         encoding_type=listing.encoding_type,
         marker=marker,
-        owner=ctx.owner,
+        owner=_bucket_owner(ctx),
     )
     return xml_response(200, body)
 
@@ -249,7 +239,7 @@ async def list_object_versions(ctx: Context, endpoint: ListObjectVersions) -> Re
     cursor = resume_after(key_marker, listing.prefix, listing.delimiter) if key_marker else b""
     page = await _page(ctx, endpoint.bucket, listing, cursor)
     encode = encoder(listing.encoding_type)
-    owner = Owner(ctx.owner, ctx.owner).render()
+    owner = Owner(_bucket_owner(ctx), _bucket_owner(ctx)).render()
     body = (
         element("Name", endpoint.bucket)
         + element("Prefix", encode(listing.prefix))

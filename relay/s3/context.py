@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from relay.access.decide import BucketAccess
 from relay.bucket import Engine, Multipart
 from relay.chunker import Checksum, checksum_of
 from relay.http import Request, RequestBody, Response
@@ -29,6 +30,14 @@ class Context:
     multipart: Multipart
     region: str
     owner: str = field(init=False)
+    # An unsigned request: ``auth`` is then a stand-in with no key (relay.s3.app).
+    anonymous: bool = False
+    # relay's access key ids: who an ACL grant or a policy may name.
+    known_principals: frozenset[str] = frozenset()
+    # Buckets relay.s3.access.authorize has let this request act on.
+    authorized: set[str] = field(default_factory=set)
+    # The settings of the request's bucket, as authorize read them.
+    bucket_access: BucketAccess | None = None
 
     def __post_init__(self) -> None:
         self.owner = self.auth.access_key

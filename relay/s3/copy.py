@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from relay.bucket import Manifest
 from relay.http import Response
 from relay.registry.base import now_ms
-from relay.s3 import checksums, conditions, xml
+from relay.s3 import checksums, conditions, permissions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, xml_response
 from relay.s3.errors import InvalidArgument, InvalidRange, InvalidRequest, NoSuchVersion
@@ -75,7 +75,13 @@ async def copy_object(ctx: Context, endpoint: CopyObject) -> Response:
             " without changing the object's metadata, storage class, website redirect"
             " location or encryption attributes."
         )
-    copy = dataclasses.replace(source, key=endpoint.key, last_modified_ms=now_ms())
+    # A copy gets the ACL its request asks for, never its source's (as on S3).
+    copy = dataclasses.replace(
+        source,
+        key=endpoint.key,
+        last_modified_ms=now_ms(),
+        acl=permissions.object_grants_for_write(ctx),
+    )
     if metadata_directive == "REPLACE":
         content_type, metadata, content = stored_headers(ctx.headers)
         copy = dataclasses.replace(

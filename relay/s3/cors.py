@@ -5,7 +5,8 @@ The rules live in the registry as the bucket's ``cors`` setting (the canonical d
 deleted with the bucket). They are read from the registry for each request that carries
 an ``Origin`` header and names a bucket, and for no other: a request without Origin costs
 nothing, and every process serving one registry sees a change at once (no cache to go
-stale).
+stale). They are written through the engine, so its short-lived copy of the bucket's
+settings (which access decisions read) never holds the old rules.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ async def put_bucket_cors(ctx: Context, endpoint: PutBucketCors) -> Response:
     body = await drain(payload, corsrules.MAX_DOCUMENT_BYTES + 1)
     check_body_digests(ctx.headers, body, payload.trailers)
     rules = corsrules.parse(body)
-    await ctx.engine.registry.put_bucket_setting(endpoint.bucket, SETTING, corsrules.render(rules))
+    await ctx.engine.put_bucket_setting(endpoint.bucket, SETTING, corsrules.render(rules))
     return empty_response(200)
 
 
@@ -50,7 +51,7 @@ async def get_bucket_cors(ctx: Context, endpoint: GetBucketCors) -> Response:
 
 async def delete_bucket_cors(ctx: Context, endpoint: DeleteBucketCors) -> Response:
     await owned_bucket(ctx, endpoint.bucket)
-    await ctx.engine.registry.put_bucket_setting(endpoint.bucket, SETTING, None)
+    await ctx.engine.put_bucket_setting(endpoint.bucket, SETTING, None)
     return empty_response(204)
 
 

@@ -239,6 +239,23 @@ NoSuchConfiguration = _error(
 InvalidStorageClass = _error(
     "InvalidStorageClass", 400, "The storage class you specified is not valid"
 )
+MalformedPolicy = _error("MalformedPolicy", 400, "Policies must be valid JSON.")
+MalformedACLError = _error(
+    "MalformedACLError",
+    400,
+    "The XML you provided was not well-formed or did not validate against our published schema.",
+)
+AccessControlListNotSupported = _error(
+    "AccessControlListNotSupported", 400, "The bucket does not allow ACLs"
+)
+MissingSecurityHeader = _error(
+    "MissingSecurityHeader", 400, "Your request was missing a required header"
+)
+UnresolvableGrantByEmailAddress = _error(
+    "UnresolvableGrantByEmailAddress",
+    400,
+    "The email address you provided does not match any account on record.",
+)
 MalformedTrailerError = _error(
     "MalformedTrailerError",
     400,

@@ -29,7 +29,7 @@ from relay.http import (
     RequestBodyError,
     Response,
 )
-from relay.s3 import checksums, formdata, headers, postpolicy, routing
+from relay.s3 import access, checksums, formdata, headers, permissions, postpolicy, routing
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, empty_response, xml_response
 from relay.s3.errors import (
@@ -209,6 +209,10 @@ async def post_object(
         as_headers["content-type"] = form.file.content_type
     headers.check_request_headers(routing.PutObject, as_headers)
     ctx = make_context(auth, as_headers)
+    # Decided as the PutObject it is: the policy's signer needs s3:PutObject on the key
+    # (the bucket's owner, or a grant or policy), and the acl field meets the bucket's
+    # ownership controls and public access block.
+    await access.authorize(ctx, routing.PutObject(bucket, key))
     check_canned_acl(ctx)
     tags = parse_tagging(fields["tagging"].encode("utf-8")) if "tagging" in fields else None
     await owned_bucket(ctx, bucket)
@@ -238,5 +242,6 @@ async def post_object(
             keep_checksums=check.kinds,
             verify=verify,
             max_body_bytes=min(high, MAX_FILE_BYTES),
+            acl=permissions.object_grants_for_write(ctx),
         )
     return _success(request, fields, bucket, key, manifest.etag)

@@ -172,9 +172,10 @@ _REQUEST_PAYER: Final[Rules] = {
 _BUCKET: Final[Rules] = {**_EXPECTED_OWNER}
 _READ_OBJECT: Final[Rules] = {**_EXPECTED_OWNER, **_REQUEST_PAYER}
 _GRANTS: Final[Rules] = {
-    name: Refused(
-        NotImplemented_,
-        "relay keeps buckets and objects private to their owner and keeps no grants",
+    name: Honoured(
+        "permissions.requested_grants: grants to relay's keys (id=) and the AllUsers and"
+        " AuthenticatedUsers groups (uri=) are kept and enforced; an e-mail grantee is 400"
+        " UnresolvableGrantByEmailAddress, an unknown id or group 400 InvalidArgument"
     )
     for name in (
         "x-amz-grant-full-control",
@@ -186,9 +187,9 @@ _GRANTS: Final[Rules] = {
 }
 _CANNED_ACL: Final[Rules] = {
     "x-amz-acl": Honoured(
-        "tagging.check_canned_acl: private and bucket-owner-full-control (what every relay"
-        " object is) pass; any other canned ACL is 501 NotImplemented, a name S3 does not"
-        " define 400 InvalidArgument"
+        "permissions.requested_grants: the six canned ACLs relay has grantees for are kept and"
+        " enforced; aws-exec-read and log-delivery-write are 501 NotImplemented, a name S3"
+        " does not define 400 InvalidArgument"
     )
 }
 _STORAGE_CLASS: Final[Rules] = {
@@ -268,8 +269,8 @@ _OPERATIONS: Final[dict[type[r.Endpoint], Rules]] = {
     r.ListBuckets: {},
     r.CreateBucket: {
         "x-amz-acl": Honoured(
-            "buckets.create_bucket: private passes, any other canned ACL is 501, a name S3"
-            " does not define 400"
+            "buckets.create_bucket: the canned ACL becomes the bucket's"
+            " (permissions.requested_grants)"
         ),
         **_GRANTS,
         "x-amz-bucket-object-lock-enabled": Refused(
@@ -411,6 +412,13 @@ _OPERATIONS: Final[dict[type[r.Endpoint], Rules]] = {
     r.GetBucketCors: _BUCKET,
     r.PutBucketCors: {**_BUCKET, **_SMALL_BODY_CHECKS},
     r.DeleteBucketCors: _BUCKET,
+    r.AccessSetting: {
+        **_BUCKET,
+        **_SMALL_BODY_CHECKS,
+        "x-amz-confirm-remove-self-bucket-access": Ignored(
+            "no policy can lock a relay bucket's owner out of managing its policy"
+        ),
+    },
 }
 # One row per S3 operation; relay answers these with the handler of its twin.
 OPERATIONS: Final[Mapping[type[r.Endpoint], Rules]] = {

@@ -9,7 +9,7 @@ from relay.bucket import DEFAULT_CONTENT_TYPE, MAX_PARTS, Manifest, Upload, Uplo
 from relay.bucket import NoSuchUpload as UploadNotOpen
 from relay.chunker import ChecksumType
 from relay.http import Response
-from relay.s3 import checksums, conditions, xml
+from relay.s3 import checksums, conditions, permissions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, drain, empty_response, xml_response
 from relay.s3.errors import InvalidArgument, InvalidPart, NoSuchUpload
@@ -51,6 +51,7 @@ async def create(ctx: Context, endpoint: CreateMultipartUpload) -> Response:
         checksum=None if kind is None else kind.value,
         tags=tags_from_header(ctx.headers.get("x-amz-tagging")),
         checksum_type=None if checksum_type is None else checksum_type.value,
+        acl=permissions.object_grants_for_write(ctx),
     )
     upload = await ctx.multipart.create(endpoint.bucket, endpoint.key, request, owner=ctx.owner)
     body = (

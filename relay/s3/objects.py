@@ -11,7 +11,7 @@ from typing import Final
 from relay.bucket import Manifest, resolve_range
 from relay.chunker import Checksum, ChunkedBody
 from relay.http import Response, WriterBody
-from relay.s3 import checksums, conditions, xml
+from relay.s3 import checksums, conditions, permissions, xml
 from relay.s3.buckets import owned_bucket
 from relay.s3.checksums import BodyChecksum
 from relay.s3.context import (
@@ -24,6 +24,7 @@ from relay.s3.context import (
     xml_response,
 )
 from relay.s3.errors import (
+    AccessDenied,
     BadDigest,
     InvalidArgument,
     InvalidDigest,
@@ -199,6 +200,7 @@ async def put_object(ctx: Context, endpoint: PutObject) -> Response:
         verify=body_verifier(ctx, payload, check),
         precondition=precondition,
         size_hint=payload.size_hint,
+        acl=permissions.object_grants_for_write(ctx),
     )
     return empty_response(200, _written_headers(manifest))
 
@@ -402,7 +404,14 @@ async def delete_objects(ctx: Context, endpoint: DeleteObjects) -> Response:
         for key, version in request.keys
         if version is not None and version != "null"
     ]
-    keys = [key for key, version in request.keys if version is None or version == "null"]
+    keys = []
+    for key, version in request.keys:
+        if version is not None and version != "null":
+            continue
+        if permissions.allows(ctx, "s3:DeleteObject", endpoint.bucket, key):
+            keys.append(key)
+        else:
+            errors.append((key, AccessDenied.code, AccessDenied.default_message))
     results = await ctx.engine.delete_objects(endpoint.bucket, keys)
     deleted: list[str] = []
     for key, result in zip(keys, results, strict=True):

@@ -243,6 +243,20 @@ class PostObject(BucketEndpoint):
 
 
 @dataclass(frozen=True, slots=True)
+class AccessSetting(BucketEndpoint):
+    """Get/Put/Delete of a bucket's policy, public access block or ownership controls,
+    and GetBucketPolicyStatus (relay.s3.access)."""
+
+    setting: str  # one of ACCESS_SETTINGS
+    method: str  # GET, PUT or DELETE
+
+    @property
+    def name(self) -> str:
+        verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}[self.method]
+        return f"{verb}Bucket{self.setting[0].upper()}{self.setting[1:]}"
+
+
+@dataclass(frozen=True, slots=True)
 class Unsupported(Endpoint):
     """An S3 operation relay does not implement (yet): answered 501 NotImplemented."""
 
@@ -257,6 +271,7 @@ BUCKET_CONFIGURATIONS = (
     "policyStatus", "publicAccessBlock", "replication", "requestPayment", "tagging",
     "website", "accelerate",
 )  # fmt: skip
+ACCESS_SETTINGS = ("policy", "policyStatus", "publicAccessBlock", "ownershipControls")
 _OBJECT_SUBRESOURCES = ("legal-hold", "restore", "retention", "select", "torrent")
 
 
@@ -341,6 +356,13 @@ def _route_bucket(method: str, bucket: str, query: Mapping[str, str]) -> Endpoin
         if method not in by_method:
             raise MethodNotAllowed()
         return by_method[method](bucket)
+    for name in ACCESS_SETTINGS:
+        if name in query:
+            if method not in ("GET", "PUT", "DELETE") or (
+                name == "policyStatus" and method != "GET"
+            ):
+                raise MethodNotAllowed()
+            return AccessSetting(bucket, name, method)
     for name in BUCKET_CONFIGURATIONS:
         if name in query:
             if method == "GET":

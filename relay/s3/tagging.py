@@ -1,11 +1,10 @@
-"""Object tagging and the fixed answers for ACLs, versioning and bucket configurations.
+"""Object tagging and the fixed answers for versioning and bucket configurations.
 
 Tags live in the object's manifest, so a tag change is a commit of a new manifest that
 points at the same body: no byte is read or written. The commit is conditional on the
 manifest being the one the change was computed from, so a racing PUT is never undone.
-relay keeps every bucket and object private to the credential that created it and every
-bucket single-version: the ACL and versioning operations answer that truthfully, and
-refuse (501) what would need more.
+relay keeps every bucket single-version: the versioning operations answer that
+truthfully, and refuse (501) what would need more. ACLs are relay.s3.access's.
 """
 
 from __future__ import annotations
@@ -19,23 +18,20 @@ from relay.bucket import Manifest
 from relay.bucket import errors as engine_errors
 from relay.http import Response
 from relay.s3 import errors as e
-from relay.s3.buckets import check_canned_acl_name, owned_bucket
+from relay.s3 import permissions
+from relay.s3.buckets import owned_bucket
 from relay.s3.context import Context, check_body_digests, drain, empty_response, xml_response
 from relay.s3.payload import Payload
 from relay.s3.routing import (
     DeleteBucketConfiguration,
     DeleteObjectTagging,
-    GetBucketAcl,
     GetBucketConfiguration,
     GetBucketVersioning,
-    GetObjectAcl,
     GetObjectTagging,
-    PutBucketAcl,
     PutBucketVersioning,
-    PutObjectAcl,
     PutObjectTagging,
 )
-from relay.s3.xml import Owner, document, element
+from relay.s3.xml import document, element
 
 MAX_TAGS: Final = 10
 MAX_TAG_KEY: Final = 128
@@ -147,77 +143,9 @@ async def delete_object_tagging(ctx: Context, endpoint: DeleteObjectTagging) -> 
 
 
 def check_canned_acl(ctx: Context) -> None:
-    """Only ``private`` (what every relay bucket and object is) is accepted; a name S3
-    does not define is 400, one relay cannot honour 501."""
-    acl = ctx.headers.get("x-amz-acl")
-    if acl is not None:
-        check_canned_acl_name(acl.strip())
-    if acl is not None and acl.strip() not in ("private", "bucket-owner-full-control"):
-        raise e.NotImplemented_(
-            f"relay keeps buckets and objects private to their owner; the canned ACL"
-            f" {acl.strip()!r} is not supported"
-        )
-    if any(name.startswith("x-amz-grant-") for name in ctx.headers):
-        raise e.NotImplemented_("relay does not support x-amz-grant-* headers")
-
-
-def _acl_document(owner: str) -> bytes:
-    who = Owner(owner, owner)
-    grantee = (
-        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
-        f"{element('ID', owner)}{element('DisplayName', owner)}</Grantee>"
-    )
-    grants = f"<AccessControlList><Grant>{grantee}<Permission>FULL_CONTROL</Permission></Grant>"
-    return document("AccessControlPolicy", who.render() + grants + "</AccessControlList>")
-
-
-async def _put_acl(ctx: Context) -> Response:
-    check_canned_acl(ctx)
-    body = await read_config_body(ctx)
-    if body.strip() and "x-amz-acl" not in ctx.headers:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            raise e.MalformedXML() from None
-        grants = [g for g in root.iter() if _local(g.tag) == "Grant"]
-        if not grants:
-            # S3 would store an ACL without the owner's grant; relay cannot, so it says so
-            # rather than answer 200 and keep the owner's FULL_CONTROL.
-            raise e.NotImplemented_(
-                "relay keeps FULL_CONTROL for the owner: an ACL without that grant is not supported"
-            )
-        for grant in grants:
-            ids = [c.text for c in grant.iter() if _local(c.tag) == "ID"]
-            permission = [c.text for c in grant.iter() if _local(c.tag) == "Permission"]
-            if ids != [ctx.owner] or permission != ["FULL_CONTROL"]:
-                raise e.NotImplemented_(
-                    "relay keeps buckets and objects private: only FULL_CONTROL for the owner"
-                )
-    return empty_response(200)
-
-
-async def get_bucket_acl(ctx: Context, endpoint: GetBucketAcl) -> Response:
-    record = await owned_bucket(ctx, endpoint.bucket)
-    return xml_response(200, _acl_document(record.owner or ctx.owner))
-
-
-async def put_bucket_acl(ctx: Context, endpoint: PutBucketAcl) -> Response:
-    await owned_bucket(ctx, endpoint.bucket)
-    return await _put_acl(ctx)
-
-
-async def get_object_acl(ctx: Context, endpoint: GetObjectAcl) -> Response:
-    record = await owned_bucket(ctx, endpoint.bucket)
-    check_version(ctx)
-    await ctx.engine.head_object(endpoint.bucket, endpoint.key)
-    return xml_response(200, _acl_document(record.owner or ctx.owner))
-
-
-async def put_object_acl(ctx: Context, endpoint: PutObjectAcl) -> Response:
-    await owned_bucket(ctx, endpoint.bucket)
-    check_version(ctx)
-    await ctx.engine.head_object(endpoint.bucket, endpoint.key)
-    return await _put_acl(ctx)
+    """A write's ``x-amz-acl`` / ``x-amz-grant-*``, refused before its body is read if
+    malformed or not allowed on the bucket (relay.s3.access applies it at the write)."""
+    permissions.check_acl_headers(ctx)
 
 
 # -- versioning and bucket configurations ------------------------------------------------

@@ -12,6 +12,8 @@ import json
 import os
 import random
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -392,3 +394,22 @@ def test_s3api_list_multipart_uploads(relay_server: RelayProcess, bucket_name: s
     )
     listed = s3api(relay_server, "list-multipart-uploads", "--bucket", bucket_name)["Uploads"]
     assert [item["UploadId"] for item in listed] == [created[0]["UploadId"]]
+
+
+def test_sync_with_public_read_then_anonymous_get(
+    relay_server: RelayProcess, tmp_path: Path, bucket_name: str
+) -> None:
+    aws(relay_server, "s3", "mb", f"s3://{bucket_name}")
+    tree = tmp_path / "site"
+    (tree / "img").mkdir(parents=True)
+    (tree / "index.html").write_bytes(b"<p>hi</p>")
+    (tree / "img" / "dot.png").write_bytes(b"\x89PNG fake")
+    aws(relay_server, "s3", "sync", "--no-progress", "--acl", "public-read", str(tree),
+        f"s3://{bucket_name}")  # fmt: skip
+    for name in ("index.html", "img/dot.png"):
+        with urllib.request.urlopen(f"{relay_server.endpoint}/{bucket_name}/{name}") as answer:
+            assert answer.read() == (tree / name).read_bytes()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{relay_server.endpoint}/{bucket_name}?list-type=2")
+    refused.value.close()
+    assert refused.value.code == 403

@@ -30,7 +30,7 @@ from e2e_helpers import RelayProcess
 # Public-read objects come with ACL support (canned ACLs, anonymous GETs). Until then the
 # <img> loads from a presigned GET URL; with this True the image is uploaded public-read
 # and the <img> loads from its plain, unsigned URL.
-PUBLIC_READ_IMAGE = False
+PUBLIC_READ_IMAGE = True
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import random
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,27 @@ def test_sync_both_ways(
         s3cmd(relay_server, s3cmd_config, "ls", "--recursive", f"s3://{bucket_name}").stdout == ""
     )
     s3cmd(relay_server, s3cmd_config, "rb", f"s3://{bucket_name}")
+
+
+def anonymous_get(relay: RelayProcess, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(relay.endpoint + path, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
+def test_put_public_then_anonymous_get(
+    relay_server: RelayProcess, s3cmd_config: Path, tmp_path: Path, bucket_name: str
+) -> None:
+    s3cmd(relay_server, s3cmd_config, "mb", f"s3://{bucket_name}")
+    page = tmp_path / "page.html"
+    page.write_bytes(b"<h1>public</h1>\n")
+    s3cmd(relay_server, s3cmd_config, "put", str(page), f"s3://{bucket_name}/page.html")
+    assert anonymous_get(relay_server, f"/{bucket_name}/page.html")[0] == 403
+    s3cmd(relay_server, s3cmd_config, "put", "-P", str(page), f"s3://{bucket_name}/public.html")
+    assert anonymous_get(relay_server, f"/{bucket_name}/public.html") == (200, page.read_bytes())
+    assert anonymous_get(relay_server, f"/{bucket_name}/page.html")[0] == 403
+    s3cmd(relay_server, s3cmd_config, "setacl", "--acl-private", f"s3://{bucket_name}/public.html")
+    assert anonymous_get(relay_server, f"/{bucket_name}/public.html")[0] == 403

@@ -346,20 +346,21 @@ def test_private_canned_acl_is_accepted(client: Any, bucket: str) -> None:
     assert object_acl["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
-@pytest.mark.parametrize("canned", ["public-read", "public-read-write", "authenticated-read"])
-def test_other_canned_acls_are_not_implemented(client: Any, bucket: str, canned: str) -> None:
+@pytest.mark.parametrize(
+    ("canned", "group"),
+    [("public-read", "AllUsers"), ("public-read-write", "AllUsers"),
+     ("authenticated-read", "AuthenticatedUsers")],
+)  # fmt: skip
+def test_other_canned_acls_are_kept(client: Any, bucket: str, canned: str, group: str) -> None:
     client.put_object(Bucket=bucket, Key="k", Body=b"x")
-    owner_id = client.list_buckets()["Owner"]["ID"]
-    for call in (
-        lambda: client.put_bucket_acl(Bucket=bucket, ACL=canned),
-        lambda: client.put_object_acl(Bucket=bucket, Key="k", ACL=canned),
+    client.put_bucket_acl(Bucket=bucket, ACL=canned)
+    client.put_object_acl(Bucket=bucket, Key="k", ACL=canned)
+    for acl in (
+        client.get_bucket_acl(Bucket=bucket),
+        client.get_object_acl(Bucket=bucket, Key="k"),
     ):
-        with pytest.raises(ClientError) as excinfo:
-            call()
-        assert error_of(excinfo) == ("NotImplemented", 501)
-        assert excinfo.value.response["Error"]["Message"], "say what is not implemented"
-    assert_owner_has_full_control(client.get_bucket_acl(Bucket=bucket), owner_id)
-    assert_owner_has_full_control(client.get_object_acl(Bucket=bucket, Key="k"), owner_id)
+        uris = [g["Grantee"].get("URI", "") for g in acl["Grants"]]
+        assert f"http://acs.amazonaws.com/groups/global/{group}" in uris
 
 
 # -- bucket-level reads SDKs make --------------------------------------------------------

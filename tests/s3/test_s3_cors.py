@@ -10,6 +10,7 @@ import pytest
 from relay.bucket.engine import Engine, open_engine
 from relay.http import Request, Response
 from relay.registry import open_sqlite_registry
+from relay.s3 import cors, corsrules
 from relay.s3.app import S3App
 from relay.s3.corsrules import VARY
 from relay.store import MemoryBlobStore
@@ -163,14 +164,16 @@ async def test_without_origin_or_rules_responses_are_untouched_and_read_no_rules
 ) -> None:
     await call(app, "PUT", "/site?cors", CORS)
     reads = 0
-    real = engine.registry.get_bucket_settings
+    real = cors.bucket_rules
 
-    async def counting(bucket: str) -> dict[str, bytes]:
+    async def counting(engine: Engine, bucket: str) -> tuple[corsrules.CorsRule, ...] | None:
         nonlocal reads
         reads += 1
-        return await real(bucket)
+        return await real(engine, bucket)
 
-    monkeypatch.setattr(engine.registry, "get_bucket_settings", counting)
+    # (Access decisions read the bucket's settings too, from the engine's short-lived
+    # copy; what is counted here is CORS's own read of its rules.)
+    monkeypatch.setattr(cors, "bucket_rules", counting)
     plain = await call(app, "PUT", "/site/a", b"x")
     assert not any(name.startswith("access-control-") for name, _ in plain.headers)
     assert "vary" not in dict(plain.headers)

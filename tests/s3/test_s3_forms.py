@@ -280,13 +280,25 @@ async def test_another_keys_bucket_refuses_their_form(app: S3App) -> None:
     assert (await error_of(response))[0] == "AccessDenied"
 
 
-async def test_a_canned_acl_relay_cannot_honour_is_refused_as_on_put(app: S3App) -> None:
+async def test_the_acl_field_is_applied_as_on_put(app: S3App) -> None:
     fields = presigned(
         key="p.txt", fields={"acl": "public-read"}, conditions=[{"acl": "public-read"}]
     )
     response = await post(app, encode(fields))
+    assert response.status == 204
+    assert await stored(app, "p.txt") is not None
+    granted = await body_of(await call(app, "GET", "/photos/p.txt?acl"))
+    assert b"http://acs.amazonaws.com/groups/global/AllUsers" in granted
+    assert b"<Permission>READ</Permission>" in granted
+
+
+async def test_an_acl_relay_cannot_honour_is_refused_and_nothing_is_stored(app: S3App) -> None:
+    fields = presigned(
+        key="q.txt", fields={"acl": "aws-exec-read"}, conditions=[{"acl": "aws-exec-read"}]
+    )
+    response = await post(app, encode(fields))
     assert response.status == 501
-    assert await stored(app, "p.txt") is None
+    assert await stored(app, "q.txt") is None
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,12 @@ MODEL_OPERATIONS[r.GetBucketConfiguration] = (
     "GetObjectLockConfiguration",
     "GetPublicAccessBlock",
 )
+MODEL_OPERATIONS[r.AccessSetting] = (
+    *(f"{verb}BucketPolicy" for verb in ("Get", "Put", "Delete")),
+    "GetBucketPolicyStatus",
+    *(f"{verb}PublicAccessBlock" for verb in ("Get", "Put", "Delete")),
+    *(f"{verb}BucketOwnershipControls" for verb in ("Get", "Put", "Delete")),
+)
 MODEL_OPERATIONS[r.DeleteBucketConfiguration] = tuple(
     f"DeleteBucket{name}" for name in ("Cors", "Encryption", "Lifecycle", "Policy", "Tagging")
 )

@@ -45,7 +45,6 @@ CASES = [
     ("PUT", "/bkt", "acl", {}, r.PutBucketAcl("bkt")),
     ("GET", "/bkt", "versioning", {}, r.GetBucketVersioning("bkt")),
     ("GET", "/bkt", "versions", {}, r.ListObjectVersions("bkt")),
-    ("GET", "/bkt", "policy", {}, r.GetBucketConfiguration("bkt", "policy")),
     ("DELETE", "/bkt", "lifecycle", {}, r.DeleteBucketConfiguration("bkt", "lifecycle")),
     ("GET", "/bkt", "cors", {}, r.GetBucketCors("bkt")),
     ("PUT", "/bkt", "cors", {}, r.PutBucketCors("bkt")),
@@ -53,6 +52,19 @@ CASES = [
     ("OPTIONS", "/bkt", "", {}, r.CorsPreflight("bkt", None)),
     ("OPTIONS", "/bkt/a/b", "uploads", {}, r.CorsPreflight("bkt", "a/b")),
     ("POST", "/bkt", "", {"content-type": "multipart/form-data; boundary=x"}, r.PostObject("bkt")),
+    ("GET", "/bkt", "policy", {}, r.AccessSetting("bkt", "policy", "GET")),
+    ("PUT", "/bkt", "policy", {}, r.AccessSetting("bkt", "policy", "PUT")),
+    ("DELETE", "/bkt", "policy", {}, r.AccessSetting("bkt", "policy", "DELETE")),
+    ("GET", "/bkt", "policyStatus", {}, r.AccessSetting("bkt", "policyStatus", "GET")),
+    ("PUT", "/bkt", "publicAccessBlock", {}, r.AccessSetting("bkt", "publicAccessBlock", "PUT")),
+    (
+        "DELETE",
+        "/bkt",
+        "ownershipControls",
+        {},
+        r.AccessSetting("bkt", "ownershipControls", "DELETE"),
+    ),
+    ("GET", "/bkt", "lifecycle", {}, r.GetBucketConfiguration("bkt", "lifecycle")),
 ]
 
 
@@ -66,7 +78,6 @@ def test_routes(
 @pytest.mark.parametrize(
     ("method", "path", "query", "headers"),
     [
-        ("PUT", "/bkt", "policy", {}),
         ("PUT", "/bkt", "lifecycle", {}),
         ("GET", "/bkt/k", "retention", {}),
         # Object lock, whatever the method: relay has none to set or show.
