@@ -21,8 +21,10 @@ of binding ``listen`` and ``roundabout.listen`` itself; ``worker`` then names th
 in each request line.
 Garbage collection (``relay.bucket.gc``) runs in the same nursery every
 ``gc.interval_seconds`` (unless 0), at ``gc.operations_per_second``, and so does the disk
-store's scrub; with workers, only worker 1 runs them. Collection sees this process's
-writes in flight, and the grace protects everyone else's (other workers' included).
+store's scrub; with workers, only worker 1 runs them, and each other worker only reclaims
+space at that interval (so its own pack in progress, once mostly garbage, is compacted).
+Collection sees this process's writes in flight, and the grace protects everyone else's
+(other workers' included).
 """
 
 from __future__ import annotations
@@ -160,11 +162,13 @@ async def serve(
             domains=config.domains,
         )
         # One process per host keeps the store: with workers, only the first collects
-        # garbage and scrubs (N collectors would each walk every root and list every blob).
+        # garbage and scrubs (N collectors would each walk every root and list every blob);
+        # the others only hand their own packs in progress over to compaction.
         keeps_the_store = worker in ("", "1")
         async with trio.open_nursery() as nursery:
-            if keeps_the_store:
-                await nursery.start(partial(serve_gc, engine, config.gc, shutdown=shutdown))
+            await nursery.start(
+                partial(serve_gc, engine, config.gc, collects=keeps_the_store, shutdown=shutdown)
+            )
             if metrics is not None and config.admin_listen is not None:
                 from relay.observe.admin import AdminApp, ReadinessCheck
 

@@ -190,13 +190,19 @@ async def serve_gc(
     engine: Engine,
     config: GcConfig,
     *,
+    collects: bool = True,
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Collect every ``interval_seconds``, at the configured rate, until cancelled or
     ``shutdown`` is set (a collection under way is then abandoned: each delete is whole,
     and the next collection finishes the work). A failed collection is logged and the
-    next one tried at the next interval."""
+    next one tried at the next interval.
+
+    With ``collects=False`` (every worker but the one that collects) it only calls
+    ``store.reclaim_space()`` at each interval: a store gives a collector in another
+    process no way into the pack this process is still writing (the disk store's pack in
+    progress), and this is how that pack, once mostly garbage, is sealed and compacted."""
     task_status.started()
     if config.interval_seconds <= 0:
         return
@@ -208,7 +214,24 @@ async def serve_gc(
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(stop_on_shutdown)
-        await _collect_every_interval(engine, config)
+        if collects:
+            await _collect_every_interval(engine, config)
+        else:
+            await _reclaim_every_interval(engine, config)
+
+
+async def _reclaim_every_interval(engine: Engine, config: GcConfig) -> None:
+    while True:
+        await trio.sleep(config.interval_seconds)
+        try:
+            reclaimed = await engine.store.reclaim_space()
+        except Exception:
+            LOGGER.exception(
+                "reclaiming space failed; trying again in %gs", config.interval_seconds
+            )
+            continue
+        if reclaimed.bytes_freed:
+            LOGGER.info("reclaimed %d bytes", reclaimed.bytes_freed)
 
 
 async def _collect_every_interval(engine: Engine, config: GcConfig) -> None:

@@ -1,5 +1,8 @@
-"""A churn run on the real disk store: 100 rounds of a changing tree synced with deletes,
-each followed by a collection, and the data directory stays bounded by what is live.
+"""Garbage collection on the real disk store, where space is files on a disk.
+
+A churn run: 100 rounds of a changing tree synced with deletes, each followed by a
+collection, and the data directory stays bounded by what is live. And the pack another
+worker is still writing: the collector cannot compact it, so that worker hands it over.
 
 What `aws s3 sync --delete` does to a bucket each round (files change, some go, some
 arrive), through the engine with the default chunk size, the disk store (4 MiB packs, so
@@ -11,11 +14,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
+import trio
 
-from relay.bucket import GcConfig, collect_garbage
+from relay.bucket import GcConfig, collect_garbage, serve_gc
 from relay.config import load_config
 from relay.storage import open_storage
 
@@ -76,3 +81,32 @@ async def test_a_hundred_rounds_of_sync_with_deletes_keep_the_directory_bounded(
         f"\nchurn: {written} bytes written over {ROUNDS} rounds; the directory's largest"
         f" {max(d for d, _ in rounds)} bytes, the last {rounds[-1][0]} for {rounds[-1][1]} live"
     )
+
+
+def packs_bytes(data_dir: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in data_dir.rglob("*.pack"))
+
+
+async def test_a_worker_that_does_not_collect_hands_its_garbage_pack_to_compaction(
+    tmp_path: Path,
+) -> None:
+    config = load_config(data_dir=tmp_path / "data", environ={})
+    collect_now = GcConfig(history_retention_seconds=0, grace_seconds=0, interval_seconds=0.05)
+    # Two workers of one data directory: the second writes, the first collects.
+    async with open_storage(config) as collector, open_storage(config) as writer:
+        await writer.create_bucket("b")
+        await writer.put_object("b", "big", body(random.randbytes(6 * MiB)))
+        await writer.delete_object("b", "big")
+        swept = await collect_garbage(collector, collect_now)
+        assert swept.bytes_swept >= 6 * MiB
+        # The blobs are gone from the index, but their bytes sit in the writer's pack in
+        # progress, which no other process may compact.
+        assert packs_bytes(config.data_dir) >= 6 * MiB
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(serve_gc, writer, collect_now, collects=False))
+            with trio.fail_after(30):
+                while packs_bytes(config.data_dir) >= 1 * MiB:  # noqa: ASYNC110 (a disk)
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+        await writer.put_object("b", "after", body(b"still writing"))
+        assert await collector.read_object("b", "after") == b"still writing"
