@@ -6,30 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket.engine import Engine
 from relay.http import Request, Response
-from relay.registry import open_sqlite_registry
 from relay.s3.app import S3App
 from relay.sigv4 import sign_headers
-from relay.store import MemoryBlobStore
 from tests.s3.test_s3_app import KEYS, Body, body_of
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(MemoryBlobStore(), registry) as engine,
-    ):
-        yield engine
 
 
 @pytest.fixture

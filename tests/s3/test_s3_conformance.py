@@ -6,8 +6,6 @@ import base64
 import hashlib
 import time
 import zlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import botocore.session
 import h11
@@ -18,14 +16,12 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from relay.bucket import Multipart, UploadRequest
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket.engine import Engine
 from relay.http import Request, Response
 from relay.http.messages import request_from_h11
-from relay.registry import open_sqlite_registry
 from relay.s3 import multipart as s3_multipart
 from relay.s3.app import S3App
 from relay.sigv4 import sign_headers
-from relay.store import MemoryBlobStore
 from tests.s3.test_s3_app import KEYS, Body, body_of
 
 PRIVATE_ACL = (
@@ -38,15 +34,6 @@ OWNER_FULL_CONTROL = (
     b' xsi:type="CanonicalUser"><ID>alice</ID></Grantee>'
     b"<Permission>FULL_CONTROL</Permission></Grant>"
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(MemoryBlobStore(), registry) as engine,
-    ):
-        yield engine
 
 
 async def send(

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket.engine import Engine
 from relay.http import Request, Response
-from relay.registry import open_sqlite_registry
 from relay.s3 import cors, corsrules
 from relay.s3.app import S3App
 from relay.s3.corsrules import VARY
-from relay.store import MemoryBlobStore
 from tests.s3.test_s3_app import KEYS, Body, body_of, call, signed
 
 ORIGIN = "http://app.example.com"
@@ -25,15 +20,6 @@ CORS = (
     b"<MaxAgeSeconds>600</MaxAgeSeconds></CORSRule>"
     b"</CORSConfiguration>"
 )
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(MemoryBlobStore(), registry) as engine,
-    ):
-        yield engine
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,11 +13,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket.engine import Engine
 from relay.http import Request, Response
-from relay.registry import open_sqlite_registry
 from relay.s3.app import S3App
-from relay.store import MemoryBlobStore
 from tests.s3.test_s3_app import KEYS, Body, body_of, call
 
 BOUNDARY = "----formboundary7MA4YWxkTrZu0gW"
@@ -85,15 +81,6 @@ def form_request(body: bytes, content_type: str | None = None) -> Request:
         ("origin", "http://page.test"),
     ]
     return Request("POST", "/photos", "/photos", "", tuple(headers), "1.1", None)
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(MemoryBlobStore(), registry) as engine,
-    ):
-        yield engine
 
 
 @pytest.fixture

@@ -11,22 +11,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 
-from relay.bucket.engine import Engine, open_engine
+from relay.bucket.engine import Engine
 from relay.http import Request
-from relay.registry import open_sqlite_registry
 from relay.s3 import headers as h
 from relay.s3 import routing as r
 from relay.s3.app import S3App
 from relay.s3.errors import InvalidRequest, InvalidStorageClass, NotImplemented_, S3Error
 from relay.sigv4 import sign_headers
-from relay.store import MemoryBlobStore
 
 # The S3 operations of botocore's model each relay endpoint answers.
 CONFIGURATIONS = ("Cors", "Encryption", "Lifecycle", "Policy", "Tagging", "Website", "Logging")
@@ -253,15 +249,6 @@ def signed(method: str, target: str, extra: dict[str, str], body: bytes = b"") -
     headers.append(("content-length", str(len(body) or 1 << 20)))
     lowered = tuple((name.lower(), value) for name, value in headers)
     return Request(method, target, path, query, lowered, "1.1", None)
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with (
-        open_sqlite_registry(tmp_path / "r.sqlite") as registry,
-        open_engine(MemoryBlobStore(), registry) as engine,
-    ):
-        yield engine
 
 
 @pytest.mark.parametrize(
