@@ -7,37 +7,20 @@ bucket, so tests cannot see each other's objects.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_helpers import CHECKSUM_MODES, RelayProcess, boto_client, start_relay, stop_relay
+from e2e_helpers import CHECKSUM_MODES, RelayProcess, boto_client, serving_clients, start_relay
 
 _bucket_numbers = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def relay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    relay = start_relay(tmp_path_factory.mktemp("relay"))
-    saved = {name: os.environ.get(name) for name in relay.client_env if name.startswith("AWS_")}
-    # In-process clients (boto3) must not read ~/.aws either.
-    os.environ.update({name: relay.client_env[name] for name in saved})
-    try:
+    with serving_clients(start_relay(tmp_path_factory.mktemp("relay"))) as relay:
         yield relay
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        code = stop_relay(relay.process)
-    log = relay.log()
-    # Failures a client saw were asserted by the tests; this catches what they could not:
-    # an unclean stop, or an error relay logged with a traceback (an InternalError).
-    assert code == 0, f"relay exited with {code}:\n{log[-5000:]}"
-    assert "Traceback" not in log, log[-5000:]
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,3 +194,35 @@ def _checksum_in_trailer(params: dict[str, Any], **_: Any) -> None:
     algorithm = params.get("context", {}).get("checksum", {}).get("request_algorithm")
     if isinstance(algorithm, dict) and algorithm.get("in") == "header":
         algorithm["in"] = "trailer"
+
+
+@contextmanager
+def serving_clients(relay: RelayProcess) -> Iterator[RelayProcess]:
+    """``relay`` for in-process clients too (boto3 gets the AWS_* settings of its client
+    environment, so it never reads ~/.aws), then stopped. Failures a client saw are the
+    tests' to assert; this catches what they could not: an unclean stop, or an error relay
+    logged with a traceback (an InternalError)."""
+    saved = {name: os.environ.get(name) for name in relay.client_env if name.startswith("AWS_")}
+    os.environ.update({name: relay.client_env[name] for name in saved})
+    try:
+        yield relay
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        code = stop_relay(relay.process)
+    log = relay.log()
+    assert code == 0, f"relay exited with {code}:\n{log[-5000:]}"
+    assert "Traceback" not in log, log[-5000:]
+
+
+def anonymous_get(relay: RelayProcess, path: str) -> tuple[int, bytes]:
+    """A GET with no signature and no SDK at all (what a browser or curl does)."""
+    try:
+        with urllib.request.urlopen(relay.endpoint + path, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()

@@ -4,9 +4,6 @@ against a real relay with two keys; anonymous requests with an unsigned client."
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +12,15 @@ import botocore
 import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
-from e2e_helpers import ACCESS_KEY, REGION, SECRET_KEY, RelayProcess, start_relay, stop_relay
+from e2e_helpers import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    RelayProcess,
+    anonymous_get,
+    serving_clients,
+    start_relay,
+)
 
 BOB, BOB_SECRET = "BOBKEY", "bob-secret-key"
 
@@ -28,20 +33,8 @@ def relay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProc
         f'[[credentials]]\naccess_key_id = "{ACCESS_KEY}"\nsecret_access_key = "{SECRET_KEY}"\n'
         f'[[credentials]]\naccess_key_id = "{BOB}"\nsecret_access_key = "{BOB_SECRET}"\n'
     )
-    relay = start_relay(base, config=config)
-    saved = {name: os.environ.get(name) for name in relay.client_env if name.startswith("AWS_")}
-    os.environ.update({name: relay.client_env[name] for name in saved})
-    try:
+    with serving_clients(start_relay(base, config=config)) as relay:
         yield relay
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        code = stop_relay(relay.process)
-    assert code == 0, relay.log()[-5000:]
-    assert "Traceback" not in relay.log(), relay.log()[-5000:]
 
 
 def _client(relay: RelayProcess, key: str | None, secret: str | None) -> Any:
@@ -89,23 +82,13 @@ def code_of(call: Any) -> tuple[str, int]:
     return error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def plain_get(relay: RelayProcess, path: str) -> tuple[int, bytes]:
-    """An anonymous GET with no SDK at all (what a browser or curl does)."""
-    try:
-        with urllib.request.urlopen(relay.endpoint + path, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
-
-
 def test_anonymous_get_refused_then_allowed_by_a_canned_acl(
     relay_server: RelayProcess, alice: Any, anonymous: Any, bucket: str
 ) -> None:
-    assert plain_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
     assert code_of(lambda: anonymous.get_object(Bucket=bucket, Key="doc.txt"))[1] == 403
     alice.put_object_acl(Bucket=bucket, Key="doc.txt", ACL="public-read")
-    assert plain_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
     assert anonymous.get_object(Bucket=bucket, Key="doc.txt")["Body"].read() == b"hello"
     grants = alice.get_object_acl(Bucket=bucket, Key="doc.txt")["Grants"]
     assert {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"} in [
@@ -233,9 +216,9 @@ def test_bucket_policy_lifecycle(
     alice.put_bucket_policy(Bucket=bucket, Policy=document)
     assert json.loads(alice.get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(document)
     assert alice.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
-    assert plain_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
     alice.put_object(Bucket=bucket, Key="img.png", Body=b"png")
-    assert plain_get(relay_server, f"/{bucket}/img.png")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/img.png")[0] == 403
     assert [o["Key"] for o in bob.list_objects_v2(Bucket=bucket)["Contents"]] == [
         "doc.txt",
         "img.png",
@@ -243,7 +226,7 @@ def test_bucket_policy_lifecycle(
     assert code_of(lambda: anonymous.list_objects_v2(Bucket=bucket))[1] == 403
     assert code_of(lambda: bob.get_bucket_policy(Bucket=bucket))[1] == 403
     alice.delete_bucket_policy(Bucket=bucket)
-    assert plain_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
 
 
 def test_malformed_policy_points_at_the_problem(alice: Any, bucket: str) -> None:
@@ -297,7 +280,7 @@ def test_public_access_block_flags(
     ) == ("AccessDenied", 403)
     assert code_of(lambda: alice.head_object(Bucket=bucket, Key="new"))[1] == 404
     block(IgnorePublicAcls=True)
-    assert plain_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
     public_policy = json.dumps({"Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
         "Resource": f"arn:aws:s3:::{bucket}/*",
@@ -307,9 +290,9 @@ def test_public_access_block_flags(
     block(RestrictPublicBuckets=True)
     alice.put_object_acl(Bucket=bucket, Key="doc.txt", ACL="private")  # the policy alone
     alice.put_bucket_policy(Bucket=bucket, Policy=public_policy)
-    assert plain_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
     alice.delete_public_access_block(Bucket=bucket)
-    assert plain_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
 
 
 def test_ownership_controls(relay_server: RelayProcess, alice: Any, bucket: str) -> None:
@@ -320,7 +303,7 @@ def test_ownership_controls(relay_server: RelayProcess, alice: Any, bucket: str)
         Bucket=bucket,
         OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
     )
-    assert plain_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt")[0] == 403
     assert code_of(
         lambda: alice.put_object(Bucket=bucket, Key="n", Body=b"x", ACL="public-read")
     ) == ("AccessControlListNotSupported", 400)
@@ -331,4 +314,4 @@ def test_ownership_controls(relay_server: RelayProcess, alice: Any, bucket: str)
         )
     ) == ("NotImplemented", 501)
     alice.delete_bucket_ownership_controls(Bucket=bucket)
-    assert plain_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")
+    assert anonymous_get(relay_server, f"/{bucket}/doc.txt") == (200, b"hello")

@@ -9,12 +9,10 @@ from __future__ import annotations
 import hashlib
 import random
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ACCESS_KEY, REGION, SECRET_KEY, VENV_BIN, RelayProcess
+from e2e_helpers import ACCESS_KEY, REGION, SECRET_KEY, VENV_BIN, RelayProcess, anonymous_get
 
 S3CMD_TIMEOUT_SECONDS = 120
 
@@ -190,15 +188,6 @@ def test_sync_both_ways(
         s3cmd(relay_server, s3cmd_config, "ls", "--recursive", f"s3://{bucket_name}").stdout == ""
     )
     s3cmd(relay_server, s3cmd_config, "rb", f"s3://{bucket_name}")
-
-
-def anonymous_get(relay: RelayProcess, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(relay.endpoint + path, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
 
 
 def test_put_public_then_anonymous_get(
