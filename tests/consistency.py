@@ -281,7 +281,7 @@ def check(history: Sequence[Operation], commit_log: Sequence[CommitEntry] | None
     keys = sorted({op.key for op in history if op.key is not None})
     candidates = {key: _Candidates(writes.get(key, [])) for key in keys}
     refused_values = {
-        op.value
+        op.value: op.status
         for op in history
         if op.kind.startswith("put") and not (op.acknowledged or op.unanswered)
     }
@@ -290,7 +290,11 @@ def check(history: Sequence[Operation], commit_log: Sequence[CommitEntry] | None
     def observed(check_name: str, key: str, op: Operation, value: str) -> None:
         if value != ABSENT and value in refused_values:
             report.violations.append(
-                Violation("refused write seen", key, f"{op.describe()} saw {value}")
+                Violation(
+                    "refused write seen",
+                    key,
+                    f"{op.describe()} saw {value} (its write got {refused_values[value]})",
+                )
             )
             return
         _observe(report, check_name, key, op, lambda v: v == value, value, candidates[key])
@@ -489,19 +493,19 @@ def s3_client(endpoint: str, *, timeout_seconds: float = 15.0) -> Any:
 
 
 def _request(call: Callable[[], Any]) -> tuple[int | None, Any]:
-    """The status and response of one request: None when no answer came,
-    ``NOT_SENT`` when no connection could be made (so nothing was sent)."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-    )
+    """The status and response of one request, None when no answer came.
+
+    A connection error is never taken to mean that nothing was sent. A request on a
+    kept-alive connection whose server is killed mid-request is sent again on a new
+    connection beneath botocore (``max_attempts=1`` notwithstanding), and what the caller
+    sees is that new connection's "connection refused" (``EndpointConnectionError``),
+    while the first attempt may have committed. So every such failure is unanswered: it
+    may have taken effect at any time after it began. (``NOT_SENT`` stays in the model,
+    for a harness that can know.)"""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         response = call()
-    except (EndpointConnectionError, ConnectTimeoutError) as exc:
-        return NOT_SENT, exc
     except ClientError as exc:
         return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)), exc
     except (BotoCoreError, OSError) as exc:

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 import pytest
-from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, check
+from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, _request, check
 
 
 def md5(value: str) -> str:
@@ -215,3 +215,19 @@ def test_a_correct_server_never_shows_a_violation(seed: int) -> None:
 
 def test_a_server_answering_from_a_stale_cache_is_caught() -> None:
     assert "read-after-write" in check(simulated_history(0, 2000, stale=True)).checks_failed()
+
+
+def test_a_connection_error_is_unanswered_never_unsent() -> None:
+    # A request cut off by a killed server is retried beneath botocore on a new connection,
+    # which is refused: "could not connect" does not prove the first attempt was not
+    # received and committed, so a read that sees it must not be a violation.
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    def cut_off() -> None:
+        raise ConnectionClosedError(endpoint_url="http://10.77.0.3:9000/b/k")
+
+    def refused() -> None:
+        raise EndpointConnectionError(endpoint_url="http://10.77.0.3:9000/b/k")
+
+    assert _request(cut_off)[0] is None
+    assert _request(refused)[0] is None
