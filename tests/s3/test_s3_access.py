@@ -3,18 +3,15 @@ canned ACLs and grants, bucket policies, the public access block, ownership cont
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from typing import Any
 
 import pytest
 
 from relay.bucket.engine import Engine
-from relay.http import Request, Response
+from relay.http import Response
 from relay.s3.app import S3App
-from relay.sigv4 import sign_headers
-from tests.s3.test_s3_app import KEYS, Body, body_of
+from tests.s3.test_s3_app import KEYS, Body, body_of, signed
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -39,17 +36,10 @@ async def send(
     client: str = "127.0.0.1",
 ) -> Response:
     """A request signed by ``who``'s key, or unsigned when ``who`` is None."""
-    path, _, query = target.partition("?")
-    extra = [("host", "relay.test"), *(headers or [])]
-    if who is not None:
-        extra += sign_headers(
-            method, "relay.test", path, query, extra,
-            payload_hash=hashlib.sha256(body).hexdigest(), access_key=who,
-            secret=KEYS[who], region=app.region, service="s3", now=time.time(),
-        )  # fmt: skip
-    extra.append(("content-length", str(len(body))))
-    lowered = tuple((name.lower(), value) for name, value in extra)
-    request = Request(method, target, path, query, lowered, "1.1", (client, 40000))
+    request = signed(
+        method, target, body, user=who, region=app.region, headers=headers or (),
+        client=(client, 40000),
+    )  # fmt: skip
     return await app.handle(request, Body(body))  # type: ignore[arg-type]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,31 @@ class Body:
 
 
 def signed(
-    method: str, target: str, body: bytes = b"", *, user: str = "alice", region: str = "us-east-1"
+    method: str,
+    target: str,
+    body: bytes = b"",
+    *,
+    user: str | None = "alice",
+    region: str = "us-east-1",
+    host: str = "relay.test",
+    headers: Sequence[tuple[str, str]] = (),
+    client: tuple[str, int] | None = None,
+    content_length: int | None = None,
 ) -> Request:
+    """A request SigV4-signed by ``user``'s key (unsigned when ``user`` is None), with
+    ``headers`` among its signed headers and ``content_length`` defaulting to the body's."""
     path, _, query = target.partition("?")
-    headers = [("host", "relay.test")]
-    headers += sign_headers(
-        method, "relay.test", path, query, headers,
-        payload_hash=hashlib.sha256(body).hexdigest(), access_key=user, secret=KEYS[user],
-        region=region, service="s3", now=time.time(),
-    )  # fmt: skip
-    headers.append(("content-length", str(len(body))))
-    lowered = tuple((name.lower(), value) for name, value in headers)
-    return Request(method, target, path, query, lowered, "1.1", None)
+    all_headers = [("host", host), *headers]
+    if user is not None:
+        all_headers += sign_headers(
+            method, host, path, query, all_headers,
+            payload_hash=hashlib.sha256(body).hexdigest(), access_key=user, secret=KEYS[user],
+            region=region, service="s3", now=time.time(),
+        )  # fmt: skip
+    length = len(body) if content_length is None else content_length
+    all_headers.append(("content-length", str(length)))
+    lowered = tuple((name.lower(), value) for name, value in all_headers)
+    return Request(method, target, path, query, lowered, "1.1", client)
 
 
 async def call(app: S3App, method: str, target: str, body: bytes = b"", **kw: Any) -> Response:
@@ -341,17 +354,7 @@ DOMAIN = "s3.relay.test"
 
 
 def sigv4_request(method: str, host: str, target: str, body: bytes = b"") -> Request:
-    path, _, query = target.partition("?")
-    headers = [("host", host)]
-    headers += sign_headers(
-        method, host, path, query, headers, payload_hash=hashlib.sha256(body).hexdigest(),
-        access_key="alice", secret=KEYS["alice"], region="us-east-1", service="s3",
-        now=time.time(),
-    )  # fmt: skip
-    headers.append(("content-length", str(len(body))))
-    return Request(
-        method, target, path, query, tuple((n.lower(), v) for n, v in headers), "1.1", None
-    )
+    return signed(method, target, body, host=host)
 
 
 def sigv2_request(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 import zlib
 
 import botocore.session
@@ -21,8 +20,7 @@ from relay.http import Request, Response
 from relay.http.messages import request_from_h11
 from relay.s3 import multipart as s3_multipart
 from relay.s3.app import S3App
-from relay.sigv4 import sign_headers
-from tests.s3.test_s3_app import KEYS, Body, body_of
+from tests.s3.test_s3_app import KEYS, Body, body_of, signed
 
 PRIVATE_ACL = (
     b'<AccessControlPolicy xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
@@ -44,16 +42,7 @@ async def send(
     headers: list[tuple[str, str]] | None = None,
 ) -> Response:
     """A request signed with ``headers`` among its signed headers."""
-    path, _, query = target.partition("?")
-    extra = [("host", "relay.test"), *(headers or [])]
-    extra += sign_headers(
-        method, "relay.test", path, query, extra,
-        payload_hash=hashlib.sha256(body).hexdigest(), access_key="alice",
-        secret=KEYS["alice"], region=app.region, service="s3", now=time.time(),
-    )  # fmt: skip
-    extra.append(("content-length", str(len(body))))
-    lowered = tuple((name.lower(), value) for name, value in extra)
-    request = Request(method, target, path, query, lowered, "1.1", None)
+    request = signed(method, target, body, region=app.region, headers=headers or ())
     return await app.handle(request, Body(body))  # type: ignore[arg-type]
 
 

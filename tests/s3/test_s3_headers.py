@@ -9,7 +9,6 @@ clients send by default must pass.
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from typing import Any
 
@@ -17,12 +16,11 @@ import botocore.session
 import pytest
 
 from relay.bucket.engine import Engine
-from relay.http import Request
 from relay.s3 import headers as h
 from relay.s3 import routing as r
 from relay.s3.app import S3App
 from relay.s3.errors import InvalidRequest, InvalidStorageClass, NotImplemented_, S3Error
-from relay.sigv4 import sign_headers
+from tests.s3.test_s3_app import KEYS, signed
 
 # The S3 operations of botocore's model each relay endpoint answers.
 CONFIGURATIONS = ("Cors", "Encryption", "Lifecycle", "Policy", "Tagging", "Website", "Logging")
@@ -225,8 +223,6 @@ def test_checksum_rows_follow_what_the_chunker_computes() -> None:
 
 # -- through S3App: refused before the body is read ------------------------------------
 
-KEYS = {"alice": "alice-secret"}
-
 
 class UnreadableBody:
     """A request body that must never be read: a refusal comes before any byte."""
@@ -236,19 +232,6 @@ class UnreadableBody:
     async def receive_some(self, max_bytes: int = 1 << 20) -> bytes:
         type(self).reads += 1
         raise AssertionError("the body of a refused request was read")
-
-
-def signed(method: str, target: str, extra: dict[str, str], body: bytes = b"") -> Request:
-    path, _, query = target.partition("?")
-    headers = [("host", "relay.test"), *extra.items()]
-    headers += sign_headers(
-        method, "relay.test", path, query, headers,
-        payload_hash=hashlib.sha256(body).hexdigest(), access_key="alice",
-        secret=KEYS["alice"], region="us-east-1", service="s3", now=time.time(),
-    )  # fmt: skip
-    headers.append(("content-length", str(len(body) or 1 << 20)))
-    lowered = tuple((name.lower(), value) for name, value in headers)
-    return Request(method, target, path, query, lowered, "1.1", None)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +254,7 @@ async def test_a_refused_header_is_answered_before_the_body_is_read(
     await engine.create_bucket("bkt", owner="alice")
     UnreadableBody.reads = 0
     response = await app.handle(
-        signed(method, target, {header: value}),
+        signed(method, target, headers=[(header, value)], content_length=1 << 20),
         UnreadableBody(),  # type: ignore[arg-type]
     )
     assert UnreadableBody.reads == 0
