@@ -69,10 +69,14 @@ class InFlightWrites:
         self._fences: set[Fence] = set()
 
     @contextmanager
-    def write(self) -> Iterator[None]:
-        """Record the blobs this task (and its children) put until the block ends."""
-        if _current_write.get() is not None and _current_write.get() in self.running:
-            yield  # already inside a write (a Complete calls put paths): one record
+    def write(self, *, separate: bool = False) -> Iterator[None]:
+        """Record the blobs this task (and its children) put until the block ends. Inside
+        a write still running, the block is part of it (a Complete calls put paths),
+        unless ``separate``: a long-lived task (the bucket writer) inherits the context of
+        the request that started it, and its commits must not end with that request."""
+        current = _current_write.get()
+        if not separate and current is not None and current in self.running:
+            yield  # one record
             return
         write = _Write()
         token = _current_write.set(write)
@@ -127,9 +131,10 @@ def in_flight_write(
 
 def writing(store: BlobStore) -> AbstractContextManager[None]:
     """A write's context for a task that only has the store (the bucket writer, whose
-    commit CAR is put before the commit names it): the guard's, or nothing."""
+    commit CAR is put before the commit names it): a separate write of the guard's, or
+    nothing."""
     if isinstance(store, GuardedStore):
-        return store.writes.write()
+        return store.writes.write(separate=True)
     return nullcontext()
 
 

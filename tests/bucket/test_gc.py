@@ -10,9 +10,11 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from relay.bucket import (
     GcConfig,
@@ -256,6 +258,48 @@ async def test_collections_while_writes_are_in_flight_lose_nothing(
     await collect_garbage(engine, config)
     for key, data in written.items():
         assert await engine.read_object("b", key) == data
+
+
+async def test_a_commit_outliving_the_put_that_started_its_writer_is_not_swept(
+    engine: Engine, registry: SqliteRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first put to a bucket starts its writer, whose task inherits that put's
+    # context. Batch 2's commit CAR is put while that put may still be running; the put
+    # then returns, a collection fences and marks before batch 2's swap, and must still
+    # keep batch 2's CAR (the manifests its root names live in it). Whether the writer
+    # reaches batch 2 before the first put returns is the scheduler's choice, so try it
+    # on several buckets.
+    config = GcConfig(history_retention_seconds=0, grace_seconds=0)
+    commit = registry.commit
+    gates: dict[tuple[str, int], trio.Event] = {}
+    reached: dict[tuple[str, int], trio.Event] = {}
+
+    async def gated_commit(bucket: str, *, expected_version: int, **kwargs: Any) -> Any:
+        reached.setdefault((bucket, expected_version), trio.Event()).set()
+        await gates.setdefault((bucket, expected_version), trio.Event()).wait()
+        return await commit(bucket, expected_version=expected_version, **kwargs)
+
+    monkeypatch.setattr(registry, "commit", gated_commit)
+    for attempt in range(12):
+        bucket = f"b{attempt}"
+        await engine.create_bucket(bucket)
+        created = await registry.get_bucket(bucket)
+        assert created is not None
+        version = created.version
+        for step in (version, version + 1):
+            reached[bucket, step], gates[bucket, step] = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.put_object, bucket, "first", body(b"one"))
+            await reached[bucket, version].wait()
+            nursery.start_soon(engine.put_object, bucket, "second", body(b"two"))
+            await trio.testing.wait_all_tasks_blocked()
+            gates[bucket, version].set()
+            await reached[bucket, version + 1].wait()
+            await trio.testing.wait_all_tasks_blocked()
+            await collect_garbage(engine, config)
+            gates[bucket, version + 1].set()
+        assert await engine.read_object(bucket, "second") == b"two"
+    await collect_garbage(engine, config)
 
 
 async def test_churn_keeps_the_number_of_stored_blobs_bounded(
