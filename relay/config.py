@@ -166,6 +166,7 @@ class Config:
         if self.workers is not None:
             return self.workers
         return 1 if self.store.kind == "memory" else available_cpus()
+
     gc: GcConfig = field(default_factory=GcConfig)
 
     @property

@@ -15,8 +15,6 @@ def root(label: str) -> CID:
     return CID.dag_cbor_sha256(hashlib.sha256(label.encode()).digest())
 
 
-
-
 async def test_commits_since_lists_every_buckets_commits_from_a_time(
     registry: Registry,
 ) -> None:
