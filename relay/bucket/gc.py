@@ -18,11 +18,15 @@ Theory of operation
    not marked, is older than ``grace_seconds`` (so a write in flight in *any* process,
    whose blobs are all newer than that, is safe whatever its state), and no write in
    flight in this process put it (the fence; this covers a put that deduplicated against
-   an old unreachable blob). For each batch the store deletes the blobs, then the
-   registry forgets every row that names them (``Registry.forget_blobs``), except those
-   of a blob put again meanwhile, whose commit records its rows again. A crash in between
-   leaves rows naming blobs that no root reaches: never read, and harmless but for
-   roundabout, which could redirect to such a blob until its bytes are put again.
+   an old unreachable blob). Another process's put that deduplicates against an old
+   blob restarts its age in a store that processes share (``relay.store.base``), and the
+   store's delete is conditional on that age (``stored_before_ms``), so such a put is
+   safe too, once it returned before the delete. For each batch the store deletes the
+   blobs, then the registry forgets every row that names them
+   (``Registry.forget_blobs``), except those of a blob put again meanwhile, whose commit
+   records its rows again. A crash in between leaves rows naming blobs that no root
+   reaches: never read, and harmless but for roundabout, which could redirect to such a
+   blob until its bytes are put again.
 5. **Reclaim.** ``store.reclaim_space()`` once (the disk store compacts its packs).
 
 Rate. The background collection spends at most ``operations_per_second`` store
@@ -145,11 +149,15 @@ async def collect_garbage(
                 if fence.protects(blob.multihash):
                     counts["in_flight"] += 1
                     continue
+                if not dry_run:
+                    # Only if no process stored it again since it was listed (a put that
+                    # deduplicated against it, in a process this fence cannot see).
+                    if not await store.delete(blob.multihash, stored_before_ms=old_before_ms):
+                        counts["young"] += 1
+                        continue
+                    deleted.append(blob.multihash)
                 counts["swept"] += 1
                 counts["bytes"] += blob.size
-                if not dry_run:
-                    await store.delete(blob.multihash)
-                    deleted.append(blob.multihash)
             # A put that began after its delete stored the blob again, and its commit
             # records the rows again: those are not forgotten.
             forget = [mh for mh in deleted if not fence.protects(mh)]

@@ -160,8 +160,8 @@ class GuardedStore:
     async def has(self, mh: bytes) -> bool:
         return await self.wrapped.has(mh)
 
-    async def delete(self, mh: bytes) -> None:
-        await self.wrapped.delete(mh)
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
+        return await self.wrapped.delete(mh, stored_before_ms=stored_before_ms)
 
     def list_blobs(self) -> AsyncIterator[StoredBlob]:
         return self.wrapped.list_blobs()

@@ -52,8 +52,10 @@ class InstrumentedStore:
     async def has(self, mh: bytes) -> bool:
         return await self._timed("has", lambda: self.wrapped.has(mh))
 
-    async def delete(self, mh: bytes) -> None:
-        await self._timed("delete", lambda: self.wrapped.delete(mh))
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
+        return await self._timed(
+            "delete", lambda: self.wrapped.delete(mh, stored_before_ms=stored_before_ms)
+        )
 
     def list_blobs(self) -> AsyncIterator[StoredBlob]:
         return self.wrapped.list_blobs()

@@ -26,8 +26,18 @@ Every backend (memory, disk, an S3 bucket, a piri node) implements ``BlobStore``
   the store believes, as cheaply as it can (the disk store: its index), not a check.
   A put that begins after a ``delete`` of the same blob began stores the bytes again.
 - ``list_blobs()``: every blob the store holds durably, each once, with its size and when
-  the store first held it (``StoredBlob``; an age of 0 means "unknown, treat as old").
+  the store last stored it (``StoredBlob``; an age of 0 means "unknown, treat as old").
   Garbage collection sweeps from this list (``relay.bucket.gc``).
+- ``delete(mh, stored_before_ms=T)``, garbage collection's delete: only if the store has
+  not stored the blob since ``T``, and returns whether it deleted. A store that several
+  processes share counts a put deduplicated against the blob as storing it (the disk
+  store dates the index row anew, the s3 store uploads an old object again), so another
+  process's write that re-uses an old unreachable blob is as safe as one that writes new
+  bytes: a collection that listed the blob as old does not delete it once that put
+  returned (the disk store decides atomically in its index; the s3 store HEADs the object
+  first). The memory store, one process's, leaves that to the collector's own record of
+  its writes in flight (``relay.bucket.inflight``). See git's "freshen" of objects it
+  would have written, for the same race between a writer and ``git gc``.
 - ``reclaim_space()``: give back the space deleted blobs still occupy (the disk store
   compacts its packs; a store where a delete frees the space at once does nothing), once
   after a sweep.
@@ -169,7 +179,9 @@ class StoredBlob:
 
     multihash: bytes
     size: int
-    stored_at_ms: int  # when the store first held it (ms since the epoch; 0: unknown, old)
+    # When the store last stored it, a deduplicated put included where several processes
+    # share the store (ms since the epoch; 0: unknown, old).
+    stored_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +208,7 @@ class BlobStore(Protocol):
 
     async def has(self, mh: bytes) -> bool: ...
 
-    async def delete(self, mh: bytes) -> None: ...
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool: ...
 
     def list_blobs(self) -> AsyncIterator[StoredBlob]: ...
 

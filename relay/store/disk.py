@@ -325,8 +325,11 @@ class DiskBlobStore:
         location = self._index.lookup(mh)
         if location is not None:
             if self._holds([(mh, location)])[0]:
-                return None
-            self._index.remove_at([(mh, location)])  # forget the damaged record
+                if self._index.freshen([(mh, location)])[0]:
+                    return None
+                # Deleted since the lookup (another process's collection): write it again.
+            else:
+                self._index.remove_at([(mh, location)])  # forget the damaged record
         return self._writer.append(mh, data)
 
     def _holds(self, located: Sequence[tuple[bytes, Location]]) -> list[bool]:
@@ -354,8 +357,9 @@ class DiskBlobStore:
         return multihash.matches(mh, data)
 
     def _held_many(self, mhs: Iterable[bytes]) -> dict[bytes, Location]:
-        """The indexed blobs among ``mhs`` whose records are intact; the others' rows are
-        forgotten, so the caller writes them again."""
+        """The indexed blobs among ``mhs`` whose records are intact, their rows freshened
+        (a put deduplicated against them); the damaged ones' rows are forgotten, so the
+        caller writes them again, as it does those deleted before they were freshened."""
         indexed = list(self._index.lookup_many(mhs).items())
         if not indexed:
             return {}
@@ -363,7 +367,9 @@ class DiskBlobStore:
         damaged = [entry for entry, ok in zip(indexed, intact, strict=True) if not ok]
         if damaged:
             self._index.remove_at(damaged)
-        return {mh: location for (mh, location), ok in zip(indexed, intact, strict=True) if ok}
+        held = [entry for entry, ok in zip(indexed, intact, strict=True) if ok]
+        fresh = self._index.freshen(held)
+        return {mh: location for (mh, location), ok in zip(held, fresh, strict=True) if ok}
 
     async def _forget_if_damaged(self, mh: bytes) -> None:
         """A read of ``mh`` failed its checks: if its record is damaged, forget it."""
@@ -509,15 +515,26 @@ class DiskBlobStore:
         location = await self._in_thread(self._index.lookup, mh)
         return location is not None
 
-    async def delete(self, mh: bytes) -> None:
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
         """Forget ``mh`` durably; its bytes stay in the pack until ``reclaim_space``
         compacts it. On a full disk a delete may spend the reserve (deletes are how space
         comes back); ``StoreFull`` only if even that leaves no room.
 
         A put of the same blob that races with its delete may win or lose; a caller that
-        deletes (garbage collection) must not delete what it is still writing.
+        deletes (garbage collection) must not delete what it is still writing. With
+        ``stored_before_ms``, a blob this process is writing, or that any process stored
+        or freshened since then (``PackIndex.freshen``), is kept: decided in the index
+        transaction that deletes.
         """
         self._check_open()
+        if stored_before_ms is not None:
+            if mh in self._pending or mh in self._staged or mh in self._flushing:
+                await trio.lowlevel.checkpoint()
+                return False
+            async with self._commit_lock:
+                return await self._remove_with_room(
+                    lambda: self._index.remove_if_stored_before(mh, stored_before_ms)
+                )
         self._pending.pop(mh, None)  # a sync skips entries no longer pending
         staged = self._staged.pop(mh, None)
         if staged is not None:
@@ -525,21 +542,27 @@ class DiskBlobStore:
         # Under the commit lock: a sync that already took this blob into its batch commits
         # first, and this delete then removes the row it wrote.
         async with self._commit_lock:
-            # A delete is how space comes back: on a full disk it may spend the reserve
-            # (the index needs room in its WAL to forget a row).
-            if self._full:
-                await self._spend_reserve()
-            try:
-                await self._in_thread(self._index.remove, [mh])
-            except Exception as exc:
-                if not is_out_of_space(exc):
-                    raise
-                self._full = True
-                if not self._reserve_held:
-                    raise StoreFull(FULL_MESSAGE) from exc
-                await self._spend_reserve()
-                await self._in_thread(self._index.remove, [mh])
-            self._index_commits += 1
+            await self._remove_with_room(lambda: self._index.remove([mh]))
+        return True
+
+    async def _remove_with_room(self, remove: Callable[[], Result]) -> Result:
+        """Run an index delete (under the commit lock). A delete is how space comes back:
+        on a full disk it may spend the reserve (the index needs room in its WAL to
+        forget a row)."""
+        if self._full:
+            await self._spend_reserve()
+        try:
+            result = await self._in_thread(remove)
+        except Exception as exc:
+            if not is_out_of_space(exc):
+                raise
+            self._full = True
+            if not self._reserve_held:
+                raise StoreFull(FULL_MESSAGE) from exc
+            await self._spend_reserve()
+            result = await self._in_thread(remove)
+        self._index_commits += 1
+        return result
 
     async def sync(self) -> None:
         self._check_open()

@@ -66,11 +66,16 @@ class MemoryBlobStore:
         await trio.lowlevel.checkpoint()
         return mh in self.blobs
 
-    async def delete(self, mh: bytes) -> None:
-        # Gone before the checkpoint: a put that begins after this call stores it again.
-        self.blobs.pop(mh, None)
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
+        # Decided and gone before the checkpoint: a put that begins after this call stores
+        # it again.
+        if stored_before_ms is not None and self.stored_at_ms.get(mh, 0) > stored_before_ms:
+            await trio.lowlevel.checkpoint()
+            return False
+        held = self.blobs.pop(mh, None) is not None
         self.stored_at_ms.pop(mh, None)
         await trio.lowlevel.checkpoint()
+        return held
 
     async def list_blobs(self) -> AsyncIterator[StoredBlob]:
         for mh in list(self.blobs):

@@ -63,7 +63,7 @@ import struct
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -788,6 +788,45 @@ class PackIndex:
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO packs (number) VALUES (?)", [(n,) for n in packs]
                 )
+
+    def freshen(self, entries: Sequence[tuple[bytes, Location]]) -> list[bool]:
+        """Date each blob's row anew, if it still points at that location: a put that
+        deduplicated against it stored it now, as far as garbage collection's grace is
+        concerned (see ``relay.store.base``). Whether each row was there.
+
+        Not synced on its own: it need not survive a crash that the put's own commit does
+        not, and the sync before that commit (a FULL transaction of this connection)
+        makes the WAL durable up to and including it."""
+        if not entries:
+            return []
+        with self._write_lock:
+            self._writer.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction():
+                    stored_at = now_ms()
+                    found = [
+                        self._writer.execute(
+                            "UPDATE blobs SET stored_at_ms = ?"
+                            " WHERE mh = ? AND pack = ? AND offset = ?",
+                            (stored_at, mh, location.pack, location.offset),
+                        ).rowcount
+                        == 1
+                        for mh, location in entries
+                    ]
+            finally:
+                self._writer.execute("PRAGMA synchronous=FULL")
+        return found
+
+    def remove_if_stored_before(self, mh: bytes, stored_before_ms: int) -> bool:
+        """Forget ``mh``, durably, only if it was last stored before ``stored_before_ms``:
+        decided in the transaction that deletes, so a put that freshened the row first
+        keeps it, and one that comes after finds it gone and writes the blob again."""
+        with self._write_lock:
+            with self._transaction():
+                deleted: int = self._writer.execute(
+                    "DELETE FROM blobs WHERE mh = ? AND stored_at_ms <= ?", (mh, stored_before_ms)
+                ).rowcount
+        return deleted == 1
 
     def remove(self, mhs: Iterable[bytes]) -> None:
         with self._write_lock:

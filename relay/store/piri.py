@@ -241,12 +241,14 @@ class PiriBlobStore:
             return False
         return True
 
-    async def delete(self, mh: bytes) -> None:
-        """Forget the blob here; piri keeps it (see the module docstring)."""
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
+        """Forget the blob here; piri keeps it (see the module docstring). Its age is
+        unknown (``list_blobs`` says so), so ``stored_before_ms`` cannot spare it."""
         await trio.lowlevel.checkpoint()
         self._puts.present.discard(mh)
         self._forget_cached(mh)
         self._forgotten.add(mh)
+        return True
 
     async def list_blobs(self) -> AsyncIterator[StoredBlob]:
         """What relay recorded storing here (see the module docstring), less what this

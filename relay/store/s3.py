@@ -54,13 +54,21 @@ Garbage collection. ``list_blobs`` pages through the prefix with ListObjectsV2 (
 a request), each blob's age its LastModified; objects under the prefix that are not blobs
 are skipped. ``delete`` removes the object, which frees its space at once (so
 ``reclaim_space`` has nothing to do), then runs ``on_deleted(mh)``, where relay forgets
-the blob's location claims.
+the blob's location claims. Several hosts share the bucket, and a collection on one sees
+only its own host's writes in flight, so a deduplicated put must restart the blob's age
+(``relay.store.base``): the HEAD that confirms a known blob also reads its Last-Modified,
+and an object older than ``FRESHEN_AFTER_SECONDS`` is uploaded again rather than trusted.
+Garbage collection's delete HEADs the object first and keeps one stored since the
+collection began. S3 has no delete conditional on age, so a put landing between that HEAD
+and the DELETE (one round trip) can still lose its object: a window of milliseconds in a
+collection, against the whole collection without the check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import email.utils
 import hashlib
 import html
 import re
@@ -106,6 +114,11 @@ OnStored = Callable[[bytes, str], Awaitable[None]]
 OnDeleted = Callable[[bytes], Awaitable[None]]
 
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+# A known blob whose object was last stored longer ago than this is uploaded again by a
+# put rather than trusted, so that its age restarts (see "Garbage collection"): well
+# under ``gc.grace_seconds`` (an hour by default), and long enough that a busy blob costs
+# one upload in ten minutes, not one a put.
+FRESHEN_AFTER_SECONDS: Final = 600.0
 _SHA2_256_PREFIX: Final = b"\x12\x20"
 _CONTENT_RANGE: Final = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
 _LISTED: Final = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
@@ -212,9 +225,16 @@ class S3BlobStore:
         )
 
     async def _still_holds(self, mh: bytes, size: int) -> bool:
-        """The put path's check: the object is there, with the blob's length."""
+        """The put path's check: the object is there, with the blob's length, and stored
+        recently enough that garbage collection on another host will not take it for old
+        (else it is uploaded again, which restarts its age)."""
         response = await self._request("HEAD", mh, [], b"", ok=(200, 404))
-        return response.status == 200 and response.header(b"content-length") == str(size).encode()
+        if response.status != 200 or response.header(b"content-length") != str(size).encode():
+            return False
+        stored_at_ms = _last_modified_ms(response)
+        if stored_at_ms is None:
+            return False
+        return time.time() - stored_at_ms / 1000 < FRESHEN_AFTER_SECONDS
 
     async def _upload(self, mh: bytes, data: bytes) -> None:
         if mh[:2] == _SHA2_256_PREFIX and len(mh) == 34:
@@ -301,12 +321,21 @@ class S3BlobStore:
         self._puts.present.discard(mh)
         return False
 
-    async def delete(self, mh: bytes) -> None:
+    async def delete(self, mh: bytes, *, stored_before_ms: int | None = None) -> bool:
+        if stored_before_ms is not None:
+            response = await self._request("HEAD", mh, [], b"", ok=(200, 404))
+            stored_at_ms = _last_modified_ms(response)
+            # Last-Modified counts whole seconds: the object may be up to 999 ms newer.
+            if response.status == 200 and (
+                stored_at_ms is None or stored_at_ms + 999 > stored_before_ms
+            ):
+                return False  # stored again since the collection began
         self._puts.present.discard(mh)
         await self._request("DELETE", mh, [], b"", ok=(200, 204, 404))
         self._puts.present.discard(mh)  # a get racing the delete may have re-added it
         if self._on_deleted is not None:
             await self._on_deleted(mh)
+        return True
 
     async def list_blobs(self) -> AsyncIterator[StoredBlob]:
         """Every blob object under the prefix, a ListObjectsV2 page at a time."""
@@ -525,3 +554,14 @@ async def open_s3_store(
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
+
+
+def _last_modified_ms(response: Response) -> int | None:
+    """The object's Last-Modified (an HTTP date, whole seconds) in ms, if it has one."""
+    value = response.header(b"last-modified")
+    if value is None:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(value.decode("latin-1")).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from relay.store.base import BlobNotFound, ReclaimReport, StoredBlob
@@ -261,3 +262,56 @@ async def test_a_read_that_looked_a_blob_up_before_its_pack_was_compacted_finds_
         finally:
             index.lookup_many = looked_up  # type: ignore[method-assign]
         assert store.statistics().blobs_forgotten == 0
+
+
+def age_every_row(root: Path) -> None:
+    """Date every index row as stored long ago, as if a day had passed."""
+    with sqlite3.connect(root / "index.sqlite") as db:
+        db.execute("UPDATE blobs SET stored_at_ms = 0")
+
+
+@pytest.mark.parametrize("size", [100, 200_000], ids=["staged", "written-through"])
+async def test_a_put_deduplicated_by_another_process_is_not_swept(
+    tmp_path: Path, size: int
+) -> None:
+    # Two processes on one data directory, as relay serve's workers are: the collector's
+    # own record of writes in flight cannot see the other's put, which re-uses an old
+    # unreachable blob, so the put must restart the blob's age, and the collection's
+    # delete (decided on the listing's age) must yield to it.
+    mh, data = make_blob(7, size)
+    async with (
+        open_disk_store(tmp_path, reserve_bytes=0) as collector,
+        open_disk_store(tmp_path, reserve_bytes=0) as writer,
+    ):
+        await writer.put(mh, data)
+        await writer.sync()
+        age_every_row(tmp_path)
+        [listed] = [blob async for blob in collector.list_blobs()]
+        assert listed.stored_at_ms == 0
+        collection_began_ms = time.time_ns() // 1_000_000 - 1
+        await writer.put(mh, data)  # deduplicated: no bytes written ...
+        await writer.sync()
+        assert writer.statistics().blobs_written == 1
+        # ... but stored again as far as any collection is concerned.
+        assert not await collector.delete(mh, stored_before_ms=collection_began_ms)
+        assert await collector.get(mh) == data
+        assert await writer.get(mh) == data
+
+
+@pytest.mark.parametrize("size", [100, 200_000], ids=["staged", "written-through"])
+async def test_a_put_after_a_collections_delete_stores_the_blob_again(
+    tmp_path: Path, size: int
+) -> None:
+    mh, data = make_blob(8, size)
+    async with (
+        open_disk_store(tmp_path, reserve_bytes=0) as collector,
+        open_disk_store(tmp_path, reserve_bytes=0) as writer,
+    ):
+        await writer.put(mh, data)
+        await writer.sync()
+        age_every_row(tmp_path)
+        assert await collector.delete(mh, stored_before_ms=time.time_ns() // 1_000_000)
+        await writer.put(mh, data)  # the row is gone: written again, not deduplicated
+        await writer.sync()
+        assert writer.statistics().blobs_written == 2
+        assert await collector.get(mh) == data

@@ -104,3 +104,19 @@ async def test_piri_lists_what_relay_recorded_less_what_it_forgot() -> None:
             await store.delete(recorded[0].multihash)
             assert set(await listed(store)) == {blob.multihash for blob in recorded[1:]}
             assert await store.reclaim_space() == ReclaimReport(0, 0, 0)
+
+
+async def test_a_collections_delete_spares_a_blob_stored_since_it_began(
+    damageable_store: BlobStore,
+) -> None:
+    mh = multihash.sha2_256(BLOBS[0])
+    await damageable_store.put(mh, BLOBS[0])
+    await damageable_store.sync()
+    stored_at_ms = (await listed(damageable_store))[mh].stored_at_ms
+    assert not await damageable_store.delete(mh, stored_before_ms=stored_at_ms - 1)
+    assert await damageable_store.get(mh) == BLOBS[0]
+    # A collection that began after the put deletes it (5 s past: an upstream's
+    # Last-Modified counts whole seconds, and its clock may run a little ahead).
+    assert await damageable_store.delete(mh, stored_before_ms=stored_at_ms + 5_000)
+    assert not await damageable_store.has(mh)
+    assert mh not in await listed(damageable_store)
