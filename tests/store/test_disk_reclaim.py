@@ -6,6 +6,8 @@ import hashlib
 import random
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -264,28 +266,32 @@ async def test_a_read_that_looked_a_blob_up_before_its_pack_was_compacted_finds_
         assert store.statistics().blobs_forgotten == 0
 
 
-def age_every_row(root: Path) -> None:
-    """Date every index row as stored long ago, as if a day had passed."""
-    with sqlite3.connect(root / "index.sqlite") as db:
-        db.execute("UPDATE blobs SET stored_at_ms = 0")
+@asynccontextmanager
+async def an_old_blob_in_two_processes(
+    root: Path, mh: bytes, data: bytes
+) -> AsyncIterator[tuple[DiskBlobStore, DiskBlobStore]]:
+    """A collector and a writer on one data directory, as relay serve's workers are,
+    holding one blob stored long ago (its index row dated as if a day had passed)."""
+    async with (
+        open_disk_store(root, reserve_bytes=0) as collector,
+        open_disk_store(root, reserve_bytes=0) as writer,
+    ):
+        await writer.put(mh, data)
+        await writer.sync()
+        with sqlite3.connect(root / "index.sqlite") as db:
+            db.execute("UPDATE blobs SET stored_at_ms = 0")
+        yield collector, writer
 
 
 @pytest.mark.parametrize("size", [100, 200_000], ids=["staged", "written-through"])
 async def test_a_put_deduplicated_by_another_process_is_not_swept(
     tmp_path: Path, size: int
 ) -> None:
-    # Two processes on one data directory, as relay serve's workers are: the collector's
-    # own record of writes in flight cannot see the other's put, which re-uses an old
-    # unreachable blob, so the put must restart the blob's age, and the collection's
-    # delete (decided on the listing's age) must yield to it.
+    # The collector's own record of writes in flight cannot see the other process's put,
+    # which re-uses an old unreachable blob, so the put must restart the blob's age, and
+    # the collection's delete (decided on the listing's age) must yield to it.
     mh, data = make_blob(7, size)
-    async with (
-        open_disk_store(tmp_path, reserve_bytes=0) as collector,
-        open_disk_store(tmp_path, reserve_bytes=0) as writer,
-    ):
-        await writer.put(mh, data)
-        await writer.sync()
-        age_every_row(tmp_path)
+    async with an_old_blob_in_two_processes(tmp_path, mh, data) as (collector, writer):
         [listed] = [blob async for blob in collector.list_blobs()]
         assert listed.stored_at_ms == 0
         collection_began_ms = time.time_ns() // 1_000_000 - 1
@@ -303,13 +309,7 @@ async def test_a_put_after_a_collections_delete_stores_the_blob_again(
     tmp_path: Path, size: int
 ) -> None:
     mh, data = make_blob(8, size)
-    async with (
-        open_disk_store(tmp_path, reserve_bytes=0) as collector,
-        open_disk_store(tmp_path, reserve_bytes=0) as writer,
-    ):
-        await writer.put(mh, data)
-        await writer.sync()
-        age_every_row(tmp_path)
+    async with an_old_blob_in_two_processes(tmp_path, mh, data) as (collector, writer):
         assert await collector.delete(mh, stored_before_ms=time.time_ns() // 1_000_000)
         await writer.put(mh, data)  # the row is gone: written again, not deduplicated
         await writer.sync()
