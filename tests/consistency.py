@@ -555,9 +555,11 @@ class _Client:
             value = ABSENT
             status, _ = _request(lambda: self.client.delete_object(Bucket=bucket, Key=key))
         elif kind == "get":
-            status, response = _request(lambda: self.client.get_object(Bucket=bucket, Key=key))
+            # The body is read inside the request: a host killed mid-body leaves the GET
+            # unanswered, like one killed before its status line.
+            status, response = _request(lambda: self._get_whole(bucket, key))
             if status == 200:
-                value = response["Body"].read().decode()
+                value = response["Body"]
                 self.etags[key] = str(response["ETag"]).strip('"')
             elif status == 404:
                 value = ABSENT
@@ -585,6 +587,10 @@ class _Client:
             )
         )
         return status is not None and status not in (NOT_SENT, 503)
+
+    def _get_whole(self, bucket: str, key: str) -> dict[str, Any]:
+        response: dict[str, Any] = self.client.get_object(Bucket=bucket, Key=key)
+        return {**response, "Body": response["Body"].read().decode()}
 
     def run(self, stop: threading.Event | None) -> None:
         kinds = list(OPERATION_WEIGHTS)

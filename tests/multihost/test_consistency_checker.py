@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 import pytest
-from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, _request, check
+from consistency import ABSENT, NOT_SENT, CommitEntry, Operation, Plan, _Client, _request, check
 
 
 def md5(value: str) -> str:
@@ -231,3 +231,23 @@ def test_a_connection_error_is_unanswered_never_unsent() -> None:
 
     assert _request(cut_off)[0] is None
     assert _request(refused)[0] is None
+
+
+def test_a_get_whose_body_is_cut_off_is_unanswered() -> None:
+    # A host killed after a GET's status line but before its body: the read is as
+    # unanswered as one killed earlier, recorded, never an error out of the workload.
+    from botocore.exceptions import ResponseStreamingError
+
+    class CutBody:
+        def read(self) -> bytes:
+            raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+
+    class Client:
+        def get_object(self, **_: Any) -> dict[str, Any]:
+            return {"Body": CutBody(), "ETag": '"e"', "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    recorded: list[Operation] = []
+    client = _Client("c0", "h1", Client(), Plan({"h1": "http://h1"}, "b"), recorded.append)
+    assert not client.one("get", "k0")
+    [operation] = recorded
+    assert (operation.status, operation.value) == (None, None)
