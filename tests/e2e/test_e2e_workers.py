@@ -2,8 +2,8 @@
 
 Which worker answered a request is read from the request log (``worker=SLOT``, found by
 the request id the client got). A boto3 client with one pooled connection keeps talking
-to the worker that accepted that connection, so ``client_on_worker`` pins a client to a
-worker by opening connections until one lands there.
+to the worker that accepted that connection, so ``clients_on_workers`` pins clients to
+workers by opening bursts of connections until one lands on each.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,10 +29,10 @@ import pytest
 from e2e_helpers import RelayProcess, boto_client, start_relay, stop_relay
 
 WORKERS = 3
-# How long fresh connections are tried until one reaches a given worker: each accept is a
-# race the kernel's scheduler decides, and on a loaded machine a worker still opening its
-# storage, or busy, can lose it for seconds at a time.
+# How long bursts of fresh connections are tried until one reaches each worker wanted
+# (see ``pinned_clients``).
 PIN_TIMEOUT_SECONDS = 60.0
+PIN_BURST = 6
 LOG_TIMEOUT_SECONDS = 15.0
 EXIT_TIMEOUT_SECONDS = 30.0
 MIB = 1 << 20
@@ -51,25 +52,45 @@ def request_worker(relay: RelayProcess, request_id: str) -> str:
     raise AssertionError(f"no request line for {request_id}:\n{relay.log()[-3000:]}")
 
 
-def pinned_client(relay: RelayProcess) -> tuple[Any, str]:
-    """A boto3 client on one keep-alive connection, and the worker that connection reached."""
-    client = boto_client(relay, max_pool_connections=1)
-    answer = client.list_buckets()
-    return client, request_worker(relay, answer["ResponseMetadata"]["RequestId"])
+def pinned_clients(relay: RelayProcess) -> list[tuple[Any, str]]:
+    """``PIN_BURST`` boto3 clients, each on one keep-alive connection, and the worker each
+    connection reached. The connections are made at once: one at a time, they tend to
+    reach the same worker or two (which woken worker accepts first is the scheduler's
+    choice, and it often chooses the same way; 60 sequential connections reached only
+    two of three workers on an idle machine), while a burst spreads over the workers
+    (a worker busy accepting or answering one leaves the next to another)."""
+    clients = [boto_client(relay, max_pool_connections=1) for _ in range(PIN_BURST)]
+    with ThreadPoolExecutor(PIN_BURST) as pool:
+        answers = list(pool.map(lambda client: client.list_buckets(), clients))
+    return [
+        (client, request_worker(relay, answer["ResponseMetadata"]["RequestId"]))
+        for client, answer in zip(clients, answers, strict=True)
+    ]
+
+
+def clients_on_workers(relay: RelayProcess, workers: Sequence[str]) -> list[Any]:
+    """A client pinned to each of ``workers``, in that order."""
+    wanted = set(workers)
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + PIN_TIMEOUT_SECONDS
+    bursts = 0
+    while wanted - set(found) and time.monotonic() < deadline:
+        bursts += 1
+        for client, reached in pinned_clients(relay):
+            if reached in wanted and reached not in found:
+                found[reached] = client
+            else:
+                client.close()
+    missing = sorted(wanted - set(found))
+    assert not missing, (
+        f"no connection reached workers {missing} in {PIN_TIMEOUT_SECONDS:g} s"
+        f" ({bursts} bursts of {PIN_BURST})"
+    )
+    return [found[worker] for worker in workers]
 
 
 def client_on_worker(relay: RelayProcess, worker: str) -> Any:
-    deadline = time.monotonic() + PIN_TIMEOUT_SECONDS
-    attempts = 0
-    while time.monotonic() < deadline:
-        client, reached = pinned_client(relay)
-        attempts += 1
-        if reached == worker:
-            return client
-        client.close()
-    raise AssertionError(
-        f"no connection reached worker {worker} in {PIN_TIMEOUT_SECONDS:g} s ({attempts} attempts)"
-    )
+    return clients_on_workers(relay, [worker])[0]
 
 
 def worker_pids(relay: RelayProcess) -> list[int]:
@@ -179,13 +200,9 @@ def test_every_worker_answers_on_the_one_port(workers_relay: RelayProcess) -> No
     pids = worker_pids(workers_relay)
     assert len(pids) == WORKERS
     assert workers_relay.process.pid not in pids  # a supervisor and its workers
-    seen: set[str] = set()
-    deadline = time.monotonic() + PIN_TIMEOUT_SECONDS
-    while len(seen) < WORKERS and time.monotonic() < deadline:
-        client, worker = pinned_client(workers_relay)
+    slots = [str(slot) for slot in range(1, WORKERS + 1)]
+    for client in clients_on_workers(workers_relay, slots):
         client.close()
-        seen.add(worker)
-    assert seen == {str(slot) for slot in range(1, WORKERS + 1)}
 
 
 def admin_get(relay: RelayProcess, path: str) -> tuple[int, str]:
@@ -201,8 +218,8 @@ def admin_get(relay: RelayProcess, path: str) -> tuple[int, str]:
 
 
 def test_the_admin_listener_answers_for_every_worker(workers_relay: RelayProcess) -> None:
-    for slot in ("1", "2", "3"):
-        client_on_worker(workers_relay, slot).list_buckets()
+    for client in clients_on_workers(workers_relay, ("1", "2", "3")):
+        client.list_buckets()
     assert admin_get(workers_relay, "/health/live") == (200, "live\n")
     assert admin_get(workers_relay, "/health/ready") == (200, f"ready: {WORKERS} workers\n")
     status, exposition = admin_get(workers_relay, "/metrics")
@@ -215,7 +232,7 @@ def test_the_admin_listener_answers_for_every_worker(workers_relay: RelayProcess
 
 
 def test_different_buckets_written_from_two_workers(workers_relay: RelayProcess) -> None:
-    first, second = client_on_worker(workers_relay, "1"), client_on_worker(workers_relay, "2")
+    first, second = clients_on_workers(workers_relay, ("1", "2"))
     written: dict[str, set[str]] = {"from-worker-1": set(), "from-worker-2": set()}
     first.create_bucket(Bucket="from-worker-1")
     second.create_bucket(Bucket="from-worker-2")
@@ -251,7 +268,8 @@ def test_different_buckets_written_from_two_workers(workers_relay: RelayProcess)
 def test_multipart_parts_on_different_workers_complete_on_another(
     workers_relay: RelayProcess,
 ) -> None:
-    on = {slot: client_on_worker(workers_relay, slot) for slot in ("1", "2", "3")}
+    slots = ("1", "2", "3")
+    on = dict(zip(slots, clients_on_workers(workers_relay, slots), strict=True))
     bucket, key = "multipart-across-workers", "big"
     on["1"].create_bucket(Bucket=bucket)
     upload = on["1"].create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
@@ -277,7 +295,7 @@ def test_multipart_parts_on_different_workers_complete_on_another(
 def test_one_bucket_written_from_two_workers(tmp_path: Path) -> None:
     relay = start_relay(tmp_path, workers=2)
     try:
-        first, second = client_on_worker(relay, "1"), client_on_worker(relay, "2")
+        first, second = clients_on_workers(relay, ("1", "2"))
         bucket = "one-bucket-two-workers"
         first.create_bucket(Bucket=bucket)
         keys = []
@@ -302,7 +320,7 @@ def test_two_workers_writing_one_bucket_at_once_lose_nothing_and_race_fairly(
     winner, and the commit log is one line."""
     relay = start_relay(tmp_path, workers=2)
     try:
-        clients = [client_on_worker(relay, "1"), client_on_worker(relay, "2")]
+        clients = clients_on_workers(relay, ("1", "2"))
         bucket = "one-bucket-at-once"
         clients[0].create_bucket(Bucket=bucket)
         errors: list[BaseException] = []
@@ -350,7 +368,7 @@ def test_two_workers_writing_one_bucket_at_once_lose_nothing_and_race_fairly(
 
 
 def test_a_write_on_one_worker_is_read_on_another(workers_relay: RelayProcess) -> None:
-    first, second = client_on_worker(workers_relay, "1"), client_on_worker(workers_relay, "2")
+    first, second = clients_on_workers(workers_relay, ("1", "2"))
     bucket = "read-after-write-across-workers"
     first.create_bucket(Bucket=bucket)
     second.head_bucket(Bucket=bucket)  # worker 2 now holds the bucket's empty root
